@@ -1,0 +1,22 @@
+"""sqnxt-compiler: a SqueezeNext-aware deep-learning compiler on Apache TVM (Relax + TensorIR)."""
+
+__version__ = "0.1.0"
+
+from .errors import SqnxtError  # noqa: E402
+
+
+def compile(*args, **kwargs):  # noqa: A001
+    """See `sqnxt_compiler.compiler.compile` (imported lazily: `load` must work with the TVM runtime only)."""
+    from .compiler import compile as _compile
+
+    return _compile(*args, **kwargs)
+
+
+def load(*args, **kwargs):
+    """See `sqnxt_compiler.runtime.load`."""
+    from .runtime import load as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["SqnxtError", "compile", "load", "__version__"]

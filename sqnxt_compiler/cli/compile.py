@@ -1,0 +1,100 @@
+"""`sqnxt-compile`: compile an ONNX model (or a built-in one) into a shared library for a target."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import SqnxtError
+from .common import entry_point, print_prediction, random_inputs
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sqnxt-compile", description=__doc__)
+    p.add_argument("onnx", nargs="?", help="path of the ONNX model to compile")
+    p.add_argument("--model", help="compile a built-in zoo model instead (see `sqnxt-zoo list`)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of a built-in model")
+    p.add_argument("--resolution", type=int, help="input size of a built-in model (default: its own)")
+    p.add_argument("--target", default="host", help="target name or path of a target .toml (default: host)")
+    p.add_argument("-o", "--output", help="output library path (default: <model>_<target>.so)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="fix the shape of an input with dynamic dimensions (repeatable)")
+    p.add_argument("--tuning-log", metavar="DIR", help="apply tuning records written by sqnxt-tune")
+    p.add_argument("--dump-ir", metavar="DIR", help="write the module after every pipeline phase into DIR")
+    p.add_argument("--explain", action="store_true", help="print what each pipeline phase did")
+    p.add_argument("--run", action="store_true",
+                   help="after building, load the library, run it once, print top-5 and latency, and check "
+                        "the output against ONNX Runtime when it is installed")
+    p.add_argument("--repeat", type=int, default=20, help="timed runs for --run (default: 20)")
+    p.add_argument("--list-targets", action="store_true", help="list the built-in targets and exit")
+    p.add_argument("--list-ops", action="store_true", help="list the supported ONNX operators and exit")
+    return p
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list_targets:
+        from ..target import known_targets, load_target
+
+        for name in known_targets():
+            print(f"{name:12s} {load_target(name).description}")
+        return 0
+    if args.list_ops:
+        from ..frontend import supported_operators
+
+        print(" ".join(supported_operators()))
+        return 0
+    if bool(args.onnx) == bool(args.model):
+        raise SqnxtError("give either an ONNX file or --model NAME (see `sqnxt-zoo list`)")
+
+    from ..compiler import compile as compile_model
+    from ..frontend import load_onnx, parse_input_shapes
+    from ..models import build_model
+
+    model = build_model(args.model, args.batch, args.resolution) if args.model else load_onnx(args.onnx)
+    result = compile_model(model, target=args.target, output=args.output,
+                           input_shapes=parse_input_shapes(args.input_shape), tuning_log=args.tuning_log,
+                           dump_ir=args.dump_ir)
+    shapes = ", ".join(f"{i.name}{list(i.shape)}" for i in result.inputs)
+    llvm = result.target.llvm
+    print(f"wrote {result.library} (target {result.target.name}: {llvm.get('mtriple', 'host')} {llvm.get('mcpu', '')}; "
+          f"inputs {shapes}) and {result.sidecar}")
+    if args.explain:
+        _explain(result.notes)
+    if args.run:
+        _run_and_check(result, model, args.repeat)
+    return 0
+
+
+def _explain(notes: dict[str, list[str]]) -> None:
+    from ..pipeline import PHASES
+
+    for phase in PHASES:
+        print(f"[{phase.name}] {phase.doc}")
+        for line in notes.get(phase.name, []):
+            print(f"    {line}")
+
+
+def _run_and_check(result, model, repeat: int) -> None:
+    from ..runtime import load
+    from ..verify import onnxruntime_available, reference_outputs, relative_error
+
+    if result.target.is_cross:
+        print(f"--run: {result.library} is built for {result.target.triple}; copy it to the board and use "
+              "sqnxt-run there", file=sys.stderr)
+        return
+    loaded = load(result.library)
+    inputs = random_inputs([i.shape for i in result.inputs], [i.dtype for i in result.inputs])
+    outputs = loaded.run(*inputs)
+    latencies = [t * 1e3 for t in loaded.benchmark(*inputs, repeat=repeat)]
+    print_prediction(outputs, latencies)
+    if onnxruntime_available():
+        expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})
+        error = max(relative_error(a, e) for a, e in zip(outputs, expected))
+        verdict = "OK" if error <= 1e-4 else "MISMATCH"
+        print(f"check vs ONNX Runtime: max relative error {error:.2e} ({verdict}, bound 1e-4)")
+        if error > 1e-4:
+            raise SqnxtError(f"compiled output differs from ONNX Runtime (relative error {error:.2e} > 1e-4)")
+    else:
+        print("check vs ONNX Runtime: skipped (pip install onnxruntime to enable it)")

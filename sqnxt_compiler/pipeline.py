@@ -1,0 +1,94 @@
+"""The compilation pipeline as a list of named phases, with an IR dump and an explanation after each."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import tvm
+from tvm import relax
+
+from .passes import FoldBatchNorm
+from .target import TargetSpec
+
+
+@dataclass
+class CompileContext:
+    """What every phase may read: the target and the user's options; `notes` collects the explanation."""
+
+    target_spec: TargetSpec
+    tuning_log: Path | None = None
+    dump_dir: Path | None = None
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def target(self) -> tvm.target.Target:
+        return self.target_spec.tvm_target()
+
+    def note(self, phase: str, line: str) -> None:
+        self.notes.setdefault(phase, []).append(line)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    run: Callable[[tvm.IRModule, CompileContext], tvm.IRModule]
+    doc: str
+
+
+def _sequential(*passes: tvm.transform.Pass) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
+    def run(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+        with ctx.target:
+            return tvm.transform.Sequential(list(passes))(mod)
+
+    return run
+
+
+def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    from .schedules import apply_default_schedules
+
+    return apply_default_schedules(mod, ctx)
+
+
+def _lower_to_vm(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    target = ctx.target
+    with target:
+        return tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(mod)
+
+
+PHASES: list[Phase] = [
+    Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
+    Phase("legalize", _sequential(relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+                                  relax.transform.FoldConstant()), "lower graph ops to TensorIR"),
+    Phase("fuse_operators", _sequential(relax.transform.FuseOps(), relax.transform.FuseTIR()),
+          "fuse elementwise epilogues into their producers"),
+    Phase("schedule", _schedule, "tuned records, then default WS/OS schedules"),
+    Phase("lower_to_vm", _lower_to_vm, "memory planning and VM lowering"),
+]
+
+
+def operator_counts(mod: tvm.IRModule) -> Counter:
+    """How many calls of each Relax operator / TIR kernel the main function makes."""
+    text = mod["main"].script() if "main" in mod.get_global_vars_names() else ""
+    counts = Counter(re.findall(r"R\.(nn\.\w+|\w+)\(", text))
+    counts.update(f"call_tir:{m}" for m in re.findall(r"R\.call_tir\(cls\.(\w+?)(?:\d*),", text))
+    for noise in ("Tensor", "Tuple", "dataflow", "output", "func_attr", "const", "call_tir", "shape"):
+        counts.pop(noise, None)
+    return counts
+
+
+def run_pipeline(mod: tvm.IRModule, ctx: CompileContext, phases: list[Phase] | None = None) -> tvm.IRModule:
+    """Run `phases` (default: PHASES) in order, dumping the module after each when asked."""
+    if ctx.dump_dir is not None:
+        ctx.dump_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.dump_dir / "00_import.py").write_text(mod.script())
+    for index, phase in enumerate(phases if phases is not None else PHASES, start=1):
+        mod = phase.run(mod, ctx)
+        if ctx.dump_dir is not None:
+            (ctx.dump_dir / f"{index:02d}_{phase.name}.py").write_text(mod.script())
+    return mod

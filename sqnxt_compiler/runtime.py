@@ -1,0 +1,104 @@
+"""Load a compiled library with the stock TVM runtime and run it (no compiler imports: works on boards)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SqnxtError
+
+
+@dataclass
+class LoadedModel:
+    """A compiled model ready to run: `run(*inputs)` returns a list of numpy outputs."""
+
+    path: Path
+    meta: dict
+    _vm: object
+    _device: object
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(i["shape"]) for i in self.meta.get("inputs", [])]
+
+    def _to_device(self, arrays: tuple[np.ndarray, ...]) -> list:
+        import tvm
+
+        expected = self.meta.get("inputs")
+        if expected is not None:
+            if len(arrays) != len(expected):
+                raise SqnxtError(f"{self.path.name} takes {len(expected)} input(s), got {len(arrays)}")
+            for array, info in zip(arrays, expected):
+                if tuple(array.shape) != tuple(info["shape"]):
+                    raise SqnxtError(f"input '{info['name']}' must have shape {tuple(info['shape'])}, "
+                                     f"got {tuple(array.shape)}")
+            arrays = tuple(np.ascontiguousarray(a, dtype=i["dtype"]) for a, i in zip(arrays, expected))
+        return [tvm.runtime.tensor(a, self._device) for a in arrays]
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        result = self._vm["main"](*self._to_device(inputs))
+        return _flatten(result)
+
+    def benchmark(self, *inputs: np.ndarray, repeat: int = 20, warmup: int = 3) -> list[float]:
+        """Per-run latencies in seconds (the caller takes the median)."""
+        args = self._to_device(inputs)
+        for _ in range(warmup):
+            self._vm["main"](*args)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            self._vm["main"](*args)
+            times.append(time.perf_counter() - start)
+        return times
+
+
+def _flatten(result) -> list[np.ndarray]:
+    if hasattr(result, "numpy"):
+        return [result.numpy()]
+    return [array for item in result for array in _flatten(item)]
+
+
+def read_sidecar(library: str | os.PathLike) -> dict:
+    path = Path(f"{library}.json")
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise SqnxtError(f"metadata file '{path}' is corrupt; recompile the model or delete it") from None
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
+    """Load a library written by `sqnxt_compiler.compile` with `tvm.runtime.load_module`."""
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    library = Path(path)
+    if not library.is_file():
+        raise SqnxtError(f"library '{library}' does not exist")
+    try:
+        module = tvm.runtime.load_module(str(library))
+    except Exception as err:  # a foreign-architecture or damaged file; say which, in one line
+        lines = str(err).strip().splitlines()
+        raise SqnxtError(f"cannot load '{library}' on this machine: {lines[-1] if lines else err}") from None
+    dev = tvm.device(device)
+    return LoadedModel(library, read_sidecar(library), VirtualMachine(module, dev), dev)
+
+
+def median_ms(times: list[float]) -> float:
+    return statistics.median(times) * 1e3
+
+
+def top_k(logits: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
+    """Top-k (class, probability) of the first batch element, softmax over the last axis."""
+    row = np.asarray(logits, dtype=np.float64).reshape(logits.shape[0], -1)[0]
+    probs = np.exp(row - row.max())
+    probs /= probs.sum()
+    order = np.argsort(-probs)[:k]
+    return [(int(i), float(probs[i])) for i in order]
