@@ -27,6 +27,9 @@ def entry_point(body: Callable[[list[str] | None], int | None]) -> Callable[[lis
         except SqnxtError as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_USER_ERROR
+        except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -30,6 +30,7 @@ class GraphBuilder:
     (BatchNorm statistics are excluded, as in the SqueezeNext paper's tables)."""
 
     seed: int = 0
+    opset: int = OPSET
     nodes: list = field(default_factory=list)
     initializers: list = field(default_factory=list)
     params: int = 0
@@ -123,9 +124,12 @@ class GraphBuilder:
         oh = int(rounding((h + 2 * pad - kernel) / stride)) + 1
         ow = int(rounding((w + 2 * pad - kernel) / stride)) + 1
         out = Tensor(self.fresh(op.lower()), (n, c, oh, ow))
+        attrs = {"ceil_mode": int(ceil)} if ceil or self.opset >= 10 else {}  # ceil_mode exists from opset 10
+        if ceil and self.opset < 10:
+            raise ValueError(f"{op} with ceil_mode needs opset >= 10 (builder has {self.opset})")
         self.nodes.append(
             helper.make_node(op, [x.name], [out.name], kernel_shape=[kernel, kernel], strides=[stride, stride],
-                             pads=[pad] * 4, ceil_mode=int(ceil))
+                             pads=[pad] * 4, **attrs)
         )
         return out
 
@@ -139,10 +143,19 @@ class GraphBuilder:
         self.nodes.append(helper.make_node("Flatten", [x.name], [out.name], axis=1))
         return out
 
+    def constant_scale(self, x: Tensor, value: float) -> Tensor:
+        """x * c with c from a Constant node (exporters emit these for scalars)."""
+        const = Tensor(self.fresh("const"), ())
+        self.nodes.append(helper.make_node("Constant", [], [const.name],
+                                           value=numpy_helper.from_array(np.array(value, np.float32))))
+        out = Tensor(self.fresh("mul"), x.shape)
+        self.nodes.append(helper.make_node("Mul", [x.name, const.name], [out.name]))
+        return out
+
     def reshape_flat(self, x: Tensor) -> Tensor:
-        """Flatten the way PyTorch exporters do it: Reshape to (N, -1) with a constant shape input."""
+        """Flatten the way exporters do it: Reshape with a constant shape [0, -1] (0 keeps the batch dim)."""
         shape = self.fresh("shape")
-        self.initializers.append(numpy_helper.from_array(np.array([x.shape[0], -1], dtype=np.int64), shape))
+        self.initializers.append(numpy_helper.from_array(np.array([0, -1], dtype=np.int64), shape))
         out = Tensor(self.fresh("reshape"), (x.shape[0], int(np.prod(x.shape[1:]))))
         self.nodes.append(helper.make_node("Reshape", [x.name, shape], [out.name]))
         return out
@@ -173,7 +186,7 @@ class GraphBuilder:
             [helper.make_tensor_value_info(y.name, TensorProto.FLOAT, list(y.shape))],
             self.initializers,
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                                   producer_name="sqnxt-compiler-zoo", doc_string=doc)
         model.ir_version = 8
         meta = model.metadata_props
