@@ -50,6 +50,12 @@ def _sequential(*passes: tvm.transform.Pass) -> Callable[[tvm.IRModule, CompileC
 def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .schedules import apply_default_schedules
 
+    if ctx.tuning_log is not None:
+        from .tuning.apply import apply_tuning_log
+
+        mod, lines = apply_tuning_log(mod, ctx.tuning_log, ctx.target_spec)
+        for line in lines:
+            ctx.note("schedule", line)
     return apply_default_schedules(mod, ctx)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -22,6 +24,7 @@ def entry_point(body: Callable[[list[str] | None], int | None]) -> Callable[[lis
 
     @functools.wraps(body)
     def main(argv: list[str] | None = None) -> int:
+        warnings.formatwarning = _one_line_warning
         try:
             return body(argv) or 0
         except SqnxtError as err:
@@ -42,6 +45,35 @@ def entry_point(body: Callable[[list[str] | None], int | None]) -> Callable[[lis
             return EXIT_INTERNAL_ERROR
 
     return main
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model to work on: an ONNX file, or a built-in zoo model at a chosen batch and resolution."""
+    parser.add_argument("onnx", nargs="?", help="path of the ONNX model")
+    parser.add_argument("--model", help="use a built-in zoo model instead (see `sqnxt-zoo list`)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of a built-in model")
+    parser.add_argument("--resolution", type=int, help="input size of a built-in model (default: its own)")
+    parser.add_argument("--target", default="host", help="target name or path of a target .toml (default: host)")
+    parser.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                        help="fix the shape of an input with dynamic dimensions (repeatable)")
+
+
+def model_from_arguments(args: argparse.Namespace):
+    """The ONNX model `add_model_arguments` describes, and a short name for it (for default file names)."""
+    from pathlib import Path
+
+    from ..frontend import load_onnx
+    from ..models import build_model
+
+    if bool(args.onnx) == bool(args.model):
+        raise SqnxtError("give either an ONNX file or --model NAME (see `sqnxt-zoo list`)")
+    if args.model:
+        return build_model(args.model, args.batch, args.resolution), args.model
+    return load_onnx(args.onnx), Path(args.onnx).stem
 
 
 def load_npy(path: str) -> np.ndarray:

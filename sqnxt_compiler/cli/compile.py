@@ -6,19 +6,13 @@ import argparse
 import sys
 
 from ..errors import SqnxtError
-from .common import entry_point, print_prediction, random_inputs
+from .common import add_model_arguments, entry_point, model_from_arguments, print_prediction, random_inputs
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sqnxt-compile", description=__doc__)
-    p.add_argument("onnx", nargs="?", help="path of the ONNX model to compile")
-    p.add_argument("--model", help="compile a built-in zoo model instead (see `sqnxt-zoo list`)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of a built-in model")
-    p.add_argument("--resolution", type=int, help="input size of a built-in model (default: its own)")
-    p.add_argument("--target", default="host", help="target name or path of a target .toml (default: host)")
+    add_model_arguments(p)
     p.add_argument("-o", "--output", help="output library path (default: <model>_<target>.so)")
-    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
-                   help="fix the shape of an input with dynamic dimensions (repeatable)")
     p.add_argument("--tuning-log", metavar="DIR", help="apply tuning records written by sqnxt-tune")
     p.add_argument("--dump-ir", metavar="DIR", help="write the module after every pipeline phase into DIR")
     p.add_argument("--explain", action="store_true", help="print what each pipeline phase did")
@@ -45,14 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(" ".join(supported_operators()))
         return 0
-    if bool(args.onnx) == bool(args.model):
-        raise SqnxtError("give either an ONNX file or --model NAME (see `sqnxt-zoo list`)")
-
     from ..compiler import compile as compile_model
-    from ..frontend import load_onnx, parse_input_shapes
-    from ..models import build_model
+    from ..frontend import parse_input_shapes
 
-    model = build_model(args.model, args.batch, args.resolution) if args.model else load_onnx(args.onnx)
+    model, _ = model_from_arguments(args)
     result = compile_model(model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), tuning_log=args.tuning_log,
                            dump_ir=args.dump_ir)

@@ -1,0 +1,129 @@
+"""`sqnxt-tune`: autotune a model's kernels for a target (this machine, or boards behind a TVM RPC tracker)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import add_model_arguments, entry_point, model_from_arguments
+
+DEFAULT_LOG_ROOT = Path("tuning_logs")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sqnxt-tune", description=__doc__,
+        epilog="The log is TVM's JSON database; interrupt at any time and re-run the same command to continue.")
+    add_model_arguments(p)
+    p.add_argument("--trials", type=int, default=2000,
+                   help="measured trials the log should hold in total for this model (default: 2000)")
+    p.add_argument("--log", metavar="DIR", help="tuning log folder (default: tuning_logs/<model>/<target>)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on boards registered with this TVM RPC tracker")
+    p.add_argument("--rpc-key", help="the key the boards registered with (with --rpc-tracker)")
+    p.add_argument("--space", choices=("ours", "generic"), default="ours",
+                   help="design spaces: our WS/OS schedule families (default) or meta_schedule's generic one")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the search")
+    p.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
+    return p
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ..frontend import parse_input_shapes
+    from ..target import load_target
+    from ..tuning import tune
+    from ..tuning.measure import RpcOptions
+
+    model, model_name = model_from_arguments(args)
+    spec = load_target(args.target)
+    rpc = RpcOptions.parse(args.rpc_tracker, args.rpc_key or "") if args.rpc_tracker else None
+    log_dir = Path(args.log) if args.log else DEFAULT_LOG_ROOT / model_name / spec.name
+    display = _JsonLines() if args.json else _LiveTable(args.trials)
+    try:
+        with display:
+            report = tune(model, spec, log_dir, args.trials, rpc=rpc, input_shapes=parse_input_shapes(args.input_shape),
+                          space=args.space, seed=args.seed, model_name=model_name, on_progress=display.update)
+    except KeyboardInterrupt:
+        print(f"interrupted: the measured trials are saved in {log_dir}; re-run the same command to continue",
+              file=sys.stderr)
+        raise
+    display.summary(report)
+    return 0
+
+
+class _JsonLines:
+    def __enter__(self) -> "_JsonLines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, event: dict) -> None:
+        print(json.dumps(event), flush=True)
+
+    def summary(self, report) -> None:
+        print(json.dumps({"event": "summary", **report.to_json()}, default=str), flush=True)
+
+
+class _LiveTable:
+    """A rich live view: overall progress, then the heaviest tasks with their best latency so far."""
+
+    def __init__(self, trials: int) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.trials = trials
+        self.live = None
+        self.latest: dict = {}
+
+    def __enter__(self) -> "_LiveTable":
+        from rich.live import Live
+
+        self.live = Live(console=self.console, refresh_per_second=2, transient=True)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.__exit__(*exc)
+
+    def update(self, event: dict) -> None:
+        from rich.text import Text
+
+        self.latest = event
+        estimate = event["estimated_latency_ms"]
+        eta = event["eta_s"]
+        self.live.update(Text(
+            f"trials {event['trials_done']}/{event['trials_budget']} ({event['failed']} failed)  "
+            f"tasks timed {event['tasks_timed']}/{event['tasks_total']}  "
+            f"est. latency {'-' if estimate is None else f'{estimate:.3f} ms'}  "
+            f"last: {event['task']} best {_ms(event['task_best_ms'])}  "
+            f"time left {'-' if eta is None else f'{eta / 60:.1f} min'}"))
+
+    def summary(self, report) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"sqnxt-tune {report.target}: {report.log_dir}")
+        for column in ("task", "x", "MMACs", "trials", "best", "GFLOP/s", "space"):
+            table.add_column(column, justify="left" if column in ("task", "space") else "right")
+        for task in report.tasks:
+            gflops = task.best_gflops
+            table.add_row(task.name, str(task.occurrences), f"{task.macs / 1e6:.2f}", str(task.trials),
+                          _ms(task.best_s * 1e3 if task.best_s else None),
+                          "-" if gflops is None else f"{gflops:.1f}", task.space or "-")
+        self.console.print(table)
+        estimate = report.estimated_latency_ms
+        self.console.print(
+            f"trials: {report.trials_before} from the log + {report.trials_run} now in {report.wall_s:.0f} s; "
+            f"estimated latency (sum of tuned kernels) {'-' if estimate is None else f'{estimate:.3f} ms'}; "
+            f"cost model ranked {report.model_predictions} candidates "
+            f"({report.random_predictions} scored at random during warm-up)")
+        for note in report.notes:
+            self.console.print(f"note: {note}")
+        self.console.print(f"apply with: sqnxt-compile ... --target {report.target} --tuning-log {report.log_dir}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f} ms"

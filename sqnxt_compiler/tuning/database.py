@@ -1,0 +1,108 @@
+"""The tuning log: TVM's own JSON database, checked and repaired on open so an interrupted run resumes.
+
+meta_schedule appends one JSON line per workload and per measured record. A run killed mid-write can leave
+a truncated last line, which JSONDatabase would refuse to load; we drop such lines (with a warning),
+renumber the records of any workload dropped with them, and rewrite the files atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import SqnxtError
+
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
+
+
+class TuningLogWarning(UserWarning):
+    """Something in a tuning log was skipped (a corrupt line, a record for another target)."""
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return path.read_text(errors="replace").splitlines()
+
+
+def _parse(line: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
+def _valid_workload(entry) -> bool:
+    return isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+
+
+def _valid_record(entry) -> bool:
+    return (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+            and isinstance(entry[1], list) and len(entry[1]) == 4)
+
+
+def _atomic_write_lines(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    os.replace(tmp, path)
+
+
+def repair_log(log_dir: Path) -> list[str]:
+    """Drop unreadable lines; return one message per problem found (empty when the log was clean)."""
+    problems: list[str] = []
+    workload_lines = _read_lines(log_dir / WORKLOADS)
+    kept_workloads, new_index = [], {}
+    for old_index, line in enumerate(workload_lines):
+        if line.strip() and _valid_workload(_parse(line)):
+            new_index[old_index] = len(kept_workloads)
+            kept_workloads.append(line)
+        elif line.strip():
+            problems.append(f"{WORKLOADS} line {old_index + 1} is corrupt and was skipped")
+    kept_records = []
+    for number, line in enumerate(_read_lines(log_dir / RECORDS), start=1):
+        entry = _parse(line) if line.strip() else None
+        if not line.strip():
+            continue
+        if not _valid_record(entry):
+            problems.append(f"{RECORDS} line {number} is corrupt and was skipped")
+        elif entry[0] not in new_index:
+            problems.append(f"{RECORDS} line {number} refers to a missing workload and was skipped")
+        else:
+            entry[0] = new_index[entry[0]]
+            kept_records.append(json.dumps(entry))
+    if problems:
+        _atomic_write_lines(log_dir / WORKLOADS, kept_workloads)
+        _atomic_write_lines(log_dir / RECORDS, kept_records)
+    return problems
+
+
+def open_database(log_dir: str | os.PathLike, create: bool = True):
+    """A JSONDatabase on `log_dir`, repaired first; a log that still cannot be read is a clear error."""
+    from tvm.s_tir import meta_schedule as ms
+
+    path = Path(log_dir)
+    if not path.is_dir():
+        if not create:
+            raise SqnxtError(f"tuning log '{path}' does not exist (write one with sqnxt-tune)")
+        path.mkdir(parents=True)
+    for problem in repair_log(path):
+        warnings.warn(f"tuning log {path}: {problem}", TuningLogWarning, stacklevel=2)
+    try:
+        return ms.database.JSONDatabase(work_dir=str(path))
+    except Exception as err:  # TVM raises its own error types for semantically broken entries
+        detail = (str(err).strip().splitlines() or [""])[-1]
+        raise SqnxtError(f"tuning log '{path}' cannot be read ({detail}); delete the damaged folder "
+                         "or restore it, then tune again") from None
+
+
+def record_counts(database) -> dict[int, int]:
+    """Measured records per workload (keyed by structural hash): what a resumed run has already done."""
+    from tvm_ffi import structural_hash
+
+    counts: dict[int, int] = {}
+    for record in database.get_all_tuning_records():
+        key = structural_hash(record.workload.mod)
+        counts[key] = counts.get(key, 0) + 1
+    return counts

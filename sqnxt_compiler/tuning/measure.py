@@ -1,0 +1,78 @@
+"""Builders and runners for tuning: this machine, or boards behind a TVM RPC tracker."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+
+from ..target import TargetSpec
+from ..toolchain import library_compiler
+
+# A trial's kernel is built in a fresh worker process; allow for the first import of TVM there.
+BUILD_TIMEOUT_S = 120.0
+
+
+def lean_build(mod, target, _params):
+    """meta_schedule's default build without `import tvm.s_tir.tensor_intrin`, which parses CUDA
+    intrinsics for 20-45 s in every fresh builder worker and makes builds time out silently."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+def export_shared_library(rt_mod, target_file: str) -> str:
+    """Export a trial kernel as a shared library linked for the target (cross-linked for boards)."""
+    from ..target import load_target
+
+    fcompile = library_compiler(load_target(target_file))
+    path = os.path.join(tempfile.mkdtemp(prefix="sqnxt-trial-"), "kernel.so")
+    rt_mod.export_library(path, fcompile=fcompile)
+    return path
+
+
+@dataclass(frozen=True)
+class RpcOptions:
+    tracker_host: str
+    tracker_port: int
+    key: str
+    session_timeout_s: float = 120.0
+
+    @classmethod
+    def parse(cls, tracker: str, key: str) -> "RpcOptions":
+        from ..errors import SqnxtError
+
+        host, _, port = tracker.rpartition(":")
+        if not host or not port.isdigit():
+            raise SqnxtError(f"bad --rpc-tracker '{tracker}'; expected HOST:PORT, e.g. 10.0.0.5:9190")
+        if not key:
+            raise SqnxtError("--rpc-tracker needs --rpc-key (the key your boards registered with)")
+        return cls(host, int(port), key)
+
+
+def make_builder(spec: TargetSpec, remote: bool):
+    from tvm.s_tir import meta_schedule as ms
+
+    # Remote boards load a shared library linked for them; locally meta_schedule's tar export is fine.
+    f_export = functools.partial(export_shared_library, target_file=str(spec.path)) if remote else None
+    return ms.builder.LocalBuilder(f_build=lean_build, f_export=f_export, timeout_sec=BUILD_TIMEOUT_S,
+                                   max_workers=os.cpu_count())
+
+
+def _evaluator(repeat: int = 3):
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.runner.EvaluatorConfig(number=3, repeat=repeat, min_repeat_ms=20, enable_cpu_cache_flush=False)
+
+
+def make_runner(spec: TargetSpec, rpc: RpcOptions | None):
+    from tvm.s_tir import meta_schedule as ms
+
+    if rpc is None:
+        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=_evaluator())
+    config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
+                                 tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=_evaluator())

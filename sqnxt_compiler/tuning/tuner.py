@@ -1,0 +1,176 @@
+"""The tuning loop: meta_schedule's evolutionary search over our design spaces, resumable from TVM's database.
+
+One `TuneContext` per kernel; the design space is the schedule family's own (`schedules/`) when it has
+one, meta_schedule's generic post-order-apply space otherwise (or everywhere with `space="generic"`).
+All tasks share one XGBoost cost model and one JSON database under the log folder; meta_schedule's
+gradient task scheduler spends the budget where (occurrences x measured latency) is largest."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import onnx
+
+from ..errors import SqnxtError
+from ..frontend import load_onnx
+from ..target import TargetSpec
+from .cost_model import TrackedXGBModel, warmup_samples
+from .database import open_database, record_counts
+from .measure import RpcOptions, make_builder, make_runner
+from .progress import ProgressCallback, TaskProgress, estimated_latency_ms
+from .tasks import TuningTask, extract_tuning_tasks
+
+SpaceKind = Literal["ours", "generic"]
+META_FILE = "meta.json"
+
+
+@dataclass
+class TuneReport:
+    log_dir: Path
+    target: str
+    space: SpaceKind
+    tasks: list[TaskProgress]
+    trials_requested: int
+    trials_before: int  # measured records already in the log (a resumed run)
+    trials_run: int
+    wall_s: float
+    model_predictions: int = 0  # candidates ranked by the trained XGBoost model
+    random_predictions: int = 0  # candidates scored at random during warm-up
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def estimated_latency_ms(self) -> float | None:
+        """Sum over tuned kernels of occurrences x best measured time (kernels without a record excluded)."""
+        return estimated_latency_ms(self.tasks)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.update(log_dir=str(self.log_dir), estimated_latency_ms=self.estimated_latency_ms)
+        return data
+
+
+def _design_space(task: TuningTask, spec: TargetSpec, space: SpaceKind):
+    """Our schedule family's space for this kernel, or meta_schedule's generic one."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from ..schedules import find_rule
+
+    rule = find_rule(task.mod["main"], spec) if space == "ours" else None
+    if rule is not None and rule.design_space is not None:
+        # Our spaces apply their own loop order, tiling, vectorize/parallel/unroll annotations; the llvm
+        # postprocessors and mutators make them verifiable and let evolution mutate the sampled tiles.
+        return ms.space_generator.ScheduleFn(rule.design_space, sch_rules=[], postprocs="llvm",
+                                             mutator_probs="llvm"), rule.name
+    return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm"), "generic"
+
+
+def _search_strategy(trials: int):
+    from tvm.s_tir import meta_schedule as ms
+
+    # Small budgets get a small population: evolution over 512 candidates per round for a handful of
+    # trials spends more time in feature extraction than in measurement.
+    population = 512 if trials >= 1000 else 128
+    return ms.search_strategy.EvolutionarySearch(population_size=population,
+                                                 init_min_unmeasured=min(50, population // 2))
+
+
+def trials_per_round(trials: int, num_tasks: int) -> int:
+    """Candidates measured per task per round: small enough that every task gets a few rounds."""
+    return max(4, min(64, trials // max(1, 2 * num_tasks)))
+
+
+def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, space: SpaceKind) -> None:
+    """What produced this log (read by people and by `sqnxt-compile --tuning-log`'s warnings)."""
+    meta_path = log_dir / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.update(model=model_name, target=spec.name, tvm_target=spec.tvm_target().export(),
+                space=space, trials_requested=max(trials, int(meta.get("trials_requested", 0))))
+    tmp = meta_path.with_name(f".{META_FILE}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    os.replace(tmp, meta_path)
+
+
+def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: str | os.PathLike,
+         trials: int, *, rpc: RpcOptions | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
+         space: SpaceKind = "ours", seed: int = 0, model_name: str | None = None,
+         on_progress: Callable[[dict], None] | None = None) -> TuneReport:
+    """Tune `model` for `spec` until the log holds `trials` measurements of its kernels (a re-run resumes)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if trials <= 0:
+        raise SqnxtError(f"--trials must be positive (got {trials})")
+    proto = load_onnx(model)
+    tasks = [task for task in extract_tuning_tasks(proto, spec, input_shapes) if task.macs > 0]
+    if not tasks:
+        raise SqnxtError("the model has no convolution, dense or pooling kernels to tune")
+    log_path = Path(log_dir)
+    database = open_database(log_path)
+    write_meta(log_path, model_name or (proto.graph.name or "model"), spec, trials, space)
+
+    done = record_counts(database)
+    progress = [TaskProgress.from_task(task, done) for task in tasks]
+    trials_before = sum(p.trials for p in progress)
+    for entry in progress:
+        entry.best_s = _best_recorded(database, entry, tasks)
+    remaining = trials - trials_before
+    started = time.perf_counter()
+    report = TuneReport(log_path, spec.name, space, progress, trials, trials_before, 0, 0.0)
+    if remaining <= 0:
+        report.notes.append(f"the log already holds {trials_before} trials (>= {trials}); nothing to do")
+        return report
+
+    target = spec.tvm_target()
+    contexts, space_names = [], []
+    for index, task in enumerate(tasks):
+        generator, space_name = _design_space(task, spec, space)
+        space_names.append(space_name)
+        contexts.append(ms.TuneContext(mod=task.mod, target=target, space_generator=generator,
+                                       search_strategy=_search_strategy(trials), task_name=task.name,
+                                       rand_state=seed + index, num_threads=_cores(spec)))
+    for entry, space_name in zip(progress, space_names):
+        entry.space = space_name
+
+    cost_model = TrackedXGBModel(num_warmup_samples=warmup_samples(trials), num_tuning_cores=_cores(spec))
+    callback = ProgressCallback(progress, remaining, on_progress)
+    ms.tune_tasks(
+        tasks=contexts,
+        task_weights=[float(task.occurrences) for task in tasks],
+        work_dir=str(log_path),
+        max_trials_global=remaining,
+        num_trials_per_iter=trials_per_round(remaining, len(tasks)),
+        builder=make_builder(spec, remote=rpc is not None),
+        runner=make_runner(spec, rpc),
+        database=database,
+        cost_model=cost_model,
+        measure_callbacks=[ms.measure_callback.AddToDatabase(), ms.measure_callback.RemoveBuildArtifact(),
+                           ms.measure_callback.UpdateCostModel(), callback],
+    )
+    report.trials_run = callback.trials_done
+    report.wall_s = time.perf_counter() - started
+    report.model_predictions = cost_model.model_predictions
+    report.random_predictions = cost_model.random_predictions
+    if callback.failed:
+        report.notes.append(f"{callback.failed} of {callback.trials_done} trials failed to build or run "
+                            "(normal for some sampled tilings)")
+    return report
+
+
+def _best_recorded(database, entry: TaskProgress, tasks: list[TuningTask]) -> float | None:
+    """The best time the log already holds for this task (so a resumed run reports it from the start)."""
+    task = next(t for t in tasks if t.name == entry.name)
+    if not database.has_workload(task.mod):
+        return None
+    records = database.get_top_k(database.commit_workload(task.mod), 1)
+    if not records or not records[0].run_secs:
+        return None
+    best = sum(float(s) for s in records[0].run_secs) / len(records[0].run_secs)
+    return best if best < 1e9 else None  # failed builds are stored with 1e10 s
+
+
+def _cores(spec: TargetSpec) -> int:
+    return int(spec.cpu.get("cores") or os.cpu_count() or 1)
