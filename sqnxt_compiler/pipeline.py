@@ -11,7 +11,8 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import FoldBatchNorm
+from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv
+from .passes.fuse_conv_chain import summarize
 from .target import TargetSpec
 
 
@@ -47,6 +48,19 @@ def _sequential(*passes: tvm.transform.Pass) -> Callable[[tvm.IRModule, CompileC
     return run
 
 
+def _fusion(phase: str, make_pass: Callable) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
+    """Run a fusion pass and note what it fused (counts per pattern and per stage) for --explain."""
+
+    def run(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+        records: list = []
+        mod = make_pass(report=records.append)(mod)
+        for line in summarize(records):
+            ctx.note(phase, line)
+        return mod
+
+    return run
+
+
 def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .schedules import apply_default_schedules
 
@@ -69,6 +83,10 @@ def _lower_to_vm(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 
 PHASES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
+    Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
+          "fuse each 3x1/1x3 conv pair into one kernel"),
+    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),
+          "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
     Phase("legalize", _sequential(relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
                                   relax.transform.FoldConstant()), "lower graph ops to TensorIR"),
     Phase("fuse_operators", _sequential(relax.transform.FuseOps(), relax.transform.FuseTIR()),

@@ -1,5 +1,7 @@
 """Graph passes over Relax modules, one pass per file."""
 
 from .fold_batchnorm import FoldBatchNorm
+from .fuse_bottleneck import FuseBottleneck
+from .fuse_low_rank_conv import FuseLowRankConv
 
-__all__ = ["FoldBatchNorm"]
+__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv"]

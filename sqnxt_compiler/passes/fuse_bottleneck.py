@@ -1,0 +1,85 @@
+"""Fuse SqueezeNext's bottleneck: the two 1x1 reduce convs into one kernel, the 1x1 expand with add+ReLU."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from .fuse_conv_chain import ConvGraph, ConvUnit, FusionRecord, Reporter, rewrite_module
+
+REDUCE_PATTERN = "reduce_chain"
+EPILOGUE_PATTERN = "expand_epilogue"
+
+
+def _is_pointwise(unit: ConvUnit) -> bool:
+    return unit.kernel == (1, 1) and not any(unit.padding)
+
+
+def _resolution(var: relax.Var) -> tuple[int, int]:
+    return int(var.ty.shape[2]), int(var.ty.shape[3])
+
+
+def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
+    taken: set = set()
+    for second in graph.outermost_units():
+        first = graph.producer_unit(second)
+        if first is None or first.output in taken or not (_is_pointwise(first) and _is_pointwise(second)):
+            continue
+        taken.update((first.output, second.output))
+        plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, REDUCE_PATTERN)
+        if report is not None:
+            detail = f"1x1/s{first.strides[0]}->1x1" if first.strides != (1, 1) else "1x1->1x1"
+            report(FusionRecord(REDUCE_PATTERN, detail, _resolution(second.output)))
+
+
+def _residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr] | None:
+    """`var = relu(add(expand, shortcut))` with `expand` a private 1x1 conv unit without ReLU."""
+    relu = graph.call(var, "relax.nn.relu")
+    if relu is None or not graph.is_private(relu.args[0]):
+        return None
+    add = graph.call(relu.args[0], "relax.add")
+    if add is None:
+        return None
+    for branch, shortcut in (add.args, reversed(add.args)):
+        unit = graph.unit_at(branch) if graph.is_private(branch) else None
+        if (unit is not None and _is_pointwise(unit) and not unit.relu and not shortcut.same_as(branch)
+                and [int(d) for d in shortcut.ty.shape] == [int(d) for d in branch.ty.shape]):
+            return unit, shortcut
+    return None
+
+
+def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
+    for var in graph.order:
+        found = _residual_epilogue(graph, var)
+        if found is None or var in plans:
+            continue
+        expand, shortcut = found
+        plans[var] = lambda rw, unit=expand, s=shortcut: rw.emit_chain([unit], EPILOGUE_PATTERN, s, final_relu=True)
+        if report is not None:
+            kind = "projection" if graph.unit_at(shortcut) is not None else "identity"
+            report(FusionRecord(EPILOGUE_PATTERN, f"1x1+{kind}+relu", _resolution(var)))
+
+
+@tvm.transform.module_pass(opt_level=0, name="FuseBottleneck")
+class FuseBottleneck:
+    """Two fusions around SqueezeNext's low-rank pair, chosen by measurement (see `benchmarks/fusion.py`):
+
+    - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that keeps the
+      C/2-channel intermediate in a row tile (the widest of the block's narrow tensors);
+    - expand epilogue: relu(conv1x1(y)[+bias] + shortcut) becomes one kernel; the shortcut (identity or the
+      projection's output) is read once in the epilogue instead of after a written-out expand result.
+
+    The expand is not merged into the low-rank kernel: its input tile would need all C/2 channels of the
+    pair's output for every row, the same data the pair kernel already writes once (see the report)."""
+
+    def __init__(self, report: Reporter | None = None) -> None:
+        self.report = report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        def plan(graph: ConvGraph) -> dict:
+            plans: dict = {}
+            _plan_epilogues(graph, plans, self.report)
+            _plan_reduce_chains(graph, plans, self.report)
+            return plans
+
+        return rewrite_module(mod, plan)

@@ -1,0 +1,43 @@
+"""Fuse each SqueezeNext low-rank pair (3x1 conv then 1x3 conv, or the reverse) into one kernel."""
+
+from __future__ import annotations
+
+import tvm
+
+from .fuse_conv_chain import ConvGraph, ConvUnit, FusionRecord, Reporter, rewrite_module
+
+LOW_RANK_KERNELS = {(3, 1), (1, 3)}
+PATTERN = "low_rank"
+
+
+def _is_low_rank_pair(first: ConvUnit, second: ConvUnit) -> bool:
+    return {first.kernel, second.kernel} == LOW_RANK_KERNELS and first.kernel != second.kernel
+
+
+def _plan(graph: ConvGraph, report: Reporter | None) -> dict:
+    plans, taken = {}, set()
+    for second in graph.outermost_units():
+        first = graph.producer_unit(second)
+        if first is None or first.output in taken or not _is_low_rank_pair(first, second):
+            continue
+        taken.update((first.output, second.output))
+        plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, PATTERN)
+        if report is not None:
+            shape = second.output.ty.shape
+            report(FusionRecord(PATTERN, f"{first.describe()}->{second.describe()}", (int(shape[2]), int(shape[3]))))
+    return plans
+
+
+@tvm.transform.module_pass(opt_level=0, name="FuseLowRankConv")
+class FuseLowRankConv:
+    """conv(3x1)[+bias][+ReLU] -> conv(1x3)[+bias][+ReLU] (either order, any groups) becomes one call_tir.
+
+    The kernel (`fuse_conv_chain.conv_chain_kernel`) holds the first conv's output only for the row tile
+    the second conv is computing (`schedules/fused_low_rank.py` places it with compute_at), so the C/2
+    intermediate is never written to memory. The first conv's output must have no other reader."""
+
+    def __init__(self, report: Reporter | None = None) -> None:
+        self.report = report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        return rewrite_module(mod, lambda graph: _plan(graph, self.report))
