@@ -56,7 +56,45 @@ def apply_default_schedules(mod: tvm.IRModule, ctx: "CompileContext") -> tvm.IRM
         ctx.note("schedule", f"{gvar.name_hint}: {rule.name}" + (f" ({description})" if description else ""))
     for gvar, func in updates.items():
         mod[gvar] = func
-    return mod
+    return pack_weights_at_compile_time(mod, ctx)
+
+
+def pack_weights_at_compile_time(mod: tvm.IRModule, ctx: "CompileContext") -> tvm.IRModule:
+    """Schedules pack constant weights in blocks marked `meta_schedule.layout_rewrite_preproc`: split those
+    blocks into their own PrimFuncs and fold them on the constants, so packing costs nothing at run time."""
+    from tvm import relax
+
+    if "layout_rewrite_preproc" not in "".join(
+            f.script() for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)):
+        return mod
+    with ctx.target:
+        mod = relax.transform.SplitLayoutRewritePreproc()(mod)
+        mod = relax.transform.FoldConstant()(mod)
+        return relax.transform.DeadCodeElimination()(mod)
 
 
 # Schedule families register themselves on import, most specific first.
+
+
+def _register_builtin_rules() -> None:
+    """Register the families, most specific first: fused kernels (schedules/fused_*.py, from the graph
+    fusion work), then single convolutions (the WS/OS choice first, so it wins; the two families stay
+    registered for tuning and for name lookup), dense, and the pooling/elementwise catch-all."""
+    import importlib
+    import pkgutil
+
+    fused = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("fused_"))
+    modules = [*fused, "dataflow_choice", "conv2d_output_stationary", "conv2d_weight_stationary", "dense",
+               "pooling"]
+    for name in modules:
+        module = importlib.import_module(f"{__name__}.{name}")
+        rule = getattr(module, "RULE", None)
+        if rule is not None and all(existing.name != rule.name for existing in RULES):
+            register(rule)
+
+
+def rule_by_name(name: str) -> ScheduleRule:
+    return next(rule for rule in RULES if rule.name == name)
+
+
+_register_builtin_rules()

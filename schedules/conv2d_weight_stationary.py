@@ -1,0 +1,66 @@
+"""Weight-stationary conv2d: a weight tile (input-channel slice x kernel window x channel vectors) stays in
+L1/registers while a block of output rows streams past it; partial sums accumulate in the output tile."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import ScheduleRule
+from ._common import SAMPLE, ConvKnobs, ConvShape, MachineKnobs, find_conv, finish_register_tile, \
+    largest_divisor_at_most, machine_knobs, prepare_conv, register_tile, split_channels, tile
+
+if TYPE_CHECKING:
+    import tvm
+
+    from ..target import TargetSpec
+
+
+def default_knobs(shape: ConvShape, machine: MachineKnobs) -> ConvKnobs:
+    lanes, f_vectors, x_inner = register_tile(machine, shape.out_channels, shape.out_width)
+    # The weight tile (rc_inner x KH x KW x channel tile) should take at most half of L1, leaving room for
+    # the streaming input rows.
+    per_channel = shape.kernel_h * shape.kernel_w * f_vectors * lanes * 4
+    rc_inner = largest_divisor_at_most(shape.reduce_channels, max(1, machine.l1d_bytes // 2 // per_channel))
+    # Enough row blocks for every core (x4 for balance), each block as large as possible.
+    rows = largest_divisor_at_most(shape.out_height, max(1, shape.out_height // (4 * machine.cores)))
+    return ConvKnobs(lanes, f_vectors, x_inner, rc_inner=rc_inner, rows_per_task=rows)
+
+
+def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
+    """(n, row block)[parallel] > channel tile > rc outer > rows, column tile > rc inner, ry, rx >
+    columns[unroll], vectors[unroll], lanes[vec]. The epilogue runs per channel tile of a row block."""
+    p = prepare_conv(sch)
+    n, f, y, x, rc, ry, rx = sch.get_loops(p.conv)
+    tiles, vectors, lanes = split_channels(sch, f, knobs)
+    row_blocks, rows = tile(sch, y, knobs.rows_per_task, 16)
+    columns, x_inner = tile(sch, x, knobs.x_inner, 16)
+    rc_outer, rc_inner = tile(sch, rc, knobs.rc_inner, 64)
+    sch.reorder(n, row_blocks, tiles, rc_outer, rows, columns, rc_inner, ry, rx, x_inner, vectors, lanes)
+    blocks = sch.fuse(n, row_blocks)
+    sch.parallel(blocks)
+    sch.reverse_compute_at(p.epilogue, tiles, preserve_unit_loops=True)
+    if p.pad is not None:
+        sch.compute_at(p.pad, blocks, preserve_unit_loops=True)
+    finish_register_tile(sch, p, x_inner, vectors, lanes, rc_outer, blocks, knobs)
+
+
+def describe(knobs: ConvKnobs) -> str:
+    return (f"WS, weight tile {knobs.rc_inner} in-ch x {knobs.f_vectors}x{knobs.lanes} out-ch, "
+            f"{knobs.rows_per_task} rows/task, register tile {knobs.x_inner} cols")
+
+
+def apply(sch: "tvm.s_tir.Schedule", spec: "TargetSpec") -> str:
+    knobs = default_knobs(find_conv(sch.mod["main"]), machine_knobs(spec))
+    schedule(sch, knobs)
+    return describe(knobs)
+
+
+def design_space(sch: "tvm.s_tir.Schedule") -> "tvm.s_tir.Schedule":
+    """Register tile, weight tile depth, rows per parallel task and unroll, all sampled."""
+    shape = find_conv(sch.mod["main"])
+    lanes = register_tile(machine_knobs(), shape.out_channels, shape.out_width)[0]
+    schedule(sch, ConvKnobs(lanes, SAMPLE, SAMPLE, rc_inner=SAMPLE, rows_per_task=SAMPLE, unroll_max_step=SAMPLE))
+    return sch
+
+
+RULE = ScheduleRule("conv2d-weight-stationary", lambda func, spec: find_conv(func) is not None, apply, design_space)
