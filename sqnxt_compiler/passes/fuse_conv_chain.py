@@ -145,21 +145,30 @@ class ChainStage:
                           unit.bias is not None, unit.relu)
 
 
-def _conv_te(data: te.Tensor, weight: te.Tensor, stage: ChainStage, name: str) -> te.Tensor:
-    n, cin, height, width = (int(d) for d in data.shape)
+def padded_width(width: int) -> int:
+    """The width a stage is computed at inside the kernel: whole vectors of 16 floats (8 for narrow rows),
+    so the schedule vectorizes rows without a ragged tail; the extra columns are never read as data."""
+    multiple = 16 if width > 8 else 8
+    return -(-width // multiple) * multiple
+
+
+def _conv_te(data: te.Tensor, width: int, weight: te.Tensor, stage: ChainStage, name: str) -> tuple[te.Tensor, int]:
+    """The conv of `data` (whose first `width` columns are real) computed at `padded_width` columns, and
+    its real output width. A `<name>_pad` stage supplies zeros for the padding and the extra columns."""
+    n, cin, height, _ = (int(d) for d in data.shape)
     top, left, bottom, right = stage.padding
-    if any(stage.padding):
-        source = data
-        data = te.compute(
-            (n, cin, height + top + bottom, width + left + right),
-            lambda b, c, y, x: te.if_then_else(
-                tvm.tirx.all(y >= top, y < height + top, x >= left, x < width + left),
-                source[b, c, y - top, x - left], tvm.tirx.const(0.0, "float32")),
-            name=f"{name}_pad")
     kh, kw = stage.kernel
     sh, sw = stage.strides
     out_h = (height + top + bottom - kh) // sh + 1
     out_w = (width + left + right - kw) // sw + 1
+    computed_w = padded_width(out_w)
+    source = data
+    padded = te.compute(
+        (n, cin, height + top + bottom, (computed_w - 1) * sw + kw),
+        lambda b, c, y, x: te.if_then_else(
+            tvm.tirx.all(y >= top, y < height + top, x >= left, x < width + left),
+            source[b, c, y - top, x - left], tvm.tirx.const(0.0, "float32")),
+        name=f"{name}_pad")
     cin_per_group = cin // stage.groups
     out_per_group = stage.out_channels // stage.groups
     rc = te.reduce_axis((0, cin_per_group), name="rc")
@@ -169,15 +178,16 @@ def _conv_te(data: te.Tensor, weight: te.Tensor, stage: ChainStage, name: str) -
     def channel(o):
         return rc if stage.groups == 1 else o // out_per_group * cin_per_group + rc
 
-    return te.compute(
-        (n, stage.out_channels, out_h, out_w),
-        lambda b, o, y, x: te.sum(data[b, channel(o), y * sh + ry, x * sw + rx] * weight[o, rc, ry, rx],
+    conv = te.compute(
+        (n, stage.out_channels, out_h, computed_w),
+        lambda b, o, y, x: te.sum(padded[b, channel(o), y * sh + ry, x * sw + rx] * weight[o, rc, ry, rx],
                                   axis=[rc, ry, rx]),
         name=name)
+    return conv, out_w
 
 
 def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str,
-              residual: te.Tensor | None = None) -> te.Tensor:
+              residual: te.Tensor | None = None, width: int | None = None) -> te.Tensor:
     def value(b, o, y, x):
         v = conv[b, o, y, x]
         if bias is not None:
@@ -186,29 +196,32 @@ def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str,
             v = v + residual[b, o, y, x]
         return tvm.tirx.max(v, tvm.tirx.const(0.0, "float32")) if relu else v
 
-    return te.compute(conv.shape, value, name=name)
+    shape = (*conv.shape[:3], width) if width is not None else conv.shape
+    return te.compute(shape, value, name=name)
 
 
 def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
                       final_relu: bool, pattern: str) -> tirx.PrimFunc:
     """One PrimFunc computing conv stage after stage; arguments: data, then per stage weight [and bias],
-    then the residual (added before the final ReLU) when `residual`. Blocks: `sqnxt_conv<i>` (reduction),
-    `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out` last. Nothing between the
-    stages leaves the kernel; the schedule decides how much of each intermediate is live at once."""
+    then the residual (added before the final ReLU) when `residual`. Blocks: `sqnxt_conv<i>` (reduction,
+    at `padded_width` columns), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out`
+    last. Nothing between the stages leaves the kernel; the schedule decides how much of each
+    intermediate is live at once."""
     x = te.placeholder(tuple(data_shape), "float32", name="data")
-    args, current = [x], x
+    args, current, width = [x], x, int(data_shape[3])
     for index, stage in enumerate(stages):
         cin_per_group = int(current.shape[1]) // stage.groups
         weight = te.placeholder((stage.out_channels, cin_per_group, *stage.kernel), "float32", name=f"w{index}")
         bias = te.placeholder((stage.out_channels,), "float32", name=f"b{index}") if stage.has_bias else None
         args += [weight] + ([bias] if bias is not None else [])
-        conv = _conv_te(current, weight, stage, f"{CONV_BLOCK}{index}")
+        conv, width = _conv_te(current, width, weight, stage, f"{CONV_BLOCK}{index}")
         if index + 1 < len(stages):
             current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue")
             continue
-        shortcut = te.placeholder(conv.shape, "float32", name="residual") if residual else None
+        out_shape = (*conv.shape[:3], width)
+        shortcut = te.placeholder(out_shape, "float32", name="residual") if residual else None
         args += [shortcut] if shortcut is not None else []
-        current = _epilogue(conv, bias, stage.relu or final_relu, OUTPUT_BLOCK, shortcut)
+        current = _epilogue(conv, bias, stage.relu or final_relu, OUTPUT_BLOCK, shortcut, width)
     func = te.create_prim_func([*args, current])
     return func.with_attrs({FUSION_ATTR: pattern, "op_pattern": _OPAQUE})
 

@@ -1,0 +1,132 @@
+"""Shared by the fused-kernel schedule families: schedule a `sqnxt_compiler.passes.fuse_conv_chain` kernel.
+
+The kernel computes conv stage after stage; this schedule tiles the final output by rows, runs the row
+tiles in parallel, and computes every earlier stage inside the tile (`compute_at`), so each intermediate
+lives only as a (rows + halo) x width x channels buffer per thread, sized to stay in L2. Inside a stage,
+a register tile of output channels x a whole row (vectorized along the width) accumulates in a local
+buffer over input channels and kernel taps."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from tvm import tirx
+
+from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, FUSION_ATTR, OUTPUT_BLOCK
+
+if TYPE_CHECKING:
+    from tvm import s_tir
+
+    from ..target import TargetSpec
+
+# Output channels accumulated at once per stage: with a row of up to 64 floats (4 AVX-512 registers),
+# 4 channels use 16 accumulator registers and leave room for the input row and weight broadcasts.
+CHANNEL_TILE = 4
+VECTOR_MODE = "row"
+TILE_BYTES_BUDGET = 256 * 1024  # per-thread intermediates of one row tile: well inside a 2 MB L2
+
+
+def fusion_pattern(func: tirx.PrimFunc) -> str | None:
+    return str(func.attrs[FUSION_ATTR]) if func.attrs is not None and FUSION_ATTR in func.attrs else None
+
+
+def _stage_blocks(sch: "s_tir.Schedule") -> list[tuple[str, ...]]:
+    """Per stage, the blocks that exist among (epilogue, conv, pad), in consumer-to-producer order."""
+    stages, index = [], 0
+    while True:
+        found = []
+        for suffix in ("_epilogue", "", "_pad"):
+            name = f"{CONV_BLOCK}{index}{suffix}"
+            try:
+                sch.get_sblock(name)
+            except Exception:  # noqa: BLE001 - tvm raises a ScheduleError subclass of TVMError
+                continue
+            found.append(name)
+        if f"{CONV_BLOCK}{index}" not in found:
+            return stages
+        stages.append(tuple(found))
+        index += 1
+
+
+def _buffer_shape(sch: "s_tir.Schedule", block_name: str) -> list[int]:
+    return [int(d) for d in sch.get(sch.get_sblock(block_name)).writes[0].source.shape]
+
+
+def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
+    return int(sch.get(sch.get_sblock(conv)).iter_vars[5].dom.extent)
+
+
+def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], spec: "TargetSpec") -> int:
+    """Rows of final output per tile: enough tiles for every core, the halo recomputed as rarely as the
+    per-thread intermediates (all stages but the last, with halo) fit TILE_BYTES_BUDGET."""
+    _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
+    cores = max(1, int(spec.cpu.get("cores", 1)))
+    halo = sum(_kernel_height(sch, f"{CONV_BLOCK}{i}") - 1 for i in range(1, len(stages)))
+    row_bytes = sum(4 * c * w for _, c, _, w in (_buffer_shape(sch, f"{CONV_BLOCK}{i}") for i in range(len(stages) - 1)))
+
+    def cost(rows: int) -> float:
+        rounds = math.ceil(math.ceil(height / rows) / cores)
+        return rounds * (rows + halo)
+
+    fitting = [r for r in range(1, height + 1) if row_bytes * (r + halo) <= TILE_BYTES_BUDGET] or [1]
+    return min(fitting, key=lambda r: (cost(r), -r))
+
+
+def _register_tile(sch: "s_tir.Schedule", block, loops: list) -> tuple:
+    """Reorder a conv block's (o, y, x, rc, ry, rx) loops into (o_outer, y, taps..., o_inner, x) and
+    accumulate CHANNEL_TILE channels x one row in a local buffer; returns (o_outer, y, accumulator block)."""
+    o, y, x, rc, ry, rx = loops
+    channels = int(sch.get(o).extent)
+    tile = max(d for d in range(1, CHANNEL_TILE + 1) if channels % d == 0)
+    oo, oi = sch.split(o, [None, tile])
+    sch.reorder(oo, y, rc, ry, rx, oi, x)
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, y, preserve_unit_loops=True)
+    sch.unroll(oi)
+    if VECTOR_MODE == "row":
+        sch.vectorize(x)
+        sch.vectorize(sch.get_loops(acc)[-1])
+    sch.decompose_reduction(block, rc)
+    return oo, y, acc
+
+
+def _vectorize_innermost(sch: "s_tir.Schedule", block) -> None:
+    if VECTOR_MODE != "row":
+        return
+    sch.vectorize(sch.get_loops(block)[-1])
+
+
+def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec", parallel: bool = True) -> str:
+    """Schedule a fused conv-chain kernel in place; returns a one-line description for --explain.
+
+    The last conv is the anchor: its rows are split into tiles (run in parallel), every earlier stage is
+    computed at the tile, and the output epilogue (bias, residual, ReLU) reads the accumulator row."""
+    stages = _stage_blocks(sch)
+    rows = _row_tile(sch, stages, spec)
+    last = sch.get_sblock(f"{CONV_BLOCK}{len(stages) - 1}")
+    b, o, y, x, rc, ry, rx = sch.get_loops(last)
+    yo, yi = sch.split(y, [None, rows])
+    sch.reorder(b, yo, o, yi, x, rc, ry, rx)
+    tile = sch.fuse(b, yo)
+    if parallel:
+        sch.parallel(tile)
+    out = sch.get_sblock(OUTPUT_BLOCK)
+    producers = [name for blocks in reversed(stages[:-1]) for name in blocks]
+    if len(stages[-1]) > 1:  # the last stage's padding
+        producers = [stages[-1][-1]] + producers
+    for name in producers:  # consumers before their producers, as compute_at requires
+        sch.compute_at(sch.get_sblock(name), tile, preserve_unit_loops=True)
+    _, yi_loop, acc = _register_tile(sch, last, [o, yi, x, rc, ry, rx])
+    sch.reverse_compute_at(out, yi_loop, preserve_unit_loops=True)
+    _vectorize_innermost(sch, out)
+    for index, blocks in enumerate(stages[:-1]):
+        for name in blocks:
+            block = sch.get_sblock(name)
+            if name == f"{CONV_BLOCK}{index}":
+                _register_tile(sch, block, sch.get_loops(block)[2:])
+            else:
+                _vectorize_innermost(sch, block)
+    if len(stages[-1]) > 1:
+        _vectorize_innermost(sch, sch.get_sblock(stages[-1][-1]))
+    return f"{len(stages)} stages in row tiles of {rows}"
