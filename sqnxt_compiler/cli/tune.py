@@ -116,7 +116,8 @@ class _LiveTable:
         self.console.print(table)
         estimate = report.estimated_latency_ms
         self.console.print(
-            f"trials: {report.trials_before} from the log + {report.trials_run} now in {report.wall_s:.0f} s; "
+            f"trials: {report.trials_before} from the log + {report.trials_run} now in {report.wall_s:.0f} s "
+            f"({report.failed_trials} failed to build or run); "
             f"estimated latency (sum of tuned kernels) {'-' if estimate is None else f'{estimate:.3f} ms'}; "
             f"cost model ranked {report.model_predictions} candidates "
             f"({report.random_predictions} scored at random during warm-up)")
@@ -127,3 +128,7 @@ class _LiveTable:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f} ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,6 +39,7 @@ class TuneReport:
     trials_before: int  # measured records already in the log (a resumed run)
     trials_run: int
     wall_s: float
+    failed_trials: int = 0  # sampled schedules that did not build or run (normal for some tilings)
     model_predictions: int = 0  # candidates ranked by the trained XGBoost model
     random_predictions: int = 0  # candidates scored at random during warm-up
     notes: list[str] = field(default_factory=list)
@@ -154,9 +155,7 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
     report.wall_s = time.perf_counter() - started
     report.model_predictions = cost_model.model_predictions
     report.random_predictions = cost_model.random_predictions
-    if callback.failed:
-        report.notes.append(f"{callback.failed} of {callback.trials_done} trials failed to build or run "
-                            "(normal for some sampled tilings)")
+    report.failed_trials = callback.failed
     return report
 
 

@@ -1,0 +1,221 @@
+"""sqnxt-tune with tiny budgets: local and RPC measurement, the cost model in use, kill + resume, bad logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import onnx
+import pytest
+
+from sqnxt_compiler.errors import SqnxtError
+from sqnxt_compiler.models import build_model
+from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
+from sqnxt_compiler.target import load_target
+from sqnxt_compiler.tuning import extract_tuning_tasks, open_database, tune
+from sqnxt_compiler.tuning.database import RECORDS, WORKLOADS, TuningLogWarning
+
+from utils import compile_and_compare
+
+
+def two_conv_model() -> onnx.ModelProto:
+    """Two distinct convolution kernels (a 3x3 and a 1x1) and nothing else worth tuning."""
+    g = GraphBuilder(seed=3)
+    x = Tensor("data", (1, 8, 16, 16))
+    y = g.relu(g.conv(x, 16, (3, 3), pad=(1, 1), bias=True, name="c3"))
+    y = g.relu(g.conv(y, 8, (1, 1), bias=True, name="c1"))
+    return g.finish("two_convs", x, y)
+
+
+def record_lines(log: Path) -> list[dict]:
+    return [json.loads(line) for line in (log / RECORDS).read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def tuned_log(tmp_path_factory) -> tuple[Path, object]:
+    log = tmp_path_factory.mktemp("tune") / "two_convs" / "host"
+    report = tune(two_conv_model(), load_target("host"), log, trials=40, seed=1)
+    return log, report
+
+
+def test_tasks_are_deduplicated_and_weighted() -> None:
+    model = build_model("1.0-SqNxt-23")
+    tasks = extract_tuning_tasks(model, load_target("host"))
+    names = [t.name for t in tasks]
+    assert len(names) == len(set(names))
+    assert sum(t.occurrences for t in tasks) > len(tasks)  # repeated blocks collapse into one task
+    declared = int(next(p.value for p in model.metadata_props if p.key == "macs"))
+    counted = sum(t.total_macs for t in tasks)  # conv + FC as declared, plus the pools' window reductions
+    assert 0 <= (counted - declared) / declared < 0.01
+    assert tasks[0].total_macs == max(t.total_macs for t in tasks)  # heaviest first
+
+
+def test_tune_two_tasks_locally_and_apply(tuned_log, tmp_path) -> None:
+    log, report = tuned_log
+    assert [t.name for t in report.tasks if t.trials] and len(report.tasks) == 2
+    assert all(t.trials > 0 and t.best_s is not None for t in report.tasks)
+    assert report.trials_run >= 40 and len(record_lines(log)) == report.trials_run
+    # The XGBoost model ranked candidates after its (budget-sized) warm-up, not only random scores.
+    assert report.model_predictions > 0
+    assert json.loads((log / "meta.json").read_text())["target"] == "host"
+    result_error = compile_and_compare(two_conv_model(), tmp_path, tuning_log=log)
+    assert result_error <= 1e-4
+
+
+def test_tuned_records_are_applied_and_explained(tuned_log, tmp_path) -> None:
+    import sqnxt_compiler
+
+    log, _ = tuned_log
+    result = sqnxt_compiler.compile(two_conv_model(), "host", output=tmp_path / "m.so", tuning_log=log)
+    assert any("2 distinct kernels scheduled from tuning records" in n for n in result.notes["schedule"])
+
+
+def test_records_for_another_target_or_shape_are_ignored(tuned_log, tmp_path) -> None:
+    import sqnxt_compiler
+
+    log, _ = tuned_log
+    with pytest.warns(TuningLogWarning, match="measured for 'llvm host"):
+        result = sqnxt_compiler.compile(two_conv_model(), "arm", output=tmp_path / "arm.so", tuning_log=log)
+    assert any("no usable records" in n for n in result.notes["schedule"])
+    other_shape = build_model("resnet-tiny")
+    with pytest.warns(TuningLogWarning, match="do not occur in this model"):
+        compile_and_compare(other_shape, tmp_path, tuning_log=log)
+
+
+def test_a_finished_log_is_not_tuned_again(tuned_log) -> None:
+    log, report = tuned_log
+    again = tune(two_conv_model(), load_target("host"), log, trials=report.trials_run)
+    assert again.trials_run == 0 and again.trials_before == report.trials_run
+    assert "nothing to do" in again.notes[0]
+    assert all(t.best_s is not None for t in again.tasks)  # best times come back from the log
+
+
+def test_corrupt_log_lines_are_skipped_with_a_warning(tuned_log, tmp_path) -> None:
+    import shutil
+
+    log = tmp_path / "copy"
+    shutil.copytree(tuned_log[0], log)
+    good = len(record_lines(log))
+    with open(log / RECORDS, "a") as f:
+        f.write('[0, [["not a trace"]')  # what kill -9 leaves behind mid-write
+    with open(log / WORKLOADS, "a") as f:
+        f.write("garbage\n")
+    with pytest.warns(TuningLogWarning, match="corrupt and was skipped"):
+        database = open_database(log)
+    assert len(database.get_all_tuning_records()) == good
+    compile_and_compare(two_conv_model(), tmp_path, tuning_log=log)
+
+
+def test_missing_log_is_a_clear_error(tmp_path) -> None:
+    import sqnxt_compiler
+
+    with pytest.raises(SqnxtError, match="not a directory"):
+        sqnxt_compiler.compile(two_conv_model(), "host", output=tmp_path / "m.so", tuning_log=tmp_path / "nope")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sqnxt_compiler.cli.tune", *args]
+
+
+def test_kill_mid_run_then_resume(tmp_path) -> None:
+    model_path = tmp_path / "two_convs.onnx"
+    onnx.save(two_conv_model(), model_path)
+    log = tmp_path / "log"
+    command = _cli(str(model_path), "--trials", "24", "--log", str(log), "--json")
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    for line in first.stdout:  # kill -9 as soon as the first batch of measurements is in the log
+        if json.loads(line)["event"] == "progress":
+            os.killpg(first.pid, signal.SIGKILL)
+            break
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    saved = len(record_lines(log))
+    assert 0 < saved < 24
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout.strip().splitlines()[-1])
+    assert summary["event"] == "summary" and summary["trials_before"] == saved
+    assert saved + summary["trials_run"] >= 24
+    assert len(record_lines(log)) == saved + summary["trials_run"]
+
+
+def test_cli_rejects_bad_arguments(tmp_path) -> None:
+    for args, message in ((["--model", "resnet-tiny", "--rpc-tracker", "nohost"], "expected HOST:PORT"),
+                          (["--model", "resnet-tiny", "--rpc-tracker", "h:1"], "needs --rpc-key"),
+                          (["--model", "resnet-tiny", "--trials", "0", "--log", str(tmp_path)], "must be positive"),
+                          (["--model", "no-such-model"], "no-such-model")):
+        done = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_tracker_with_server():
+    """A TVM RPC tracker and one server registered with it (key "sqnxt-test"), both on 127.0.0.1."""
+    port = _free_port()
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                                "--port", str(port), "--port-end", str(port + 1)], start_new_session=True)
+    server = None
+    try:
+        _wait_for_port(port)
+        server_port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                                   "--port", str(server_port), "--port-end", str(server_port + 1),
+                                   "--tracker", f"127.0.0.1:{port}",
+                                   "--key", "sqnxt-test"], start_new_session=True)
+        _wait_for_key(port, "sqnxt-test")
+        yield f"127.0.0.1:{port}"
+    finally:
+        for process in (server, tracker):
+            if process is not None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _wait_for_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _wait_for_key(port: int, key: str, timeout: float = 60.0) -> None:
+    from tvm import rpc
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        summary = rpc.connect_tracker("127.0.0.1", port).summary()
+        if any(key in str(server) for server in summary.get("server_info", [])):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no RPC server registered with key {key}")
+
+
+def test_tune_through_rpc_tracker(rpc_tracker_with_server, tmp_path) -> None:
+    from sqnxt_compiler.tuning.measure import RpcOptions
+
+    log = tmp_path / "rpc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TuningLogWarning)
+        report = tune(two_conv_model(), load_target("host"), log, trials=8,
+                      rpc=RpcOptions.parse(rpc_tracker_with_server, "sqnxt-test"))
+    assert report.trials_run >= 8 and report.failed_trials < report.trials_run
+    assert all(t.best_s is not None for t in report.tasks)
+    compile_and_compare(two_conv_model(), tmp_path, tuning_log=log)
