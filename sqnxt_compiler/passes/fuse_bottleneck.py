@@ -32,7 +32,7 @@ def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None) 
             report(FusionRecord(REDUCE_PATTERN, detail, _resolution(second.output)))
 
 
-def _residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr] | None:
+def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr] | None:
     """`var = relu(add(expand, shortcut))` with `expand` a private 1x1 conv unit without ReLU."""
     relu = graph.call(var, "relax.nn.relu")
     if relu is None or not graph.is_private(relu.args[0]):
@@ -50,7 +50,7 @@ def _residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, rela
 
 def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
     for var in graph.order:
-        found = _residual_epilogue(graph, var)
+        found = residual_epilogue(graph, var)
         if found is None or var in plans:
             continue
         expand, shortcut = found
