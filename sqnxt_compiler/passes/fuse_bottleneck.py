@@ -33,7 +33,8 @@ def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None) 
 
 
 def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr] | None:
-    """`var = relu(add(expand, shortcut))` with `expand` a private 1x1 conv unit without ReLU."""
+    """`var = relu(add(expand, shortcut))` with `expand` a private 1x1 conv unit (with its own ReLU in the
+    third-party form, without in the official one)."""
     relu = graph.call(var, "relax.nn.relu")
     if relu is None or not graph.is_private(relu.args[0]):
         return None
@@ -42,7 +43,7 @@ def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax
         return None
     for branch, shortcut in (add.args, reversed(add.args)):
         unit = graph.unit_at(branch) if graph.is_private(branch) else None
-        if (unit is not None and _is_pointwise(unit) and not unit.relu and not shortcut.same_as(branch)
+        if (unit is not None and _is_pointwise(unit) and not shortcut.same_as(branch)
                 and [int(d) for d in shortcut.ty.shape] == [int(d) for d in branch.ty.shape]):
             return unit, shortcut
     return None
@@ -66,7 +67,7 @@ class FuseBottleneck:
 
     - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that keeps the
       C/2-channel intermediate in a row tile (the widest of the block's narrow tensors);
-    - expand epilogue: relu(conv1x1(y)[+bias] + shortcut) becomes one kernel; the shortcut (identity or the
+    - expand epilogue: relu([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or the
       projection's output) is read once in the epilogue instead of after a written-out expand result.
 
     The expand is not merged into the low-rank kernel: its input tile would need all C/2 channels of the

@@ -186,24 +186,27 @@ def _conv_te(data: te.Tensor, width: int, weight: te.Tensor, stage: ChainStage, 
     return conv, out_w
 
 
-def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str,
-              residual: te.Tensor | None = None, width: int | None = None) -> te.Tensor:
+def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, width: int,
+              residual: te.Tensor | None = None, final_relu: bool = False) -> te.Tensor:
+    """[final_relu]([relu](conv + bias) [+ residual]) over the first `width` columns."""
+
     def value(b, o, y, x):
         v = conv[b, o, y, x]
         if bias is not None:
             v = v + bias[o]
+        if relu:
+            v = tvm.tirx.max(v, tvm.tirx.const(0.0, "float32"))
         if residual is not None:
             v = v + residual[b, o, y, x]
-        return tvm.tirx.max(v, tvm.tirx.const(0.0, "float32")) if relu else v
+        return tvm.tirx.max(v, tvm.tirx.const(0.0, "float32")) if final_relu else v
 
-    shape = (*conv.shape[:3], width) if width is not None else conv.shape
-    return te.compute(shape, value, name=name)
+    return te.compute((*conv.shape[:3], width), value, name=name)
 
 
 def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
                       final_relu: bool, pattern: str) -> tirx.PrimFunc:
     """One PrimFunc computing conv stage after stage; arguments: data, then per stage weight [and bias],
-    then the residual (added before the final ReLU) when `residual`. Blocks: `sqnxt_conv<i>` (reduction,
+    then the residual when `residual` (added after the last stage's own ReLU, before `final_relu`). Blocks: `sqnxt_conv<i>` (reduction,
     at `padded_width` columns), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out`
     last. Nothing between the stages leaves the kernel; the schedule decides how much of each
     intermediate is live at once."""
@@ -216,12 +219,12 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
         args += [weight] + ([bias] if bias is not None else [])
         conv, width = _conv_te(current, width, weight, stage, f"{CONV_BLOCK}{index}")
         if index + 1 < len(stages):
-            current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue")
+            current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue", int(conv.shape[3]))
             continue
         out_shape = (*conv.shape[:3], width)
         shortcut = te.placeholder(out_shape, "float32", name="residual") if residual else None
         args += [shortcut] if shortcut is not None else []
-        current = _epilogue(conv, bias, stage.relu or final_relu, OUTPUT_BLOCK, shortcut, width)
+        current = _epilogue(conv, bias, stage.relu, OUTPUT_BLOCK, width, shortcut, final_relu)
     func = te.create_prim_func([*args, current])
     return func.with_attrs({FUSION_ATTR: pattern, "op_pattern": _OPAQUE})
 
