@@ -32,8 +32,26 @@ def applies(func: "tirx.PrimFunc", spec: "TargetSpec") -> bool:
         and _output_elements(blocks[-1]) >= MIN_PARALLEL_OUTPUTS
 
 
+def _reductions(sch, blocks) -> int:
+    return sum(any(iv.iter_type == 2 for iv in sch.get(b).iter_vars) for b in blocks)
+
+
+def _parallel_each_block(sch, blocks) -> str:
+    """Several reductions in a chain (e.g. fused conv chains): computing producers inside the consumer's
+    parallel loop would recompute them per output channel, so run each block's own loops in parallel."""
+    for block in blocks:
+        stmt = sch.get(block)
+        loops = sch.get_loops(block)
+        spatial = [loop for loop, iv in zip(loops, stmt.iter_vars) if iv.iter_type == 0]
+        if len(spatial) >= 2:
+            sch.parallel(sch.fuse(*spatial[:-1]) if len(spatial) > 2 else spatial[0])
+    return f"{len(blocks)} blocks, each parallel over its outer spatial loops (no recompute)"
+
+
 def schedule(sch: "tvm.s_tir.Schedule", spatial_parallel: int | None = None) -> str:
     root_blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    if _reductions(sch, root_blocks) > 1:
+        return _parallel_each_block(sch, root_blocks)
     output = root_blocks[-1]
     stmt = sch.get(output)
     loops = sch.get_loops(output)

@@ -1,0 +1,172 @@
+"""Latency of SqueezeNext on this machine, side by side in one run: ONNX Runtime, stock TVM (`tvm.compile`
+untuned on the same Relax import) and sqnxt-compiler with its default (untuned) schedules; then, per conv
+layer, whether the output-stationary or the weight-stationary schedule wins and by how much.
+
+    python benchmarks/latency.py                    # 1.0-SqNxt-23 and 1.0-SqNxt-23v5, batch 1 and 8
+    python benchmarks/latency.py --models 1.0-SqNxt-23 --batches 1 --reps 20 --no-layers
+
+Timings are medians over interleaved repetitions (each repetition runs every engine once, in turn), so
+a load change on this shared machine hits all engines alike. Peak: --peak GFLOP/s (default 375, an FMA
+loop on both cores of this 2-vCPU machine, see DESIGN.md)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def _timer(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def ort_runner(proto, data: np.ndarray) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda: session.run(None, {name: data})
+
+
+def _vm_runner(executable, data: np.ndarray) -> Callable[[], object]:
+    import tvm
+    from tvm import relax
+
+    device = tvm.cpu()
+    vm = relax.VirtualMachine(executable, device)
+    arg = tvm.runtime.tensor(data, device)
+    return lambda: vm["main"](arg)
+
+
+def stock_tvm_runner(proto, data: np.ndarray) -> Callable[[], object]:
+    import tvm
+
+    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+    from sqnxt_compiler.target import load_target
+
+    mod = import_to_relax(proto, resolve_inputs(proto))
+    return _vm_runner(tvm.compile(mod, load_target("host").tvm_target()), data)
+
+
+def ours_runner(proto, data: np.ndarray, workdir: Path) -> Callable[[], object]:
+    import sqnxt_compiler
+
+    result = sqnxt_compiler.compile(proto, target="host", output=workdir / f"{proto.graph.name}.so")
+    model = sqnxt_compiler.load(result.library)
+    return lambda: model.run(data)
+
+
+def interleaved_medians(runners: dict[str, Callable[[], object]], reps: int, slow: set[str],
+                        slow_reps: int) -> dict[str, float]:
+    for run in runners.values():  # warm-up: first-touch allocations, thread pools
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for rep in range(reps):
+        for name, run in runners.items():
+            if name in slow and rep >= slow_reps:
+                continue
+            times[name].append(_timer(run))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def end_to_end(models: list[str], batches: list[int], reps: int, stock_reps: int, peak: float) -> None:
+    from sqnxt_compiler.models import build_model, model_counts
+
+    print(f"\n## End to end on host (medians of interleaved reps; peak {peak:.0f} GFLOP/s)\n")
+    print("| model | batch | engine | median ms | vs ORT | GFLOP/s | % peak |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            for batch in batches:
+                proto = build_model(name, batch=batch)
+                macs = model_counts(proto)[1] * batch
+                data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
+                runners = {"ONNX Runtime": ort_runner(proto, data), "stock TVM": stock_tvm_runner(proto, data),
+                           "ours (default)": ours_runner(proto, data, Path(tmp))}
+                medians = interleaved_medians(runners, reps, {"stock TVM"}, stock_reps)
+                for engine, ms in medians.items():
+                    gflops = 2 * macs / ms / 1e6
+                    print(f"| {name} | {batch} | {engine} | {ms:.2f} | {ms / medians['ONNX Runtime']:.2f}x"
+                          f" | {gflops:.1f} | {100 * gflops / peak:.0f}% |", flush=True)
+
+
+def per_layer(model: str, reps: int) -> None:
+    """Each single-conv kernel of the model, built alone with the OS and with the WS default schedule."""
+    import tvm
+    from tvm import s_tir
+
+    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+    from sqnxt_compiler.models import build_model
+    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+    from sqnxt_compiler.schedules import conv2d_output_stationary as output_stationary
+    from sqnxt_compiler.schedules import conv2d_weight_stationary as weight_stationary
+    from sqnxt_compiler.schedules._common import find_conv, machine_knobs
+    from sqnxt_compiler.schedules.dataflow_choice import choose
+    from sqnxt_compiler.target import load_target
+
+    spec = load_target("host")
+    target = spec.tvm_target()
+    machine = machine_knobs(spec)
+    proto = build_model(model)
+    lowering = [p for p in PHASES if p.name in ("fold_batchnorm", "legalize", "fuse_operators")]
+    mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec), lowering)
+    print(f"\n## Per conv layer, {model} batch 1: OS vs WS default schedules (kernel alone, medians of "
+          f"{reps} interleaved reps; each build packs its weights in the kernel, equally for both)\n")
+    print("| kernel | conv | MMAC | OS ms | WS ms | winner | by | rule picks |")
+    print("|---|---|---|---|---|---|---|---|")
+    device = tvm.cpu()
+    rows = []
+    for gvar, func in sorted(mod.functions.items(), key=lambda kv: kv[0].name_hint):
+        shape = find_conv(func) if isinstance(func, tvm.tirx.PrimFunc) else None
+        if shape is None:
+            continue
+        args, kernels = None, {}
+        for order, family in (("OS", output_stationary), ("WS", weight_stationary)):
+            sch = s_tir.Schedule(func)
+            family.apply(sch, spec)
+            lib = tvm.compile(tvm.IRModule({"main": sch.mod["main"].with_attr("global_symbol", "main")}), target)
+            if args is None:
+                args = [tvm.runtime.tensor(np.random.default_rng(i).standard_normal(
+                    [int(d) for d in p.ty.shape]).astype("float32"), device) for i, p in enumerate(func.params)]
+            kernels[order] = lib.mod.time_evaluator("main", device, number=5, repeat=1)
+        times = {order: [] for order in kernels}
+        for _ in range(reps):
+            for order, evaluator in kernels.items():
+                times[order].append(evaluator(*args).mean * 1e3)
+        os_ms, ws_ms = statistics.median(times["OS"]), statistics.median(times["WS"])
+        winner = "OS" if os_ms <= ws_ms else "WS"
+        conv = (f"{shape.kernel_h}x{shape.kernel_w}/{shape.stride_h} {shape.reduce_channels}->"
+                f"{shape.out_channels} @{shape.out_height}x{shape.out_width}")
+        rows.append((winner, choose(shape, machine)))
+        print(f"| {gvar.name_hint} | {conv} | {shape.macs / 1e6:.2f} | {os_ms:.3f} | {ws_ms:.3f} | {winner} | "
+              f"{max(os_ms, ws_ms) / min(os_ms, ws_ms):.2f}x | {rows[-1][1]} |", flush=True)
+    agree = sum(w == c for w, c in rows)
+    print(f"\nThe rule's pick matched the faster order on {agree} of {len(rows)} layers.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions (default 15)")
+    parser.add_argument("--stock-reps", type=int, default=3, help="repetitions of the (slow) stock TVM build")
+    parser.add_argument("--peak", type=float, default=375.0, help="machine peak GFLOP/s fp32 (default 375)")
+    parser.add_argument("--no-layers", action="store_true", help="skip the per-layer OS/WS table")
+    parser.add_argument("--layer-reps", type=int, default=7)
+    args = parser.parse_args(argv)
+    end_to_end(args.models, args.batches, args.reps, args.stock_reps, args.peak)
+    if not args.no_layers:
+        per_layer(args.models[0], args.layer_reps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
