@@ -1,0 +1,135 @@
+"""Property tests: FuseLowRankConv and FuseBottleneck change which tensors reach memory, never the numbers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import tvm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tvm import relax
+
+from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+from sqnxt_compiler.models import build_model
+from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
+from sqnxt_compiler.passes import FuseBottleneck, FuseLowRankConv
+from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+from sqnxt_compiler.target import load_target
+from sqnxt_compiler.verify import relative_error
+
+FUSION_PHASES = {"fuse_low_rank", "fuse_bottleneck"}
+BOUND = 1e-5
+SPEC = load_target("host")
+SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _unit(g: GraphBuilder, x: Tensor, channels: int, kernel, stride=1, pad=(0, 0), groups=1, relu=True,
+          bias=False) -> Tensor:
+    """Third-party form (conv with bias, BN already folded) or official form (bias-free conv + BatchNorm)."""
+    if bias:
+        y = g.conv(x, channels, kernel, stride, pad, groups, bias=True)
+    else:
+        y = g.batch_norm(g.conv(x, channels, kernel, stride, pad, groups))
+    return g.relu(y) if relu else y
+
+
+@st.composite
+def blocks(draw):
+    """A random SqueezeNext block: sizes, channels, stride, pair order, biases, groups, shortcut kind."""
+    groups = draw(st.sampled_from([1, 2]))
+    channels = 4 * groups * draw(st.integers(1, 5))
+    projection = draw(st.booleans())
+    stride = draw(st.sampled_from([1, 2])) if projection else 1
+    cin = groups * draw(st.integers(1, 12)) if projection else channels
+    return dict(cin=cin, channels=channels, height=draw(st.integers(3, 20)), width=draw(st.integers(3, 20)),
+                stride=stride, vertical_first=draw(st.booleans()), bias=draw(st.booleans()), groups=groups,
+                projection=projection, seed=draw(st.integers(0, 2**16)))
+
+
+def block_model(cin, channels, height, width, stride, vertical_first, bias, groups, projection, seed):
+    g = GraphBuilder(seed=seed)
+    x = Tensor("data", (1, cin, height, width))
+    half, quarter = channels // 2, channels // 4
+    y = _unit(g, x, half, (1, 1), stride, groups=groups, bias=bias)
+    y = _unit(g, y, quarter, (1, 1), bias=bias)
+    pair = [((3, 1), (1, 0)), ((1, 3), (0, 1))]
+    for kernel, pad in pair if vertical_first else reversed(pair):
+        y = _unit(g, y, half, kernel, pad=pad, groups=groups, bias=bias)
+    y = _unit(g, y, channels, (1, 1), relu=bias, bias=bias)  # the third-party expand has its own ReLU
+    shortcut = _unit(g, x, channels, (1, 1), stride, bias=bias) if projection else x
+    return g.finish("block", x, g.relu(g.add(y, shortcut)))
+
+
+def compile_and_run(model, fused: bool, data: np.ndarray) -> tuple[np.ndarray, dict]:
+    phases = PHASES if fused else [p for p in PHASES if p.name not in FUSION_PHASES]
+    ctx = CompileContext(SPEC)
+    mod = run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, phases)
+    vm = relax.VirtualMachine(tvm.compile(mod, SPEC.tvm_target(), relax_pipeline=None), tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(data)).numpy(), ctx.notes
+
+
+def _seeded_input(model) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal(resolve_inputs(model)[0].shape).astype("float32")
+
+
+@SETTINGS
+@given(blocks())
+def test_fused_block_equals_unfused(block):
+    model = block_model(**block)
+    data = _seeded_input(model)
+    fused, notes = compile_and_run(model, True, data)
+    unfused, _ = compile_and_run(model, False, data)
+    assert relative_error(fused, unfused) <= BOUND
+    assert notes["fuse_low_rank"][0].startswith("low_rank: 1 fused")
+    assert [line.split(" (")[0] for line in notes["fuse_bottleneck"]] == [
+        "expand_epilogue: 1 fused", "reduce_chain: 1 fused"]
+
+
+@settings(SETTINGS, max_examples=12)
+@given(st.integers(1, 24), st.integers(1, 24), st.integers(2, 40), st.integers(1, 40), st.booleans(),
+       st.booleans(), st.booleans())
+def test_low_rank_pair_alone(cin, mid, height, width, vertical_first, bias, second_relu):
+    """A bare pair, odd channel counts and widths included, the second conv with or without ReLU."""
+    g = GraphBuilder(seed=cin * mid)
+    x = Tensor("data", (1, cin, height, width))
+    pair = [((3, 1), (1, 0)), ((1, 3), (0, 1))]
+    (k1, p1), (k2, p2) = pair if vertical_first else pair[::-1]
+    y = _unit(g, _unit(g, x, mid, k1, pad=p1, bias=bias), mid + 1, k2, pad=p2, relu=second_relu, bias=bias)
+    model = g.finish("pair", x, y)
+    data = _seeded_input(model)
+    fused, notes = compile_and_run(model, True, data)
+    unfused, _ = compile_and_run(model, False, data)
+    assert relative_error(fused, unfused) <= BOUND
+    assert notes["fuse_low_rank"][0].startswith("low_rank: 1 fused")
+
+
+def _folded(model) -> tvm.IRModule:
+    return run_pipeline(import_to_relax(model, resolve_inputs(model)), CompileContext(SPEC), PHASES[:1])
+
+
+@pytest.mark.parametrize("name", ["alexnet", "squeezenet1.0"])
+def test_nothing_to_fuse_leaves_module_unchanged(name):
+    mod = _folded(build_model(name, resolution=64))
+    assert FuseLowRankConv()(mod).same_as(mod)
+    assert FuseBottleneck()(mod).same_as(mod)
+
+
+def test_shared_intermediate_is_not_fused():
+    """When the first conv's output has another reader it must be written anyway: no fusion."""
+    g = GraphBuilder(seed=3)
+    x = Tensor("data", (1, 8, 12, 12))
+    first = _unit(g, x, 8, (3, 1), pad=(1, 0))
+    second = _unit(g, first, 8, (1, 3), pad=(0, 1))
+    model = g.finish("shared", x, g.add(first, second))
+    mod = _folded(model)
+    assert FuseLowRankConv()(mod).same_as(mod)
+
+
+def test_fused_kernel_is_called_once_per_pair():
+    mod = FuseLowRankConv()(_folded(build_model("1.0-SqNxt-23", resolution=64)))
+    text = mod.script(show_meta=False)
+    assert len(re.findall(r"R\.call_tir\(cls\.fused_low_rank\d*,", text)) == 21
+    assert text.count("R.nn.conv2d(") == 21 * 3 + 4 + 2  # reduce1, reduce2, expand; projections; stem, tail
