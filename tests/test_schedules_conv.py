@@ -1,0 +1,86 @@
+"""The conv schedule families (output-stationary, weight-stationary, the per-layer choice) on random
+shapes: 1x1, 3x1, 1x3, kxk, strided, padded, grouped, residual epilogue; defaults and design spaces."""
+
+import pytest
+import tvm
+
+from schedule_helpers import check_schedule, conv_graph, fused_primfuncs, schedule_with
+from sqnxt_compiler.schedules import conv2d_output_stationary, conv2d_weight_stationary, dataflow_choice, find_rule
+from sqnxt_compiler.schedules._common import find_conv
+from sqnxt_compiler.target import load_target
+
+SHAPES = {
+    "1x1": dict(shape=(1, 16, 13, 13), out_channels=32, kernel=(1, 1)),
+    "1x1-stride2-batch2": dict(shape=(2, 24, 14, 14), out_channels=48, kernel=(1, 1), stride=(2, 2)),
+    "3x1-pad": dict(shape=(1, 8, 11, 9), out_channels=16, kernel=(3, 1), padding=(1, 0)),
+    "1x3-pad-residual": dict(shape=(1, 16, 10, 12), out_channels=16, kernel=(1, 3), padding=(0, 1), residual=True),
+    "7x7-stride2-stem": dict(shape=(1, 3, 31, 31), out_channels=64, kernel=(7, 7), stride=(2, 2)),
+    "3x3-pad-odd-channels": dict(shape=(1, 5, 9, 9), out_channels=24, kernel=(3, 3), padding=(1, 1)),
+    "grouped-3x1": dict(shape=(1, 16, 8, 8), out_channels=32, kernel=(3, 1), padding=(1, 0), groups=2),
+}
+
+
+@pytest.fixture(scope="module")
+def host():
+    return load_target("host")
+
+
+def conv_func(name, target):
+    funcs = fused_primfuncs(conv_graph(**SHAPES[name]), target)
+    convs = [f for f in funcs.values() if find_conv(f) is not None]
+    assert len(convs) == 1, list(funcs)
+    return convs[0]
+
+
+@pytest.mark.parametrize("name", SHAPES)
+@pytest.mark.parametrize("family", [conv2d_output_stationary, conv2d_weight_stationary, dataflow_choice])
+def test_default_schedule_matches_unscheduled(name, family, host):
+    func = conv_func(name, host.tvm_target())
+    check_schedule(func, schedule_with(func, family.apply, host), host.tvm_target())
+
+
+@pytest.mark.parametrize("name", ["1x3-pad-residual", "7x7-stride2-stem", "1x1-stride2-batch2"])
+def test_design_spaces_sample_and_match(name, host):
+    target = host.tvm_target()
+    func = conv_func(name, target)
+    with target:
+        spaces = dataflow_choice.design_space(tvm.s_tir.Schedule(func))
+    assert len(spaces) == 3  # OS channel-outer, OS column-outer, WS: one space per loop order
+    for space in spaces:
+        samples = [inst for inst in space.trace.insts if inst.kind.name.startswith("Sample")]
+        assert samples, "the design space samples nothing"
+        check_schedule(func, space.mod["main"], target)
+
+
+def test_design_space_works_as_schedule_fn(host):
+    """The tuner wraps rule.design_space in ms.space_generator.ScheduleFn."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target = host.tvm_target()
+    func = conv_func("3x1-pad", target)
+    rule = find_rule(func, host)
+    context = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=target,
+                             space_generator=ms.space_generator.ScheduleFn(rule.design_space,
+                                                                           sch_rules=[], postprocs=[],
+                                                                           mutator_probs={}),
+                             task_name="conv")
+    spaces = context.generate_design_space()
+    assert len(spaces) == 3
+
+
+def test_rule_explains_its_choice(host):
+    func = conv_func("7x7-stride2-stem", host.tvm_target())
+    sch = tvm.s_tir.Schedule(func)
+    description = dataflow_choice.apply(sch, host)
+    assert ("OS chosen" in description or "WS chosen" in description) and "7x7/2 3->64" in description
+
+
+def test_register_tile_follows_the_target():
+    """AVX-512 gets 16-lane vectors, NEON 4-lane; the tile never exceeds the register budget."""
+    from sqnxt_compiler.schedules._common import machine_knobs, register_tile
+
+    shape = find_conv(conv_func("7x7-stride2-stem", load_target("host").tvm_target()))
+    for target_name, lanes in (("arm", 4), ("host", machine_knobs(load_target("host")).lanes)):
+        machine = machine_knobs(load_target(target_name))
+        got_lanes, vectors, columns = register_tile(machine, shape.out_channels, shape.out_width)
+        assert got_lanes == lanes and vectors * columns <= machine.accumulator_budget
