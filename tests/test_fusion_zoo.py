@@ -1,0 +1,76 @@
+"""Every SqueezeNext in the zoo has every block fused, matches ONNX Runtime, and `--explain` says so."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import sqnxt_compiler
+from sqnxt_compiler.cli.compile import main as compile_main
+from sqnxt_compiler.models import build_model
+from sqnxt_compiler.models.squeezenext import SQUEEZENEXT_SPECS
+from sqnxt_compiler.models.thirdparty import THIRD_PARTY_SPECS
+from sqnxt_compiler.verify import reference_outputs, relative_error
+from utils import seeded_input
+
+PATTERNS = ("low_rank", "reduce_chain", "expand_epilogue")
+
+
+def expected_counts(name: str) -> dict[str, int]:
+    """One low-rank pair, one reduce pair and one expand epilogue per block; classic CNNs have none of the
+    first two (resnet-tiny's two 1x1-projection blocks do end in an expand epilogue)."""
+    spec = SQUEEZENEXT_SPECS.get(name) or THIRD_PARTY_SPECS.get(name)
+    if spec is None:
+        return {"expand_epilogue": 2} if name == "resnet-tiny" else {}
+    return dict.fromkeys(PATTERNS, sum(spec.blocks_per_stage))
+
+
+def fused_counts(lines: list[str]) -> dict[str, int]:
+    return {m[1]: int(m[2]) for line in lines if (m := re.match(r"(\w+): (\d+) fused", line.strip()))}
+
+
+def compile_compare_and_count(name: str, tmp_path) -> tuple[dict[str, int], dict]:
+    model = build_model(name, resolution=99 if name == "alexnet" else None)
+    result = sqnxt_compiler.compile(model, target="host", output=tmp_path / f"{name}.so")
+    inputs = [seeded_input(i.shape, seed) for seed, i in enumerate(result.inputs)]
+    actual = sqnxt_compiler.load(result.library).run(*inputs)
+    expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})
+    assert relative_error(actual[0], expected[0]) <= 1e-4
+    notes = result.notes
+    return fused_counts(notes.get("fuse_low_rank", []) + notes.get("fuse_bottleneck", [])), notes
+
+
+def test_explain_reports_every_block_of_sqnxt23(tmp_path, capsys):
+    """The CLI path: `--explain` prints the counts per pattern and per stage, `--run` checks vs ONNX Runtime."""
+    assert compile_main(["--model", "1.0-SqNxt-23", "-o", str(tmp_path / "m.so"), "--explain", "--run",
+                         "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "low_rank: 21 fused (3x1->1x3: 11, 1x3->3x1: 10); per stage: 55x55: 6, 28x28: 6, 14x14: 8, 7x7: 1" in out
+    assert "expand_epilogue: 21 fused (1x1+projection+relu: 4, 1x1+identity+relu: 17)" in out
+    assert "reduce_chain: 21 fused (1x1->1x1: 18, 1x1/s2->1x1: 3)" in out
+    assert re.search(r"check vs ONNX Runtime: max relative error \S+ \(OK", out)
+    assert out.index("[fuse_low_rank]") < out.index("[fuse_bottleneck]") < out.index("[legalize]")
+
+
+@pytest.mark.parametrize("name", ["sqnxt23_w1", "1.0-G-SqNxt-23"])
+def test_third_party_and_grouped_fully_fused(name, tmp_path):
+    counts, notes = compile_compare_and_count(name, tmp_path)
+    assert counts == expected_counts(name)
+    for kernel, rule in (("fused_low_rank", "fused_low_rank"), ("fused_reduce_chain", "fused_bottleneck"),
+                         ("fused_expand_epilogue", "fused_bottleneck")):
+        lines = [line for line in notes["schedule"] if line.startswith(kernel)]
+        assert lines and all(f": {rule} (" in line for line in lines), (kernel, lines)
+
+
+SWEEP = [n for n in [*SQUEEZENEXT_SPECS, *THIRD_PARTY_SPECS, "squeezenet1.0", "resnet-tiny", "alexnet"]
+         if n not in ("1.0-SqNxt-23", "sqnxt23_w1", "1.0-G-SqNxt-23")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SWEEP)
+def test_whole_zoo_fused_and_matches_onnxruntime(name, tmp_path):
+    counts, notes = compile_compare_and_count(name, tmp_path)
+    assert counts == expected_counts(name)
+    if not expected_counts(name):
+        assert notes["fuse_low_rank"] == ["nothing to fuse; module unchanged"]
