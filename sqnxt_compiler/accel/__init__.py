@@ -14,10 +14,11 @@ from .layer import LayerSpec, Requant
 from .reference import reference_layer
 from .report import Report
 from .simulator import estimate, simulate
-from .tiling import DATAFLOWS, Tiling, check_tiling, default_tiling, footprint, tiling_space
+from .planner import analytic_cycles, default_tiling
+from .tiling import DATAFLOWS, Tiling, check_tiling, footprint, greedy_tiling, tiling_space
 
 __all__ = [
     "AccelConfig", "EnergyTable", "known_accelerators", "LayerSpec", "Requant", "Tiling", "DATAFLOWS",
-    "default_tiling", "tiling_space", "check_tiling", "footprint", "compile_layer", "Program",
+    "default_tiling", "greedy_tiling", "analytic_cycles", "tiling_space", "check_tiling", "footprint", "compile_layer", "Program",
     "simulate", "estimate", "Report", "reference_layer",
 ]

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from .config import AccelConfig
 from .isa import Alu, AluOp, Buffer, Finish, Gemm, Instruction, Load, Program, Store
 from .layer import LayerSpec, Requant
-from .tiling import SLOTS, Tiling, check_tiling, default_tiling, input_window, PARAM_BYTES
+from .planner import default_tiling
+from .tiling import PARAM_BYTES, SLOTS, Tiling, check_tiling, input_window
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def check_tiling(layer: LayerSpec, config: AccelConfig, tiling: Tiling) -> Tilin
     return clamp(tiling, layer)
 
 
-def default_tiling(layer: LayerSpec, config: AccelConfig, dataflow: str = "ws") -> Tiling:
+def greedy_tiling(layer: LayerSpec, config: AccelConfig, dataflow: str = "ws") -> Tiling:
     """A deterministic tiling that fits: whole dimensions first (maximal reuse, fewest array fills), then
     halve what overflows - output channels for weights; for accumulators and inputs, output channels
     then rows then columns under WS, rows then columns then channels under OS; input channels last

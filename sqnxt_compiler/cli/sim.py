@@ -1,0 +1,112 @@
+"""`sqnxt-sim`: compile one layer for the simulated int8 accelerator and print its cycles, traffic, energy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from ..errors import SqnxtError
+from .common import entry_point
+
+
+def _pair(text: str, what: str) -> tuple[int, int]:
+    """"3" -> (3, 3); "3x1" -> (3, 1)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise SqnxtError(f"{what} must be N or NxM (e.g. 3 or 3x1), not '{text}'") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise SqnxtError(f"{what} must be N or NxM (e.g. 3 or 3x1), not '{text}'")
+    return parts[0], parts[1]
+
+
+def _add_layer_command(commands) -> None:
+    p = commands.add_parser("layer", help="simulate one conv2d or dense layer",
+                            description="Compile one layer (WS or OS dataflow, default or given tile sizes), "
+                                        "run it on random int8 data, check it against the numpy reference and "
+                                        "print cycles per module, utilization, traffic and energy.")
+    p.add_argument("--config", default="accel-16x16", help="accelerator name or .toml path (default: accel-16x16)")
+    p.add_argument("--kind", choices=("conv", "dense"), default="conv")
+    p.add_argument("--cin", type=int, required=True, help="input channels (dense: input features)")
+    p.add_argument("--cout", type=int, required=True, help="output channels (dense: output features)")
+    p.add_argument("--hw", default="1", help="input height x width, e.g. 56 or 55x55 (conv)")
+    p.add_argument("--kernel", default="1", help="kernel size, e.g. 3x3, 3x1, 7 (conv)")
+    p.add_argument("--stride", default="1", help="stride, e.g. 1 or 2x2 (conv)")
+    p.add_argument("--pad", help="padding (vertical x horizontal; default kernel // 2 per side)")
+    p.add_argument("--groups", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dataflow", choices=("ws", "os"), default="ws")
+    for knob in ("oh", "ow", "cout", "cin"):
+        p.add_argument(f"--tile-{knob}", type=int, help=f"tile_{knob} knob (default: from default_tiling)")
+    p.add_argument("--dram-bytes-per-cycle", type=float, help="override the DRAM bandwidth of the config")
+    p.add_argument("--timing-only", action="store_true", help="skip the functional run (estimate only)")
+    p.add_argument("--listing", action="store_true", help="print the instruction stream")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random data")
+    p.set_defaults(run=_run_layer)
+
+
+def _run_layer(args: argparse.Namespace) -> int:
+    from ..accel import (AccelConfig, LayerSpec, Requant, Tiling, compile_layer, default_tiling,
+                         reference_layer, simulate)
+    from ..accel.report import build_report
+    from ..accel.timing import schedule
+
+    config = AccelConfig.load(args.config)
+    if args.dram_bytes_per_cycle:
+        config = config.replace(dram_bytes_per_cycle=args.dram_bytes_per_cycle)
+    if args.kind == "dense":
+        layer = LayerSpec.dense(args.cin, args.cout, n=args.batch)
+    else:
+        layer = LayerSpec.conv2d(args.cin, args.cout, _pair(args.hw, "--hw"), _pair(args.kernel, "--kernel"),
+                                 _pair(args.stride, "--stride"), _pair(args.pad, "--pad") if args.pad else None,
+                                 groups=args.groups, n=args.batch)
+    base = default_tiling(layer, config, args.dataflow)
+    tiling = Tiling(args.dataflow, args.tile_oh or base.tile_oh, args.tile_ow or base.tile_ow,
+                    args.tile_cout or base.tile_cout, args.tile_cin or base.tile_cin)
+    requant = Requant(multiplier=1, shift=8, relu=True)
+    program = compile_layer(layer, config, tiling, requant)
+    started = time.perf_counter()
+    if args.timing_only:
+        report, check = build_report(program, schedule(program)), "skipped (--timing-only)"
+    else:
+        rng = np.random.default_rng(args.seed)
+        x = rng.integers(-128, 128, layer.input_shape, dtype=np.int8)
+        w = rng.integers(-128, 128, layer.weight_shape, dtype=np.int8)
+        b = rng.integers(-(1 << 12), 1 << 12, layer.cout, dtype=np.int32)
+        output, report = simulate(program, x, w, b)
+        exact = np.array_equal(output, reference_layer(layer, x, w, b, requant))
+        check = "exact" if exact else "MISMATCH"
+        if not exact:
+            raise SqnxtError("simulator output differs from the numpy reference (please report it)")
+    elapsed = time.perf_counter() - started
+    if args.listing:
+        print(program.listing())
+    if args.json:
+        data = report.as_dict()
+        data.update(functional_check=check, simulation_seconds=elapsed)
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    print(f"{layer.describe()} -> output {layer.output_shape}")
+    for line in report.lines():
+        print(line)
+    print(f"check        vs numpy reference: {check}; simulated in {elapsed:.3f} s")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sqnxt-sim", description=__doc__)
+    commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_layer_command(commands)
+    return p
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return args.run(args)
