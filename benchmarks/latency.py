@@ -59,7 +59,8 @@ def stock_tvm_runner(proto, data: np.ndarray) -> Callable[[], object]:
 def ours_runner(proto, data: np.ndarray, workdir: Path) -> Callable[[], object]:
     import sqnxt_compiler
 
-    result = sqnxt_compiler.compile(proto, target="host", output=workdir / f"{proto.graph.name}.so")
+    # one file per model and batch: a reused path would hand back the already-loaded library
+    result = sqnxt_compiler.compile(proto, target="host", output=workdir / f"{proto.graph.name}_b{data.shape[0]}.so")
     model = sqnxt_compiler.load(result.library)
     return lambda: model.run(data)
 
@@ -87,7 +88,7 @@ def end_to_end(models: list[str], batches: list[int], reps: int, stock_reps: int
         for name in models:
             for batch in batches:
                 proto = build_model(name, batch=batch)
-                macs = model_counts(proto)[1] * batch
+                macs = model_counts(proto)[1]  # already for this batch
                 data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
                 runners = {"ONNX Runtime": ort_runner(proto, data), "stock TVM": stock_tvm_runner(proto, data),
                            "ours (default)": ours_runner(proto, data, Path(tmp))}

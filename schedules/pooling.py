@@ -14,22 +14,21 @@ if TYPE_CHECKING:
 
     from ..target import TargetSpec
 
-# Below this many output elements a parallel launch costs more than it saves.
-MIN_PARALLEL_OUTPUTS = 4096
+# Below this many iterations (output elements x reduction window) a parallel launch costs more than it saves.
+MIN_PARALLEL_WORK = 16384
 
 
-def _output_elements(block) -> int:
+def _work(block) -> int:
     count = 1
     for iv in block.iter_vars:
-        if iv.iter_type == 0:
-            count *= int(iv.dom.extent)
+        count *= int(iv.dom.extent)
     return count
 
 
 def applies(func: "tirx.PrimFunc", spec: "TargetSpec") -> bool:
     blocks = _blocks(func)
     return bool(blocks) and all(all(int(iv.dom.extent) >= 1 for iv in b.iter_vars) for b in blocks) \
-        and _output_elements(blocks[-1]) >= MIN_PARALLEL_OUTPUTS
+        and max(_work(b) for b in blocks) >= MIN_PARALLEL_WORK
 
 
 def _reductions(sch, blocks) -> int:
