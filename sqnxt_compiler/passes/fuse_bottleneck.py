@@ -65,13 +65,22 @@ def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> N
 class FuseBottleneck:
     """Two fusions around SqueezeNext's low-rank pair, chosen by measurement (see `benchmarks/fusion.py`):
 
-    - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that keeps the
-      C/2-channel intermediate in a row tile (the widest of the block's narrow tensors);
-    - expand epilogue: relu([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or the
-      projection's output) is read once in the epilogue instead of after a written-out expand result.
+    - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that holds the
+      C/2-channel intermediate only for the current row tile;
+    - expand epilogue: relu([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or
+      the projection's output) is read in the epilogue, so the C-channel expand result is never written.
+      (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
+      schedule, and the official and third-party forms are recognised alike.)
 
-    The expand is not merged into the low-rank kernel: its input tile would need all C/2 channels of the
-    pair's output for every row, the same data the pair kernel already writes once (see the report)."""
+    Granularity, measured with `benchmarks/fusion.py --granularity` (1.0-SqNxt-23, host, 2 cores, interleaved
+    medians): unfused 23.7 ms / 16.7 MB of intermediates; these two fusions plus FuseLowRankConv (3 kernels
+    per block) 19.6 ms / 12.4 MB; also merging the low-rank pair into the expand epilogue 21.5 ms / 10.2 MB;
+    the whole residual branch in one kernel 25.2 ms / 9.1 MB. Bigger groups write less but run slower; our
+    reading (not separately measured): each row tile recomputes the 3x1's halo rows through every earlier
+    stage, and a long chain's stages run one after another inside one core's tile with a larger working set.
+    So the block is cut where its tensors are narrowest: after the reduce pair (C/4 channels) and after the
+    low-rank pair (C/2).
+    """
 
     def __init__(self, report: Reporter | None = None) -> None:
         self.report = report
