@@ -79,15 +79,16 @@ class AccelConfig:
             if key not in section:
                 raise SqnxtError(f"{where}: missing field '{label}'")
             value = section[key]
-            if kind is str:
-                return str(value)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero_ok):
+            too_small = value < 0 or (value == 0 and not zero_ok) if isinstance(value, (int, float)) else True
+            if isinstance(value, bool) or too_small:
                 raise SqnxtError(f"{where}: '{label}' must be a {'non-negative' if zero_ok else 'positive'} "
                                  f"number, not {value!r}")
             if kind is int and value != int(value):
                 raise SqnxtError(f"{where}: '{label}' must be an integer, not {value!r}")
             return kind(value)
 
+        geometry = dict(rows=field(None, "rows"), cols=field(None, "cols"),
+                        clock_mhz=field(None, "clock_mhz", float), alu_lanes=field(None, "alu_lanes"))
         energy = EnergyTable(
             mac_pj=field("energy", "mac_pj", float),
             register_file_pj_per_access=field("energy", "register_file_pj_per_access", float),
@@ -96,8 +97,7 @@ class AccelConfig:
             source=str(accel.get("energy", {}).get("source", "")),
         )
         return cls(
-            name=name, rows=field(None, "rows"), cols=field(None, "cols"),
-            clock_mhz=field(None, "clock_mhz", float), alu_lanes=field(None, "alu_lanes"),
+            name=name, **geometry,
             input_bytes=field("buffers", "input_bytes"), weight_bytes=field("buffers", "weight_bytes"),
             accumulator_bytes=field("buffers", "accumulator_bytes"),
             instruction_depth=field("queues", "instruction_depth"), uop_entries=field("queues", "uop_entries"),

@@ -2,13 +2,14 @@
 
 The closed form counts the same GEMM folds and DMA transfers the compiler would emit (tile shapes take
 at most two sizes per dimension: full and remainder) and takes the busiest module as the latency, i.e.
-it assumes perfect overlap. It ranks candidates in microseconds; `estimate` then gives exact cycles.
+it assumes perfect overlap after the first loads and before the last store. It ranks candidates in microseconds; `estimate` then gives exact cycles.
 """
 
 from __future__ import annotations
 
 import itertools
 
+from ..errors import SqnxtError
 from .config import AccelConfig
 from .dataflow import alu_cycles, gemm_cost
 from .layer import LayerSpec
@@ -23,6 +24,12 @@ def _sizes(extent: int, tile: int) -> list[tuple[int, int]]:
 
 
 def analytic_cycles(layer: LayerSpec, config: AccelConfig, tiling: Tiling) -> int:
+    """Closed-form latency of the layer under `tiling` (see the module docstring)."""
+    return analytic_breakdown(layer, config, tiling)["total"]
+
+
+def analytic_breakdown(layer: LayerSpec, config: AccelConfig, tiling: Tiling) -> dict[str, int]:
+    """Closed-form busy cycles: "gemm" (array), "compute" (array + ALU), "load", "store" and "total"."""
     t = clamp(tiling, layer)
     oh, ow = _sizes(layer.out_h, t.tile_oh), _sizes(layer.out_w, t.tile_ow)
     co, ci = _sizes(layer.cout_per_group, t.tile_cout), _sizes(layer.cin_per_group, t.tile_cin)
@@ -32,13 +39,13 @@ def analytic_cycles(layer: LayerSpec, config: AccelConfig, tiling: Tiling) -> in
     # changes between consecutive steps.
     inputs_reused = cin_tiles == 1 and (t.dataflow == "os" or pixel_tiles == 1)
     weights_reused = cin_tiles == 1 and (t.dataflow == "ws" or cout_tiles == 1)
-    compute = store = loads = 0
+    gemm = alu = store = loads = 0
     for (h, nh), (w, nw), (c, nc), (k, nk) in itertools.product(oh, ow, co, ci):
         count = layer.n * layer.groups * nh * nw * nc * nk
-        compute += count * gemm_cost(t.dataflow, h * w, layer.kh * layer.kw * k, c, config.rows, config.cols,
-                                     True).cycles
+        gemm += count * gemm_cost(t.dataflow, h * w, layer.kh * layer.kw * k, c, config.rows, config.cols,
+                                  True).cycles
         if k == ci[-1][0]:  # last reduction slice: requantize and store the output tile
-            compute += count // nk * alu_cycles(h * w * c, config.alu_lanes)
+            alu += count // nk * alu_cycles(h * w * c, config.alu_lanes)
             store += count // nk * dma_cycles(h * w * c, config)
     for (h, nh), (w, nw), (k, nk) in itertools.product(oh, ow, ci):
         window = input_window(h, layer.stride[0], layer.kh) * input_window(w, layer.stride[1], layer.kw)
@@ -49,16 +56,27 @@ def analytic_cycles(layer: LayerSpec, config: AccelConfig, tiling: Tiling) -> in
         loads += count * dma_cycles(c * layer.kh * layer.kw * k, config)
     for c, nc in co:
         loads += layer.groups * nc * pixel_tiles * dma_cycles(c * PARAM_BYTES, config)
-    return max(compute, loads, store)
+    # the first step's loads and the last tile's store cannot overlap with anything
+    steps = layer.groups * pixel_tiles * cout_tiles * cin_tiles   # pixel_tiles counts images too
+    out_tiles = steps // cin_tiles
+    total = max(gemm + alu, loads, store) + loads // steps + store // out_tiles
+    return {"gemm": gemm, "compute": gemm + alu, "load": loads, "store": store, "total": total}
 
 
-def default_tiling(layer: LayerSpec, config: AccelConfig, dataflow: str = "ws") -> Tiling:
-    """The tiling with the fewest analytic cycles in `tiling_space` for this dataflow (ties: fewer GEMM
-    tiles), or the greedy fit when the space is empty. Deterministic; raises if nothing fits."""
+OBJECTIVES = ("total", "gemm")
+
+
+def default_tiling(layer: LayerSpec, config: AccelConfig, dataflow: str = "ws", objective: str = "total") -> Tiling:
+    """The tiling of `tiling_space` for this dataflow with the fewest analytic cycles (ties: larger
+    tiles), or the greedy fit when the space is empty. Deterministic; raises if nothing fits.
+    objective "total" minimises the layer's latency (on small layers it accepts more array fills to
+    shorten the load prologue and store epilogue); "gemm" minimises the array's own cycles."""
+    if objective not in OBJECTIVES:
+        raise SqnxtError(f"objective must be one of {', '.join(OBJECTIVES)}, not '{objective}'")
     candidates = tiling_space(layer, config, (dataflow,))
     if not candidates:
         return greedy_tiling(layer, config, dataflow)
-    best = min(candidates, key=lambda t: (analytic_cycles(layer, config, t),
+    best = min(candidates, key=lambda t: (analytic_breakdown(layer, config, t)[objective],
                                           -t.tile_oh * t.tile_ow * t.tile_cout * t.tile_cin))
     return check_tiling(layer, config, best)
 

@@ -1,0 +1,68 @@
+"""The simulator's int8 output equals a straightforward numpy model of the same quantized layer, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Requant, compile_layer, default_tiling,
+                                  reference_layer, simulate)
+from sqnxt_compiler.accel.tiling import overflows
+from sqnxt_compiler.errors import SqnxtError
+
+from accel_helpers import KERNELS, layers, random_operands, requants, tilings, tiny_config
+
+TINY = tiny_config()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_layers_and_tilings_are_exact(data):
+    layer = data.draw(layers())
+    tiling = data.draw(tilings(layer))
+    if overflows(layer, TINY, tiling):
+        tiling = default_tiling(layer, TINY, tiling.dataflow)
+    requant = data.draw(requants(layer.cout))
+    x, w, b = random_operands(layer, data.draw(st.integers(0, 2**16)))
+    program = compile_layer(layer, TINY, tiling, requant)
+    output, report = simulate(program, x, w, b)
+    np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant))
+    assert report.macs == layer.macs
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_every_kernel_on_the_real_config(kernel, stride, dataflow):
+    config = AccelConfig.load("accel-16x16")
+    layer = LayerSpec.conv2d(cin=24, cout=40, hw=(19, 17), kernel=kernel, stride=stride, groups=2)
+    requant = Requant(multiplier=tuple(range(100, 140)), shift=14, zero_point=-5, relu=True)
+    x, w, b = random_operands(layer, seed=kernel[0] * 10 + kernel[1])
+    output, _ = simulate(compile_layer(layer, config, default_tiling(layer, config, dataflow), requant), x, w, b)
+    expected = reference_layer(layer, x, w, b, requant)
+    np.testing.assert_array_equal(output, expected)
+    assert len(np.unique(expected)) > 20, "the requantization should not collapse the output"
+
+
+def test_dense_and_batch():
+    config = AccelConfig.load("accel-32x32")
+    layer = LayerSpec.dense(300, 70, n=3)
+    requant = Requant(multiplier=77, shift=16)
+    x, w, b = random_operands(layer, seed=1)
+    for dataflow in ("ws", "os"):
+        output, _ = simulate(compile_layer(layer, config, default_tiling(layer, config, dataflow), requant), x, w, b)
+        np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant))
+
+
+def test_simulate_rebinds_requantization_and_checks_operands():
+    config = AccelConfig.load("accel-16x16")
+    layer = LayerSpec.conv2d(8, 16, 6, 3)
+    x, w, b = random_operands(layer, seed=2)
+    program = compile_layer(layer, config)
+    requant = Requant(multiplier=3, shift=9, relu=True)
+    output, _ = simulate(program, x, w, b, requant)
+    np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant))
+    with pytest.raises(SqnxtError, match=r"inputs must be int8\[1, 6, 6, 8\], got float32"):
+        simulate(program, x.astype(np.float32), w, b)
