@@ -282,18 +282,24 @@ def finish_register_tile(sch, p: PreparedConv, x_inner, f_vectors, f_lanes, redu
     sch.unroll(epilogue_loops[-1])
 
 
-def register_tile(knobs: MachineKnobs, out_channels: int, out_width: int) -> tuple[int, int, int]:
-    """(lanes, f_vectors, x_inner) for a register tile of x_inner columns by f_vectors*lanes channels:
-    as many accumulators as the register file allows, maximizing FMAs per load (fv*xi / (fv + xi))."""
+def register_tile(knobs: MachineKnobs, out_channels: int, out_width: int,
+                  window: int = 1) -> tuple[int, int, int]:
+    """(lanes, f_vectors, x_inner) for a register tile of x_inner columns by f_vectors*lanes channels.
+
+    Score = FMAs per load (fv*xi / (fv + xi)), times the useful fraction of the last, partial column tile
+    (x_inner need not divide the width: the tail is predicated), times a penalty when the weight slice of a
+    channel tile (window = C*KH*KW floats per channel) cannot stay in half of L1."""
     lanes = pow2_lanes(out_channels, knobs.lanes)
     best = (0.0, 1, 1)
     for fv in divisors(out_channels // lanes):
         if fv > 4:
             break
-        for xi in divisors(out_width):
-            if xi > 16 or fv * xi > knobs.accumulator_budget:
+        fits_l1 = window * fv * lanes * 4 <= knobs.l1d_bytes // 2
+        for xi in range(1, min(16, out_width) + 1):
+            if fv * xi > knobs.accumulator_budget:
                 continue
-            intensity = fv * xi / (fv + xi)
-            if (intensity, fv) > best[:2]:
-                best = (intensity, fv, xi)
+            useful = out_width / (-(-out_width // xi) * xi)
+            score = fv * xi / (fv + xi) * useful * (1.0 if fits_l1 else 0.7)
+            if (score, fv) > best[:2]:
+                best = (score, fv, xi)
     return lanes, best[1], best[2]

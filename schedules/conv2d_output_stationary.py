@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def default_knobs(shape: ConvShape, machine: MachineKnobs) -> ConvKnobs:
-    lanes, f_vectors, x_inner = register_tile(machine, shape.out_channels, shape.out_width)
+    lanes, f_vectors, x_inner = register_tile(machine, shape.out_channels, shape.out_width,
+                                              shape.reduce_channels * shape.kernel_h * shape.kernel_w)
     # Keep one channel tile's weights in L1 across the columns of a row when they fit; otherwise keep the
     # input row and sweep the channel tiles over it.
     weight_tile_bytes = shape.reduce_channels * shape.kernel_h * shape.kernel_w * f_vectors * lanes * 4

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def default_knobs(shape: ConvShape, machine: MachineKnobs) -> ConvKnobs:
-    lanes, f_vectors, x_inner = register_tile(machine, shape.out_channels, shape.out_width)
+    lanes, f_vectors, x_inner = register_tile(machine, shape.out_channels, shape.out_width,
+                                              shape.reduce_channels * shape.kernel_h * shape.kernel_w)
     # The weight tile (rc_inner x KH x KW x channel tile) should take at most half of L1, leaving room for
     # the streaming input rows.
     per_channel = shape.kernel_h * shape.kernel_w * f_vectors * lanes * 4
