@@ -203,6 +203,16 @@ class Aarch64Environment:
         servers fork workers that would outlive a plain kill)."""
         return subprocess.Popen(list(command), env=self.environ(env), start_new_session=True, **kwargs)
 
+    def start_rpc_server(self, tracker: str, key: str, host: str = "127.0.0.1", port: int = 9090,
+                         **popen_kwargs) -> subprocess.Popen:
+        """An emulated board: TVM's RPC server in the emulated Python, registered with `tracker` (HOST:PORT)
+        under `key`, listening on the first free port from `port`. Stop it with `stop_process_group`."""
+        return self.popen(self.python_command(
+            "-m", "tvm.exec.rpc_server", "--host", host, "--port", str(port), "--port-end", str(port + 100),
+            "--tracker", tracker, "--key", key,
+            # random_fill_for_measure (meta_schedule's RPC runner) lives in the extra runtime library.
+            "--load-library", str(self.site / "tvm" / "lib" / "libtvm_runtime_extra.so")), **popen_kwargs)
+
 
 def stop_process_group(process: subprocess.Popen, grace_seconds: float = 5.0) -> None:
     """Terminate a process started by `Aarch64Environment.popen` together with every child it started."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
+from ..emulation import EMULATED_VARIABLE
 from ..errors import SqnxtError
 from .common import entry_point, load_npy, print_prediction, random_inputs, save_npy
 
@@ -17,11 +19,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", metavar="FILE.npy", help="save the first output here")
     p.add_argument("--repeat", type=int, default=10, help="timed runs (default: 10; 0 to skip timing)")
     p.add_argument("--top", type=int, default=5, help="how many classes to print")
+    p.add_argument("--rpc", metavar="HOST:PORT",
+                   help="run on a remote board through this TVM RPC tracker (uploads the library)")
+    p.add_argument("--rpc-key", metavar="KEY", help="the board's key at the tracker (with --rpc)")
     args = p.parse_args(argv)
+    if bool(args.rpc) != bool(args.rpc_key):
+        raise SqnxtError("--rpc and --rpc-key go together: --rpc HOST:PORT --rpc-key KEY")
 
-    from ..runtime import load
+    if args.rpc:
+        from ..remote import load_remote
 
-    model = load(args.library)
+        model = load_remote(args.library, args.rpc, args.rpc_key)
+    else:
+        from ..runtime import load
+
+        model = load(args.library)
     declared = model.meta.get("inputs")
     if args.input:
         inputs = [load_npy(path) for path in args.input]
@@ -33,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     outputs = model.run(*inputs)
     latencies = [t * 1e3 for t in model.benchmark(*inputs, repeat=args.repeat)] if args.repeat > 0 else None
     print_prediction(outputs, latencies, args.top)
+    if latencies and args.rpc:
+        print(f"(latency timed on the board with key '{args.rpc_key}'; meaningless if that board is emulated)")
+    elif latencies and os.environ.get(EMULATED_VARIABLE):
+        print(f"(latency measured under {os.environ[EMULATED_VARIABLE]} emulation: meaningless as ARM speed)")
     if args.output:
         save_npy(args.output, outputs[0])
         print(f"wrote {args.output}")
