@@ -12,7 +12,7 @@ from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Requant, compile_layer
 from sqnxt_compiler.accel.tiling import overflows
 from sqnxt_compiler.errors import SqnxtError
 
-from accel_helpers import KERNELS, layers, random_operands, requants, tilings, tiny_config
+from test_accel_strategies import KERNELS, layers, random_operands, requants, tilings, tiny_config
 
 TINY = tiny_config()
 

@@ -14,7 +14,7 @@ from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Tiling, analytic_cycle
 from sqnxt_compiler.accel.tiling import overflows
 from sqnxt_compiler.errors import SqnxtError
 
-from accel_helpers import layers, tilings, tiny_config
+from test_accel_strategies import layers, tilings, tiny_config
 
 TINY = tiny_config()
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Shared strategies and data for the accelerator tests (test_accel_*.py)."""
+"""Shared hypothesis strategies and data for the accelerator tests (no tests of its own)."""
 
 from __future__ import annotations
 
