@@ -87,7 +87,15 @@ def _register_builtin_rules() -> None:
     modules = [*fused, "dataflow_choice", "conv2d_output_stationary", "conv2d_weight_stationary", "dense",
                "pooling"]
     for name in modules:
-        module = importlib.import_module(f"{__name__}.{name}")
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except Exception as err:  # noqa: BLE001 - a family under construction must not break every build
+            if name.startswith("fused_"):
+                import warnings
+
+                warnings.warn(f"schedule family {name} failed to import ({err}); its kernels stay unscheduled")
+                continue
+            raise
         rule = getattr(module, "RULE", None)
         if rule is not None and all(existing.name != rule.name for existing in RULES):
             register(rule)
