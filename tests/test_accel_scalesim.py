@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sqnxt_compiler.accel import AccelConfig, LayerSpec, Tiling
 from sqnxt_compiler.accel.scalesim_ref import compare_layer, scalesim_available
 
 available, reason = scalesim_available()
+# CI installs the dev extras, so SCALE-Sim is there; SQNXT_REQUIRE_SCALESIM=1 turns a skip into a failure.
+if not available and os.environ.get("SQNXT_REQUIRE_SCALESIM") == "1":
+    raise RuntimeError(f"SQNXT_REQUIRE_SCALESIM=1 but {reason}")
 pytestmark = pytest.mark.skipif(not available, reason=reason)
 
 # SqueezeNext-shaped layers (1x1 squeeze/expand, 3x1 / 1x3 low-rank pair, stride-2 entry, stems), scaled

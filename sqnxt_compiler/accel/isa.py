@@ -57,10 +57,19 @@ class Instruction:
     module = Module.COMPUTE
 
     def describe(self) -> str:
+        """One line: opcode, dependency flags (P/p pop prev/next, U/u push prev/next), fields."""
         flags = "".join(c if on else "-" for c, on in zip("PpUu", (self.deps.pop_prev, self.deps.pop_next,
                                                                    self.deps.push_prev, self.deps.push_next)))
-        body = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k != "deps")
+        body = " ".join(f"{k}={_show(v)}" for k, v in vars(self).items() if k != "deps")
         return f"{type(self).__name__.upper():7s} [{flags}] {body}"
+
+
+def _show(value) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):   # ALU op list
+        return ",".join(f"{op.value}({imm})" for op, imm in value)
+    return str(value).replace(" ", "")
 
 
 @dataclass
