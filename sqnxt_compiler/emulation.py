@@ -257,16 +257,17 @@ def ensure_environment(root: str | os.PathLike | None = None,
         raise EmulationUnavailable(reason)
     emulator = find_emulator()
     assert emulator is not None
+    log = log or (lambda _message: None)
     target = Path(root) if root is not None else default_root()
     with _exclusive(target.parent / f".{target.name}.lock"):
         if not _is_ready(target):
             started = time.monotonic()
-            _build(target, log or (lambda _message: None))
-            (log or (lambda _m: None))(f"aarch64 environment built in {time.monotonic() - started:.1f} s: {target}")
+            _build(target, emulator, log)
+            log(f"aarch64 environment built in {time.monotonic() - started:.1f} s: {target}")
     return Aarch64Environment(target, emulator)
 
 
-def _build(root: Path, log: Callable[[str], None]) -> None:
+def _build(root: Path, emulator: str, log: Callable[[str], None]) -> None:
     # Built beside its final place and renamed at the end: a cut-off build never looks ready.
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.building.", dir=root.parent))
@@ -274,7 +275,7 @@ def _build(root: Path, log: Callable[[str], None]) -> None:
         _unpack_debian_userland(staging / "sysroot", staging / "apt", log)
         _install_wheels(staging / "site", log)
         _precompile(staging, log)
-        _write_helpers(staging, final_root=root)
+        _write_helpers(staging, final_root=root, emulator=emulator)
         shutil.rmtree(staging / "apt")
         (staging / "ready.json").write_text(json.dumps({"recipe": _recipe(), "built": time.time()}, indent=2))
         if root.exists():
@@ -350,8 +351,7 @@ def _precompile(staging: Path, log: Callable[[str], None]) -> None:
                     str(stdlib), str(staging / "site")], capture_output=True)
 
 
-def _write_helpers(staging: Path, final_root: Path) -> None:
-    emulator = find_emulator()
+def _write_helpers(staging: Path, final_root: Path, emulator: str) -> None:
     wrapper = staging / "bin" / "python3"
     wrapper.parent.mkdir(parents=True, exist_ok=True)
     wrapper.write_text(_PYTHON_WRAPPER.format(
