@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Tiling, analytic_cycles, compile_layer, default_tiling,
                                   estimate, known_accelerators, tiling_space)
+from sqnxt_compiler.accel.hazards import find_hazards
+from sqnxt_compiler.accel.isa import Module
 from sqnxt_compiler.accel.tiling import overflows
+from sqnxt_compiler.accel.timing import schedule
 from sqnxt_compiler.errors import SqnxtError
 
 from test_accel_strategies import layers, tilings, tiny_config
@@ -126,3 +129,34 @@ def test_bad_layers_are_refused():
         LayerSpec.conv2d(4, 4, 3, 7, pad=0)
     with pytest.raises(SqnxtError, match="dataflow must be one of ws, os"):
         Tiling("is", 1, 1, 1, 1)
+
+
+@FAST
+@given(data=st.data(), bandwidth=st.sampled_from([0.5, 4.0, 64.0]), depth=st.sampled_from([1, 3, 64]))
+def test_schedules_are_race_free(data, bandwidth, depth):
+    """The tokens make the timed, overlapped schedule read and write every buffer slot in program order,
+    which is why executing in program order (functional.py) gives the hardware's result."""
+    config = TINY.replace(dram_bytes_per_cycle=bandwidth, instruction_depth=depth)
+    layer = data.draw(layers())
+    program = compile_layer(layer, config, _fitting(data, layer, config))
+    assert find_hazards(program, schedule(program)) == []
+
+
+@pytest.mark.parametrize("module, pop, push, layer, tiling, slots", [
+    # drop C2L: compute-bound, loads run ahead and overwrite input/weight slots still being read
+    (Module.LOAD, "pop_next", "push_prev", LayerSpec.conv2d(64, 64, 28, 3), Tiling("ws", 4, 28, 16, 16),
+     ("input", "weight", "param")),
+    # drop S2C: store-bound (wide output), GEMMs overwrite accumulators not yet stored
+    (Module.STORE, "push_prev", "pop_next", LayerSpec.conv2d(16, 256, 28, 1), Tiling("ws", 2, 28, 256, 16),
+     ("acc",)),
+])
+def test_race_checker_catches_missing_tokens(module, pop, push, layer, tiling, slots):
+    program = compile_layer(layer, AccelConfig.load("accel-16x16").replace(dram_bytes_per_cycle=4), tiling)
+    for inst in program.instructions:   # remove both ends of one token channel: balanced, but unsafe
+        if inst.module == module:
+            setattr(inst.deps, pop, False)
+        elif inst.module == Module.COMPUTE:
+            setattr(inst.deps, push, False)
+    assert set(program.token_balance().values()) == {0}
+    hazards = find_hazards(program, schedule(program))
+    assert hazards and all(h.split("'")[1] in slots for h in hazards), hazards[:3]
