@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Requant, compile_layer, default_tiling,
                                   reference_layer, simulate)
+from sqnxt_compiler.accel.reference import reference_requantize
 from sqnxt_compiler.accel.tiling import overflows
 from sqnxt_compiler.errors import SqnxtError
 
@@ -66,3 +67,22 @@ def test_simulate_rebinds_requantization_and_checks_operands():
     np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant))
     with pytest.raises(SqnxtError, match=r"inputs must be int8\[1, 6, 6, 8\], got float32"):
         simulate(program, x.astype(np.float32), w, b)
+
+
+@settings(max_examples=50, deadline=None)
+@given(largest=st.floats(1e-6, 50.0), ratios=st.lists(st.floats(2.0 ** -16, 1.0), min_size=1, max_size=8),
+       zero_point=st.integers(-10, 10))
+def test_requant_from_real_scales_rounds_like_floating_point(largest, ratios, zero_point):
+    scales = largest * np.array(ratios)   # per-channel scales within 2^16 of each other
+    requant = Requant.from_scale(scales, zero_point=zero_point)
+    acc = np.random.default_rng(0).integers(-(1 << 20), 1 << 20, (64, len(scales)))
+    exact = np.clip(np.floor(acc * np.array(scales) + 0.5) + zero_point, -128, 127)
+    got = reference_requantize(acc, requant, len(scales)).astype(np.int64)
+    assert np.abs(got - exact).max() <= 1      # fixed point vs float: off by at most one step
+    assert np.mean(got == exact) > 0.95
+
+
+def test_requant_from_scale_refuses_bad_scales():
+    with pytest.raises(SqnxtError, match="finite and positive"):
+        Requant.from_scale(np.array([0.5, -1.0]))
+    assert isinstance(Requant.from_scale(0.25).multiplier, int)

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from sqnxt_compiler.accel import AccelConfig, Requant, compile_layer, default_tiling, estimate, reference_layer, simulate
+from sqnxt_compiler.accel import (AccelConfig, Requant, compile_layer, default_tiling, estimate, reference_layer,
+                                  simulate)
 from sqnxt_compiler.accel.network import layers_of_onnx
 from sqnxt_compiler.models import build_model
 
@@ -17,8 +18,8 @@ def test_layers_of_the_zoo(name, macs, grouped):
     layers = layers_of_onnx(build_model(name))
     assert abs(sum(layer.macs for layer in layers) - macs) < 0.05e6   # DESIGN.md section 3
     assert (layers[0].kh, layers[0].stride, layers[0].cout) == (7, (2, 2), 64)
-    assert {(l.kh, l.kw) for l in layers} == {(7, 7), (1, 1), (3, 1), (1, 3)}
-    assert any(l.groups == 2 for l in layers) == grouped
+    assert {(layer.kh, layer.kw) for layer in layers} == {(7, 7), (1, 1), (3, 1), (1, 3)}
+    assert any(layer.groups == 2 for layer in layers) == grouped
     assert layers[-1].describe().startswith("dense 128->1000")
 
 

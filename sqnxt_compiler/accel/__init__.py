@@ -19,6 +19,6 @@ from .tiling import DATAFLOWS, Tiling, check_tiling, footprint, greedy_tiling, t
 
 __all__ = [
     "AccelConfig", "EnergyTable", "known_accelerators", "LayerSpec", "Requant", "Tiling", "DATAFLOWS",
-    "default_tiling", "greedy_tiling", "analytic_cycles", "tiling_space", "check_tiling", "footprint", "compile_layer", "Program",
-    "simulate", "estimate", "Report", "reference_layer",
+    "default_tiling", "greedy_tiling", "analytic_cycles", "tiling_space", "check_tiling", "footprint",
+    "compile_layer", "Program", "simulate", "estimate", "Report", "reference_layer",
 ]

@@ -122,6 +122,23 @@ class Requant:
         if not -128 <= self.zero_point <= 127:
             raise SqnxtError(f"output zero point must be an int8, not {self.zero_point}")
 
+    @classmethod
+    def from_scale(cls, scale: float | np.ndarray, zero_point: int = 0, relu: bool = False,
+                   multiplier_bits: int = 30) -> "Requant":
+        """Fixed-point form of a real rescale factor (one per output channel, or a scalar), e.g.
+        input_scale * weight_scale / output_scale: the common shift that gives the largest multiplier
+        `multiplier_bits` bits (the ALU multiplies in 64 bits: int32 accumulator x 30-bit multiplier).
+        A channel whose scale is 2^-k of the largest keeps multiplier_bits - k bits of precision."""
+        scales = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if scales.size == 0 or not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+            raise SqnxtError("requantization scales must be finite and positive")
+        shift = int(np.clip(multiplier_bits - 1 - np.floor(np.log2(scales.max())), 0, 62))
+        multipliers = np.maximum(np.rint(scales * 2.0 ** shift), 1).astype(np.int64)
+        if multipliers.max() >= 2 ** 31:
+            raise SqnxtError(f"requantization scale {scales.max():g} is too large for an int32 multiplier")
+        multiplier = int(multipliers[0]) if np.ndim(scale) == 0 else tuple(int(m) for m in multipliers)
+        return cls(multiplier=multiplier, shift=shift, zero_point=zero_point, relu=relu)
+
     def multipliers(self, cout: int) -> np.ndarray:
         """The per-channel multipliers as an int64 vector of length `cout`."""
         m = np.asarray(self.multiplier, dtype=np.int64).reshape(-1)

@@ -2,7 +2,8 @@
 
 The closed form counts the same GEMM folds and DMA transfers the compiler would emit (tile shapes take
 at most two sizes per dimension: full and remainder) and takes the busiest module as the latency, i.e.
-it assumes perfect overlap after the first loads and before the last store. It ranks candidates in microseconds; `estimate` then gives exact cycles.
+it assumes perfect overlap after the first loads and before the last store. It ranks candidates in
+microseconds; `estimate` then gives exact cycles.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class Report:
         return [
             f"layer        {self.layer}",
             f"accelerator  {self.config} ({self.array_macs_per_cycle} MACs/cycle @ {self.clock_mhz:g} MHz)",
-            f"tiling       " + " ".join(f"{k}={v}" for k, v in self.tiling.items()),
+            "tiling       " + " ".join(f"{k}={v}" for k, v in self.tiling.items()),
             f"cycles       {self.cycles:,} ({us:,.1f} us), {self.bound}-bound",
             f"  load       {self.load_cycles:,}",
             f"  compute    {self.compute_cycles:,} (gemm {self.gemm_cycles:,}, alu {self.alu_cycles:,})",
