@@ -52,7 +52,8 @@ def variants(granularity: bool) -> dict[str, list[Phase]]:
     found = {"unfused": unfused, "fused (shipped: reduce pair | low-rank pair | expand+add+relu)": PHASES}
     if granularity:
         bottleneck = next(p for p in PHASES if p.name == "fuse_bottleneck")
-        found["reduce pair | low-rank pair+expand+add+relu"] = [unfused[0], _grouped_branch(3), bottleneck, *unfused[1:]]
+        found["reduce pair | low-rank pair+expand+add+relu"] = [unfused[0], _grouped_branch(3), bottleneck,
+                                                                *unfused[1:]]
         found["whole residual branch in one kernel"] = [unfused[0], _grouped_branch(5), *unfused[1:]]
     return found
 

@@ -68,7 +68,8 @@ def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], spec: "Targe
     _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
     cores = max(1, int(spec.cpu.get("cores", 1)))
     halo = sum(_kernel_height(sch, f"{CONV_BLOCK}{i}") - 1 for i in range(1, len(stages)))
-    row_bytes = sum(4 * c * w for _, c, _, w in (_buffer_shape(sch, f"{CONV_BLOCK}{i}") for i in range(len(stages) - 1)))
+    intermediates = [_buffer_shape(sch, f"{CONV_BLOCK}{i}") for i in range(len(stages) - 1)]
+    row_bytes = sum(4 * channels * width for _, channels, _, width in intermediates)
 
     def cost(rows: int) -> float:
         rounds = math.ceil(math.ceil(height / rows) / cores)

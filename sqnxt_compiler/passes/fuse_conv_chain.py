@@ -101,11 +101,12 @@ class ConvGraph:
         out_channels = int(cursor.ty.shape[1])
         if (weight is None or attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW"
                 or attrs.out_layout != "NCHW" or any(int(d) != 1 for d in attrs.dilation)
-                or cursor.ty.dtype != "float32" or weight.dtype != np.float32
+                or cursor.ty.dtype != "float32" or conv.args[0].ty.dtype != "float32" or weight.dtype != np.float32
                 or not all(isinstance(d, tvm.tirx.IntImm) for d in cursor.ty.shape)):
             return None
         if bias is not None:
-            if bias.size != out_channels or (bias.ndim == 4 and bias.shape != (1, out_channels, 1, 1)):
+            # only a per-channel bias broadcasts like a conv bias (a (C,) vector would broadcast along W)
+            if bias.shape not in ((1, out_channels, 1, 1), (out_channels, 1, 1)):
                 return None
             bias = bias.reshape(-1).astype(np.float32)
         return ConvUnit(output=var, data=conv.args[0], weight=weight, bias=bias, relu=relu,
@@ -206,10 +207,10 @@ def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, wi
 def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
                       final_relu: bool, pattern: str) -> tirx.PrimFunc:
     """One PrimFunc computing conv stage after stage; arguments: data, then per stage weight [and bias],
-    then the residual when `residual` (added after the last stage's own ReLU, before `final_relu`). Blocks: `sqnxt_conv<i>` (reduction,
-    at `padded_width` columns), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out`
-    last. Nothing between the stages leaves the kernel; the schedule decides how much of each
-    intermediate is live at once."""
+    then the residual when `residual` (added after the last stage's own ReLU, before `final_relu`).
+    Blocks: `sqnxt_conv<i>` (reduction, at `padded_width` columns), `sqnxt_conv<i>_pad`,
+    `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out` last. Nothing between the stages leaves the
+    kernel; the schedule decides how much of each intermediate is live at once."""
     x = te.placeholder(tuple(data_shape), "float32", name="data")
     args, current, width = [x], x, int(data_shape[3])
     for index, stage in enumerate(stages):
