@@ -20,6 +20,11 @@ def parse_tracker(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _last_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[-1] if lines else type(err).__name__
+
+
 @dataclass
 class RemoteModel(LoadedModel):
     """A LoadedModel whose VM lives on the board: inputs are copied there, outputs fetched back."""
@@ -39,7 +44,6 @@ class RemoteModel(LoadedModel):
 def load_remote(library: str | os.PathLike, tracker: str, key: str, session_timeout: float = 0) -> RemoteModel:
     """Ask the tracker at `tracker` (HOST:PORT) for a board registered under `key`, upload `library` to it
     and create the Relax VM there. Blocks until such a board is free."""
-    import tvm
     from tvm import rpc
     from tvm.runtime.vm import VirtualMachine
 
@@ -47,16 +51,17 @@ def load_remote(library: str | os.PathLike, tracker: str, key: str, session_time
     if not path.is_file():
         raise SqnxtError(f"library '{path}' does not exist")
     host, port = parse_tracker(tracker)
+    # TVM's errors (tvm.error.RPCError, ...) derive from RuntimeError.
     try:
         session = rpc.connect_tracker(host, port).request(key, session_timeout=session_timeout)
-    except (ConnectionError, OSError, RuntimeError, tvm.error.TVMError) as err:
+    except (OSError, RuntimeError) as err:
         raise SqnxtError(f"cannot get a board with key '{key}' from the RPC tracker at {host}:{port}: "
-                         f"{str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}") from None
+                         f"{_last_line(err)}") from None
     session.upload(str(path))
     try:
         module = session.load_module(path.name)
-    except tvm.error.TVMError as err:
+    except RuntimeError as err:
         raise SqnxtError(f"the board (key '{key}') cannot load '{path.name}' (compiled for another "
-                         f"target?): {str(err).strip().splitlines()[-1]}") from None
+                         f"target?): {_last_line(err)}") from None
     device = session.cpu(0)
     return RemoteModel(path, read_sidecar(path), VirtualMachine(module, device), device, session)

@@ -271,11 +271,11 @@ def _wait_for_board(tracker_port: int, key: str, server: subprocess.Popen, timeo
     pytest.fail(f"no board registered with key '{key}' within {timeout:.0f} s")
 
 
-@pytest.fixture
-def emulated_board(aarch64_env, tmp_path):
+@pytest.fixture(scope="session")
+def emulated_board(aarch64_env, workdir):
     """(tracker HOST:PORT, key): a tracker on 127.0.0.1 and an emulated aarch64 RPC server registered with it."""
     tracker_port, key = _free_port(), "emulated-aarch64"
-    logs = [open(tmp_path / name, "w") for name in ("tracker.log", "server.log")]
+    logs = [open(workdir / name, "w") for name in ("tracker.log", "server.log")]
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                 "--port", str(tracker_port), "--port-end", str(tracker_port + 1)],
                                start_new_session=True, stdout=logs[0], stderr=subprocess.STDOUT)
@@ -291,18 +291,27 @@ def emulated_board(aarch64_env, tmp_path):
             log.close()
 
 
+def sqnxt_run_over_rpc(board: tuple[str, str], library: Path, *args: str) -> subprocess.CompletedProcess:
+    tracker, key = board
+    return subprocess.run([sys.executable, "-c", "import sys; from sqnxt_compiler.cli.run import main; "
+                           "sys.exit(main(sys.argv[1:]))", str(library), *args, "--rpc", tracker, "--rpc-key", key],
+                          capture_output=True, text=True, timeout=EMULATED_TIMEOUT,
+                          env={**os.environ, emulation.EMULATED_VARIABLE: ""})
+
+
 def test_sqnxt_run_over_rpc_on_emulated_board(emulated_board, arm_build, tmp_path):
-    tracker, key = emulated_board
     output = tmp_path / "out.npy"
-    result = subprocess.run([sys.executable, "-c", "import sys; from sqnxt_compiler.cli.run import main; "
-                             "sys.exit(main(sys.argv[1:]))", str(arm_build.library), "--input",
-                             str(arm_build.input_file), "--output", str(output), "--repeat", "1",
-                             "--rpc", tracker, "--rpc-key", key],
-                            capture_output=True, text=True, timeout=EMULATED_TIMEOUT,
-                            env={**os.environ, emulation.EMULATED_VARIABLE: ""})
+    result = sqnxt_run_over_rpc(emulated_board, arm_build.library, "--input", str(arm_build.input_file),
+                                "--output", str(output), "--repeat", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "meaningless if that board is emulated" in result.stdout
     assert_matches_host(output, arm_build)
+
+
+def test_rpc_board_refuses_a_host_library_in_one_line(emulated_board, host_build):
+    result = sqnxt_run_over_rpc(emulated_board, host_build.library, "--repeat", "0")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.startswith("error: the board (key 'emulated-aarch64') cannot load 'host.so'")
 
 
 def test_rpc_flags_go_together(arm_build, capsys):
