@@ -1,8 +1,8 @@
 """Choosing a tiling without simulating it: a closed-form cost per candidate, and the default tiling.
 
 The closed form counts the same GEMM folds and DMA transfers the compiler would emit (tile shapes take
-at most two sizes per dimension: full and remainder) and takes the busiest module as the latency, i.e.
-it assumes perfect overlap after the first loads and before the last store. It ranks candidates in
+at most two sizes per dimension: full and remainder) and models the three modules as a pipeline: the
+bottleneck module's busy time plus the parts of the first and last steps that cannot overlap it. It ranks candidates in
 microseconds; `estimate` then gives exact cycles.
 """
 
@@ -55,13 +55,20 @@ def analytic_breakdown(layer: LayerSpec, config: AccelConfig, tiling: Tiling) ->
     for (c, nc), (k, nk) in itertools.product(co, ci):
         count = layer.groups * nc * nk * (1 if weights_reused else pixel_tiles)
         loads += count * dma_cycles(c * layer.kh * layer.kw * k, config)
+    params_reused = t.dataflow == "ws" or cout_tiles == 1   # the parameter key is (group, cout tile)
     for c, nc in co:
-        loads += layer.groups * nc * pixel_tiles * dma_cycles(c * PARAM_BYTES, config)
+        count = layer.groups * nc * (1 if params_reused else pixel_tiles)
+        loads += count * dma_cycles(c * PARAM_BYTES, config)
     # the first step's loads and the last tile's store cannot overlap with anything
     steps = layer.groups * pixel_tiles * cout_tiles * cin_tiles   # pixel_tiles counts images too
     out_tiles = steps // cin_tiles
-    total = max(gemm + alu, loads, store) + loads // steps + store // out_tiles
-    return {"gemm": gemm, "compute": gemm + alu, "load": loads, "store": store, "total": total}
+    # a three-stage pipeline: whichever module is the bottleneck, the first step's load (or compute) and
+    # the last step's compute (or store) stick out of it
+    compute = gemm + alu
+    first_load, step_compute, last_store = loads / steps, compute / steps, store / out_tiles
+    total = round(max(first_load + compute + last_store, loads + step_compute + last_store,
+                      first_load + step_compute + store))
+    return {"gemm": gemm, "compute": compute, "load": loads, "store": store, "total": total}
 
 
 OBJECTIVES = ("total", "gemm")
