@@ -13,7 +13,7 @@ from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Tiling, analytic_cycle
                                   estimate, known_accelerators, tiling_space)
 from sqnxt_compiler.accel.hazards import find_hazards
 from sqnxt_compiler.accel.isa import Module
-from sqnxt_compiler.accel.tiling import overflows
+from sqnxt_compiler.accel.tiling import greedy_tiling, overflows
 from sqnxt_compiler.accel.timing import schedule
 from sqnxt_compiler.errors import SqnxtError
 
@@ -61,6 +61,13 @@ def test_buffers_never_overflow(data):
     report = estimate(layer, TINY, tiling)
     for buffer, peak in report.buffer_peak_bytes.items():
         assert 0 < peak <= report.buffer_capacity_bytes[buffer], buffer
+
+
+@FAST
+@given(layer=layers(max_hw=40), dataflow=st.sampled_from(["ws", "os"]))
+def test_greedy_fallback_always_fits(layer, dataflow):
+    tiling = greedy_tiling(layer, TINY, dataflow)
+    assert not overflows(layer, TINY, tiling) and tiling.dataflow == dataflow
 
 
 @FAST

@@ -108,8 +108,8 @@ def greedy_tiling(layer: LayerSpec, config: AccelConfig, dataflow: str = "ws") -
     t = {"tile_oh": layer.out_h, "tile_ow": layer.out_w, "tile_cout": layer.cout_per_group,
          "tile_cin": layer.cin_per_group}
 
-    def fits(**change: int) -> list[str]:
-        return overflows(layer, config, Tiling(dataflow, **{**t, **change}))
+    def problems() -> list[str]:
+        return overflows(layer, config, Tiling(dataflow, **t))
 
     def shrink(knob: str, floor: int = 1) -> bool:
         if t[knob] <= floor:
@@ -117,14 +117,14 @@ def greedy_tiling(layer: LayerSpec, config: AccelConfig, dataflow: str = "ws") -
         t[knob] = max(floor, (t[knob] + 1) // 2)
         return True
 
-    while any("weight" in p for p in fits()):
+    while any("weight" in p for p in problems()):
         if not (shrink("tile_cout", config.cols) or shrink("tile_cin") or shrink("tile_cout")):
             break
     # WS pays its array fill once per fold of pixels, so it keeps pixel tiles long and narrows output
     # channels first; OS pays per reduction, so it keeps all output channels and shortens pixel tiles.
     order = (("tile_cout", config.cols), ("tile_oh", 1), ("tile_ow", 1)) if dataflow == "ws" else (
         ("tile_oh", 1), ("tile_ow", 1), ("tile_cout", config.cols))
-    while fits():
+    while problems():
         if not (any(shrink(knob, floor) for knob, floor in order) or shrink("tile_cin")
                 or shrink("tile_cout")):
             break
