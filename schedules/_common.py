@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 Knob = Union[int, "tvm.ir.PrimExpr"]
 
-# Function attribute that marks a weight-packing block so `SplitLayoutRewritePreproc` moves it out of the
+# Block annotation that marks a weight-packing block so `SplitLayoutRewritePreproc` moves it out of the
 # kernel and `FoldConstant` runs it once at compile time on the constant weights.
 LAYOUT_REWRITE_PREPROC = "meta_schedule.layout_rewrite_preproc"
 
@@ -274,12 +274,10 @@ def finish_register_tile(sch, p: PreparedConv, x_inner, f_vectors, f_lanes, redu
     if not (isinstance(step, int) and step == 0):
         sch.annotate(unroll_at, "pragma_auto_unroll_max_step", step)
         sch.annotate(unroll_at, "pragma_unroll_explicit", 1)
-    init = sch.decompose_reduction(p.conv, reduction_outer)
-    # The init block's innermost loop is the lanes loop; it was vectorized with the update.
-    del init
-    # The epilogue writes NCHW: its innermost loop (columns) is contiguous in the output.
-    epilogue_loops = sch.get_loops(p.epilogue)
-    sch.unroll(epilogue_loops[-1])
+    sch.decompose_reduction(p.conv, reduction_outer)  # the init's lanes loop stays vectorized
+    # The epilogue writes NCHW from the [.., x, f] accumulator: unrolling its column loop lets LLVM
+    # transpose the register tile with shuffles instead of a loop of strided scalar moves.
+    sch.unroll(sch.get_loops(p.epilogue)[-1])
 
 
 def register_tile(knobs: MachineKnobs, out_channels: int, out_width: int,
