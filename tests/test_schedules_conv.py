@@ -84,3 +84,16 @@ def test_register_tile_follows_the_target():
         machine = machine_knobs(load_target(target_name))
         got_lanes, vectors, columns = register_tile(machine, shape.out_channels, shape.out_width)
         assert got_lanes == lanes and vectors * columns <= machine.accumulator_budget
+
+
+def test_weights_are_packed_at_compile_time(host):
+    """The packing block leaves the kernel: it becomes a separate PrimFunc folded on the constant weights."""
+    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+
+    phases = [p for p in PHASES if p.name in ("legalize", "fuse_operators", "schedule")]
+    ctx = CompileContext(host)
+    mod = run_pipeline(conv_graph(**SHAPES["3x1-pad"])(), ctx, phases)
+    text = mod.script()
+    assert "layout_rewrite_preproc" not in text
+    assert "_prepacked" in mod["main"].script()
+    assert any("conv2d-dataflow-choice" in line for line in ctx.notes["schedule"])
