@@ -1,4 +1,8 @@
-"""`sqnxt-sim`: compile one layer for the simulated int8 accelerator and print its cycles, traffic, energy."""
+"""`sqnxt-sim`: compile one layer for the simulated int8 accelerator and print its cycles, traffic, energy.
+
+Subcommands: `layer`. Each subcommand is an `_add_<name>_command(commands)` that builds its subparser and
+sets `run=<function(args) -> exit code>`; `_parser()` lists them (add `study` the same way).
+"""
 
 from __future__ import annotations
 
