@@ -229,6 +229,18 @@ def test_cpp_runner_rejects_bad_input(host_runner, host_build, tmp_path):
     assert result.stderr.startswith("error:") and "not a .npy file" in result.stderr
 
 
+def test_zig_linked_arm_build_runs_emulated(aarch64_env, aarch64_runner, workdir, host_build, tmp_path):
+    """Without Debian's cross g++ the library is linked by the `ziglang` wheel: that library must run too."""
+    from sqnxt_compiler.toolchain import CROSS_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CROSS_ENV, f"{sys.executable} -m ziglang cc -target aarch64-linux-gnu")
+        result = sqnxt_compiler.compile(build_model(MODEL), target="arm", output=workdir / "arm_zig.so")
+    build = Build(result.library, host_build.input_file, host_build.reference)
+    emulated_cpp_run(aarch64_env, aarch64_runner, build, tmp_path / "out.npy")
+    assert_matches_host(tmp_path / "out.npy", build)
+
+
 # --- another ARM core class ---------------------------------------------------------------------------
 
 def test_other_arm_target_emulated_matches_host(aarch64_env, aarch64_runner, other_arm_build, tmp_path):
