@@ -17,7 +17,7 @@ def test_layer_prints_figures_and_checks_the_output(capsys):
 
 def test_layer_json_and_knobs(capsys):
     assert main(["layer", "--config", "accel-32x32", "--cin", "64", "--cout", "128", "--hw", "14", "--kernel",
-                 "1", "--stride", "2", "--tile-oh", "4", "--json", "--timing-only"]) == 0
+                 "1", "--stride", "2", "--tile-oh", "4", "--json", "--timing-only", "--objective", "gemm"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["tiling"]["tile_oh"] == 4 and data["cycles"] >= data["compute_cycles"]
     assert data["macs"] == 7 * 7 * 128 * 64

@@ -16,7 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..errors import SqnxtError
+from .config import AccelConfig
 from .layer import LayerSpec, Requant
+from .tiling import Tiling
 
 
 class Module(enum.IntEnum):
@@ -64,7 +66,7 @@ class Instruction:
         return f"{type(self).__name__.upper():7s} [{flags}] {body}"
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     if isinstance(value, enum.Enum):
         return str(value.value)
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):   # ALU op list
@@ -173,8 +175,8 @@ class Program:
     """A compiled layer: the instruction stream plus what produced it."""
 
     layer: LayerSpec
-    config: "AccelConfig"  # noqa: F821
-    tiling: "Tiling"  # noqa: F821
+    config: AccelConfig
+    tiling: Tiling
     instructions: list[Instruction]
     requant: Requant = field(default_factory=Requant)
 

@@ -14,7 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 
+from .config import AccelConfig
 from .layer import LayerSpec
+from .planner import default_tiling
+from .simulator import estimate
+from .tiling import Tiling
 
 
 def scalesim_available() -> tuple[bool, str]:
@@ -62,15 +66,11 @@ def scalesim_compute_cycles(layer: LayerSpec, rows: int, cols: int, dataflow: st
     return int(ofmap_demand.shape[0])
 
 
-def compare_layer(layer: LayerSpec, config: "AccelConfig", dataflow: str,  # noqa: F821
-                  tiling: "Tiling | None" = None) -> dict:  # noqa: F821
+def compare_layer(layer: LayerSpec, config: AccelConfig, dataflow: str, tiling: Tiling | None = None) -> dict:
     """Our array (GEMM) cycles per image and group vs SCALE-Sim's compute cycles, same array and dataflow.
     The tiling defaults to the one with the fewest array cycles: SCALE-Sim's compute model has no buffer
     limit, so this is the like-for-like mapping (the latency-optimal tiling may trade array cycles for
     overlap; `total` reports that layer's latency)."""
-    from .planner import default_tiling
-    from .simulator import estimate
-
     tiling = tiling or default_tiling(layer, config, dataflow, objective="gemm")
     report = estimate(layer, config, tiling)
     ours = report.gemm_cycles // (layer.n * layer.groups)

@@ -18,11 +18,12 @@ import numpy as np
 from ..errors import SqnxtError
 from .config import AccelConfig
 from .dataflow import alu_cycles, gemm_cost
-from .isa import Alu, Gemm, Load, Module, Program, Store, pops, pushes
+from .isa import Alu, Gemm, Instruction, Load, Module, Program, Store, pops, pushes
 from .memory import dma_cycles
 
 
-def instruction_cycles(inst, config: AccelConfig) -> int:
+def instruction_cycles(inst: Instruction, config: AccelConfig) -> int:
+    """Duration of one instruction on its module (compute side: dataflow.py, memory side: memory.py)."""
     if isinstance(inst, (Load, Store)):
         size = inst.dram_bytes if isinstance(inst, Load) else inst.rows * inst.cols * inst.channels
         return dma_cycles(size, config)

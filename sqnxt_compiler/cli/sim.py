@@ -45,6 +45,8 @@ def _add_layer_command(commands) -> None:
     p.add_argument("--groups", type=int, default=1)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dataflow", choices=("ws", "os"), default="ws")
+    p.add_argument("--objective", choices=("total", "gemm"), default="total",
+                   help="what the default tiling minimises: layer latency (default) or array cycles")
     for knob in ("oh", "ow", "cout", "cin"):
         p.add_argument(f"--tile-{knob}", type=int, help=f"tile_{knob} knob (default: from default_tiling)")
     p.add_argument("--dram-bytes-per-cycle", type=float, help="override the DRAM bandwidth of the config")
@@ -70,7 +72,7 @@ def _run_layer(args: argparse.Namespace) -> int:
         layer = LayerSpec.conv2d(args.cin, args.cout, _pair(args.hw, "--hw"), _pair(args.kernel, "--kernel"),
                                  _pair(args.stride, "--stride"), _pair(args.pad, "--pad") if args.pad else None,
                                  groups=args.groups, n=args.batch)
-    base = default_tiling(layer, config, args.dataflow)
+    base = default_tiling(layer, config, args.dataflow, args.objective)
     tiling = Tiling(args.dataflow, args.tile_oh or base.tile_oh, args.tile_ow or base.tile_ow,
                     args.tile_cout or base.tile_cout, args.tile_cin or base.tile_cin)
     requant = Requant(multiplier=1, shift=8, relu=True)
