@@ -9,7 +9,10 @@ import pytest
 
 from sqnxt_compiler.accel import (AccelConfig, Requant, compile_layer, default_tiling, estimate, reference_layer,
                                   simulate)
+from sqnxt_compiler.accel.hazards import find_hazards
 from sqnxt_compiler.accel.network import layers_of_onnx
+from sqnxt_compiler.accel.report import build_report
+from sqnxt_compiler.accel.timing import schedule
 from sqnxt_compiler.models import build_model
 
 
@@ -49,3 +52,20 @@ def test_timing_only_estimate_is_fast_enough_for_tuning():
     started = time.perf_counter()
     total = sum(estimate(layer, config, default_tiling(layer, config, "os")).cycles for layer in layers)
     assert total > 0 and time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize("config_name", ["accel-16x16", "accel-32x32"])
+def test_every_squeezenext_layer_compiles_safely(config_name):
+    """Default tilings of every 1.0-G-SqNxt-23 layer (grouped convs included), both dataflows: buffers within
+    capacity, tokens balanced, and the overlapped schedule race-free."""
+    config = AccelConfig.load(config_name)
+    for layer in layers_of_onnx(build_model("1.0-G-SqNxt-23")):
+        for dataflow in ("ws", "os"):
+            program = compile_layer(layer, config, default_tiling(layer, config, dataflow))
+            program.check_tokens()
+            timeline = schedule(program)
+            assert find_hazards(program, timeline) == [], layer.name
+            report = build_report(program, timeline)
+            peaks, capacity = report.buffer_peak_bytes, report.buffer_capacity_bytes
+            assert all(peaks[b] <= capacity[b] for b in peaks), (layer.name, peaks)
+            assert report.macs == layer.macs
