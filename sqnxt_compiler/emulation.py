@@ -361,22 +361,34 @@ def _write_helpers(staging: Path, final_root: Path, emulator: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sqnxt_compiler.emulation [--root DIR]`: build (or find) the environment, print its paths."""
+    """`python -m sqnxt_compiler.emulation [--root DIR] [COMMAND ...]`: build (or find) the environment;
+    without COMMAND print its paths, else run COMMAND inside it: `sqnxt-run ARGS`, `python ARGS`, or the
+    path of an aarch64 program (e.g. the cross-built sqnxt-runner) with its arguments."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m sqnxt_compiler.emulation", description=main.__doc__)
     parser.add_argument("--root", help=f"where the environment lives (default: ${ENV_DIR_VARIABLE} or "
                                        "~/.cache/sqnxt-compiler/aarch64-env)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="what to run under emulation")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        env = ensure_environment(args.root, log=lambda message: print(message, flush=True))
+        env = ensure_environment(args.root, log=lambda message: print(message, file=sys.stderr, flush=True))
     except SqnxtError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"ready in {time.monotonic() - started:.1f} s\n  root: {env.root}\n  python: {env.python}\n"
-          f"  site: {env.site}\n  emulator: {env.emulator}")
-    return 0
+    if not args.command:
+        print(f"ready in {time.monotonic() - started:.1f} s\n  root: {env.root}\n  python: {env.python}\n"
+              f"  site: {env.site}\n  emulator: {env.emulator}")
+        return 0
+    program, rest = args.command[0], args.command[1:]
+    if program == "sqnxt-run":
+        command = env.sqnxt_command("run", *rest)
+    elif program in ("python", "python3", f"python{PYTHON_VERSION}"):
+        command = env.python_command(*rest)
+    else:
+        command = env.program_command(program, *rest)
+    return subprocess.call(command, env=env.environ())
 
 
 if __name__ == "__main__":
