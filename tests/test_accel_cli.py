@@ -9,9 +9,10 @@ from sqnxt_compiler.cli.sim import main
 
 def test_layer_prints_figures_and_checks_the_output(capsys):
     assert main(["layer", "--config", "accel-16x16", "--kind", "conv", "--cin", "32", "--cout", "32",
-                 "--hw", "28", "--kernel", "3x1", "--stride", "1", "--dataflow", "os"]) == 0
+                 "--hw", "28", "--kernel", "3x1", "--stride", "1", "--dataflow", "os", "--residual"]) == 0
     out = capsys.readouterr().out
-    for figure in ("cycles", "load", "compute", "store", "utilization", "DRAM bytes", "energy", "exact"):
+    for figure in ("cycles", "load", "compute", "store", "utilization", "DRAM bytes", "energy", "exact",
+                   "+residual", "residual 25,088"):
         assert figure in out
 
 

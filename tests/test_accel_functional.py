@@ -13,7 +13,7 @@ from sqnxt_compiler.accel.reference import reference_requantize
 from sqnxt_compiler.accel.tiling import overflows
 from sqnxt_compiler.errors import SqnxtError
 
-from test_accel_strategies import KERNELS, layers, random_operands, requants, tilings, tiny_config
+from test_accel_strategies import KERNELS, layers, random_operands, random_residual, requants, tilings, tiny_config
 
 TINY = tiny_config()
 
@@ -26,10 +26,12 @@ def test_random_layers_and_tilings_are_exact(data):
     if overflows(layer, TINY, tiling):
         tiling = default_tiling(layer, TINY, tiling.dataflow)
     requant = data.draw(requants(layer.cout))
-    x, w, b = random_operands(layer, data.draw(st.integers(0, 2**16)))
+    seed = data.draw(st.integers(0, 2**16))
+    x, w, b = random_operands(layer, seed)
+    residual = random_residual(layer, seed)
     program = compile_layer(layer, TINY, tiling, requant)
-    output, report = simulate(program, x, w, b)
-    np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant))
+    output, report = simulate(program, x, w, b, residual=residual)
+    np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant, residual))
     assert report.macs == layer.macs
 
 
@@ -86,3 +88,19 @@ def test_requant_from_scale_refuses_bad_scales():
     with pytest.raises(SqnxtError, match="finite and positive"):
         Requant.from_scale(np.array([0.5, -1.0]))
     assert isinstance(Requant.from_scale(0.25).multiplier, int)
+
+
+def test_fused_squeezenext_merge():
+    """The last 1x1 expand of a SqueezeNext block with its merge fused: out = ReLU(conv(x) + shortcut)."""
+    config = AccelConfig.load("accel-16x16")
+    layer = LayerSpec.conv2d(32, 64, 28, 1, residual=True, name="expand+merge")
+    x, w, b = random_operands(layer, seed=5)
+    shortcut = random_residual(layer, seed=5)
+    requant = Requant(multiplier=3, shift=12, relu=True, residual_multiplier=1 << 11)   # shortcut scale 1/2
+    for dataflow in ("ws", "os"):
+        program = compile_layer(layer, config, default_tiling(layer, config, dataflow), requant)
+        output, report = simulate(program, x, w, b, residual=shortcut)
+        np.testing.assert_array_equal(output, reference_layer(layer, x, w, b, requant, shortcut))
+        assert report.dram_bytes["residual"] == shortcut.size
+    with pytest.raises(SqnxtError, match="adds a residual: pass residual=int8"):
+        simulate(program, x, w, b)

@@ -29,7 +29,7 @@ def layers(draw, max_hw: int = 14) -> LayerSpec:
     w = draw(st.integers(max(1, kw - pad[1] - pad[3]), max_hw))
     n = draw(st.sampled_from([1, 1, 2]))
     return LayerSpec(n=n, cin=cin, h=h, w=w, cout=cout, kh=kh, kw=kw, stride=(stride, stride),
-                     pad=pad, groups=groups, name="random")
+                     pad=pad, groups=groups, name="random", residual=draw(st.booleans()))
 
 
 @st.composite
@@ -45,7 +45,7 @@ def requants(draw, cout: int) -> Requant:
     multiplier = (tuple(draw(st.lists(st.integers(1, 1 << 15), min_size=cout, max_size=cout)))
                   if per_channel else draw(st.integers(1, 1 << 15)))
     return Requant(multiplier=multiplier, shift=draw(st.integers(0, 24)), zero_point=draw(st.integers(-20, 20)),
-                   relu=draw(st.booleans()))
+                   relu=draw(st.booleans()), residual_multiplier=draw(st.integers(-(1 << 20), 1 << 20)))
 
 
 def random_operands(layer: LayerSpec, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,3 +53,10 @@ def random_operands(layer: LayerSpec, seed: int) -> tuple[np.ndarray, np.ndarray
     return (rng.integers(-128, 128, layer.input_shape, dtype=np.int8),
             rng.integers(-128, 128, layer.weight_shape, dtype=np.int8),
             rng.integers(-(1 << 16), 1 << 16, layer.cout, dtype=np.int32))
+
+
+def random_residual(layer: LayerSpec, seed: int) -> np.ndarray | None:
+    """The int8 merge operand of a layer with a fused residual add (None otherwise)."""
+    if not layer.residual:
+        return None
+    return np.random.default_rng(seed + 1).integers(-128, 128, layer.output_shape, dtype=np.int8)

@@ -60,9 +60,12 @@ def _steps(layer: LayerSpec, t: Tiling) -> list[_Tile]:
     return steps
 
 
-def requant_ops(requant: Requant) -> tuple[tuple[AluOp, int], ...]:
-    """The fused ALU pass: bias, per-channel multiplier, rounding shift, zero point, saturation, ReLU."""
+def requant_ops(requant: Requant, residual: bool) -> tuple[tuple[AluOp, int], ...]:
+    """The fused ALU pass: bias, per-channel multiplier, residual, rounding shift, zero point, saturation,
+    ReLU."""
     ops = [(AluOp.ADD_CHANNEL, 0), (AluOp.MUL_CHANNEL, 0)]
+    if residual:
+        ops.append((AluOp.ADD_RESIDUAL, requant.residual_multiplier))
     if requant.shift:
         ops += [(AluOp.ADD_IMM, 1 << (requant.shift - 1)), (AluOp.SHR_IMM, requant.shift)]
     if requant.zero_point:
@@ -82,7 +85,7 @@ def compile_layer(layer: LayerSpec, config: AccelConfig, tiling: Tiling | None =
     point, ReLU); bias and multipliers are data, loaded at run time."""
     tiling = default_tiling(layer, config) if tiling is None else check_tiling(layer, config, tiling)
     requant = requant or Requant()
-    alu_ops = requant_ops(requant)
+    alu_ops = requant_ops(requant, layer.residual)
     steps = _steps(layer, tiling)
     out_tiles = sum(s.last for s in steps)
     sh, sw = layer.stride
@@ -90,7 +93,7 @@ def compile_layer(layer: LayerSpec, config: AccelConfig, tiling: Tiling | None =
 
     program: list[Instruction] = []
     held = {Buffer.INPUT: None, Buffer.WEIGHT: None, Buffer.PARAM: None}
-    loads_into = {Buffer.INPUT: 0, Buffer.WEIGHT: 0, Buffer.PARAM: 0}
+    loads_into = {Buffer.INPUT: 0, Buffer.WEIGHT: 0, Buffer.PARAM: 0, Buffer.RESIDUAL: 0}
     load_step = 0
     compute_end_of_load_step: list[Instruction] = []
     tile_index = 0
@@ -122,6 +125,11 @@ def compile_layer(layer: LayerSpec, config: AccelConfig, tiling: Tiling | None =
             else:
                 loads.append(Load(Buffer.PARAM, slot, c0=s.group * cog + s.co0, channels=s.couts,
                                   dram_bytes=s.couts * PARAM_BYTES))
+        if layer.residual and s.last:   # the merge operand of this output tile, for its ALU pass
+            loads.append(Load(Buffer.RESIDUAL, loads_into[Buffer.RESIDUAL] % SLOTS, image=s.image, row0=s.row0,
+                              col0=s.col0, rows=s.rows, cols=s.cols, c0=s.group * cog + s.co0, channels=s.couts,
+                              dram_bytes=s.rows * s.cols * s.couts))
+            loads_into[Buffer.RESIDUAL] += 1
         if loads:
             loads[0].deps.pop_next = load_step >= SLOTS
             loads[-1].deps.push_next = True
@@ -138,7 +146,8 @@ def compile_layer(layer: LayerSpec, config: AccelConfig, tiling: Tiling | None =
         last_compute: Instruction = gemm
         if s.last:
             alu = Alu(acc_slot, elements=s.rows * s.cols * s.couts, ops=alu_ops,
-                      param_slot=(loads_into[Buffer.PARAM] - 1) % SLOTS)
+                      param_slot=(loads_into[Buffer.PARAM] - 1) % SLOTS,
+                      residual_slot=(loads_into[Buffer.RESIDUAL] - 1) % SLOTS)
             alu.deps.push_next = True
             program.append(alu)
             last_compute = alu

@@ -20,9 +20,10 @@ _INT8 = (-128, 127)
 
 class _Machine:
     def __init__(self, layer: LayerSpec, inputs: np.ndarray, weights: np.ndarray, bias: np.ndarray,
-                 multipliers: np.ndarray) -> None:
+                 multipliers: np.ndarray, residual: np.ndarray | None) -> None:
         self.layer = layer
         self.inputs, self.weights, self.bias, self.multipliers = inputs, weights, bias, multipliers
+        self.residual = residual
         self.output = np.zeros(layer.output_shape, dtype=np.int8)
         self.slots: dict[tuple, np.ndarray] = {}
 
@@ -36,6 +37,9 @@ class _Machine:
                     self.inputs[inst.image, r_lo:r_hi, c_lo:c_hi, inst.c0:inst.c0 + inst.channels]
         elif inst.buffer is Buffer.WEIGHT:
             tile = self.weights[inst.c0:inst.c0 + inst.channels, :, :, inst.cin0:inst.cin0 + inst.cin]
+        elif inst.buffer is Buffer.RESIDUAL:
+            tile = self.residual[inst.image, inst.row0:inst.row0 + inst.rows, inst.col0:inst.col0 + inst.cols,
+                                 inst.c0:inst.c0 + inst.channels].astype(np.int64)
         else:
             tile = np.stack([self.bias[inst.c0:inst.c0 + inst.channels].astype(np.int64),
                              self.multipliers[inst.c0:inst.c0 + inst.channels]])
@@ -61,6 +65,8 @@ class _Machine:
                 acc = acc + bias
             elif op is AluOp.MUL_CHANNEL:
                 acc = acc * multiplier
+            elif op is AluOp.ADD_RESIDUAL:
+                acc = acc + self.slots[(Buffer.RESIDUAL, inst.residual_slot)] * imm
             elif op is AluOp.ADD_IMM:
                 acc = acc + imm
             elif op is AluOp.SHR_IMM:
@@ -81,13 +87,18 @@ class _Machine:
 
 
 def execute(program: Program, inputs: np.ndarray, weights: np.ndarray, bias: np.ndarray,
-            requant: Requant) -> np.ndarray:
-    """Run `program` on int8 inputs/weights, int32 bias; return the int8 output (n, out_h, out_w, cout)."""
+            requant: Requant, residual: np.ndarray | None = None) -> np.ndarray:
+    """Run `program` on int8 inputs/weights, int32 bias (and the int8 residual of a layer with a fused
+    merge); return the int8 output (n, out_h, out_w, cout)."""
     layer = program.layer
     _check_operand("inputs", inputs, layer.input_shape, np.int8)
     _check_operand("weights", weights, layer.weight_shape, np.int8)
     _check_operand("bias", bias, (layer.cout,), np.int32)
-    machine = _Machine(layer, inputs, weights, bias, requant.multipliers(layer.cout))
+    if layer.residual:
+        if residual is None:
+            raise SqnxtError(f"layer '{layer.name}' adds a residual: pass residual=int8{list(layer.output_shape)}")
+        _check_operand("residual", residual, layer.output_shape, np.int8)
+    machine = _Machine(layer, inputs, weights, bias, requant.multipliers(layer.cout), residual)
     handlers = {Load: machine.load, Gemm: machine.gemm, Alu: machine.alu, Store: machine.store,
                 Finish: lambda inst: None}
     for inst in program.instructions:

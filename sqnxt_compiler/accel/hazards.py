@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .isa import Alu, Buffer, Gemm, Instruction, Load, Program, Store
+from .isa import Alu, AluOp, Buffer, Gemm, Instruction, Load, Program, Store
 from .timing import Timeline
 
 
@@ -24,7 +24,9 @@ def _accesses(inst: Instruction) -> tuple[list[tuple], list[tuple]]:
         return reads + ([] if inst.reset else [acc]), [acc]
     if isinstance(inst, Alu):
         acc = ("acc", inst.acc_slot)
-        return [acc, (Buffer.PARAM.value, inst.param_slot)], [acc]
+        residual = [(Buffer.RESIDUAL.value, inst.residual_slot)] if any(
+            op is AluOp.ADD_RESIDUAL for op, _ in inst.ops) else []
+        return [acc, (Buffer.PARAM.value, inst.param_slot)] + residual, [acc]
     if isinstance(inst, Store):
         return [("acc", inst.acc_slot)], []
     return [], []

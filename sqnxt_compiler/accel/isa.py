@@ -31,11 +31,13 @@ class Buffer(enum.Enum):
     INPUT = "input"     # int8 activations
     WEIGHT = "weight"   # int8 weights
     PARAM = "param"     # int32 bias and requantization multiplier per output channel (accumulator SRAM)
+    RESIDUAL = "residual"  # int8 tensor added in the epilogue, held as int32 (accumulator SRAM)
 
 
 class AluOp(enum.Enum):
     ADD_CHANNEL = "add_ch"   # acc += bias[channel]
     MUL_CHANNEL = "mul_ch"   # acc *= multiplier[channel] (64-bit intermediate)
+    ADD_RESIDUAL = "add_res"  # acc += residual * imm
     ADD_IMM = "add_imm"
     SHR_IMM = "shr_imm"      # arithmetic shift right
     MIN_IMM = "min_imm"
@@ -116,12 +118,14 @@ class Gemm(Instruction):
 @dataclass
 class Alu(Instruction):
     """One pass of the vector ALU over an accumulator tile, applying `ops` in order (a fused pipeline).
-    Channel operands (bias, multiplier) come from parameter slot `param_slot`."""
+    Channel operands (bias, multiplier) come from parameter slot `param_slot`, a residual tile from
+    `residual_slot`."""
 
     acc_slot: int
     elements: int
     ops: tuple[tuple[AluOp, int], ...]
     param_slot: int = 0
+    residual_slot: int = 0
 
 
 @dataclass

@@ -14,7 +14,7 @@ class LayerSpec:
     """A conv2d (NHWC activations, OHWI weights per group) or a dense layer (a 1x1 conv on a 1x1 image).
 
     Shapes the simulator expects: input (n, h, w, cin) int8; weights (cout, kh, kw, cin // groups) int8;
-    bias (cout,) int32; output (n, out_h, out_w, cout) int8."""
+    bias (cout,) int32; output and, with `residual`, the residual (n, out_h, out_w, cout) int8."""
 
     n: int
     cin: int
@@ -27,6 +27,7 @@ class LayerSpec:
     pad: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     groups: int = 1
     name: str = "layer"
+    residual: bool = False  # the epilogue adds an int8 tensor of the output's shape (a fused merge)
 
     def __post_init__(self) -> None:
         stride = (self.stride, self.stride) if isinstance(self.stride, int) else tuple(self.stride)
@@ -52,14 +53,14 @@ class LayerSpec:
     @classmethod
     def conv2d(cls, cin: int, cout: int, hw: int | tuple[int, int], kernel: int | tuple[int, int] = 1,
                stride: int | tuple[int, int] = 1, pad: int | tuple[int, ...] | None = None, groups: int = 1,
-               n: int = 1, name: str = "conv") -> "LayerSpec":
+               n: int = 1, name: str = "conv", residual: bool = False) -> "LayerSpec":
         """A conv2d with "same"-style padding (kernel // 2 per side) unless `pad` is given."""
         h, w = (hw, hw) if isinstance(hw, int) else hw
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         if pad is None:
             pad = (kh // 2, kw // 2)
         return cls(n=n, cin=cin, h=h, w=w, cout=cout, kh=kh, kw=kw, stride=stride, pad=pad, groups=groups,
-                   name=name)
+                   name=name, residual=residual)
 
     @classmethod
     def dense(cls, in_features: int, out_features: int, n: int = 1, name: str = "dense") -> "LayerSpec":
@@ -100,19 +101,23 @@ class LayerSpec:
     def describe(self) -> str:
         kind = "dense" if (self.h, self.w, self.kh, self.kw) == (1, 1, 1, 1) else "conv"
         groups = f" g{self.groups}" if self.groups > 1 else ""
+        residual = " +residual" if self.residual else ""
         return (f"{kind} {self.cin}->{self.cout} {self.h}x{self.w} k{self.kh}x{self.kw} "
-                f"s{self.stride[0]}x{self.stride[1]} p{','.join(map(str, self.pad))}{groups} n{self.n}")
+                f"s{self.stride[0]}x{self.stride[1]} p{','.join(map(str, self.pad))}{groups} n{self.n}{residual}")
 
 
 @dataclass(frozen=True)
 class Requant:
-    """int32 accumulator -> int8 output: y = clip(((acc * multiplier) + 2^(shift-1)) >> shift) + zero_point,
-    then ReLU (max with zero_point) if asked. `multiplier` is a scalar or one int32 per output channel."""
+    """int32 accumulator -> int8 output:
+    y = clip((((acc + bias) * multiplier + residual * residual_multiplier + 2^(shift-1)) >> shift) + zero_point),
+    then ReLU (max with zero_point) if asked. `multiplier` is a scalar or one int32 per output channel; the
+    residual term exists only for layers with `residual=True` (a SqueezeNext merge fused into the conv)."""
 
     multiplier: int | tuple[int, ...] = 1
     shift: int = 0
     zero_point: int = 0
     relu: bool = False
+    residual_multiplier: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.multiplier, np.ndarray) or isinstance(self.multiplier, list):

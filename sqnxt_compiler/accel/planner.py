@@ -48,6 +48,8 @@ def analytic_breakdown(layer: LayerSpec, config: AccelConfig, tiling: Tiling) ->
         if k == ci[-1][0]:  # last reduction slice: requantize and store the output tile
             alu += count // nk * alu_cycles(h * w * c, config.alu_lanes)
             store += count // nk * dma_cycles(h * w * c, config)
+            if layer.residual:
+                loads += count // nk * dma_cycles(h * w * c, config)
     for (h, nh), (w, nw), (k, nk) in itertools.product(oh, ow, ci):
         window = input_window(h, layer.stride[0], layer.kh) * input_window(w, layer.stride[1], layer.kw)
         count = layer.n * layer.groups * nh * nw * nk * (1 if inputs_reused else cout_tiles)

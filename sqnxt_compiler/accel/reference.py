@@ -8,11 +8,11 @@ from .layer import LayerSpec, Requant
 
 
 def reference_layer(layer: LayerSpec, inputs: np.ndarray, weights: np.ndarray, bias: np.ndarray,
-                    requant: Requant) -> np.ndarray:
-    """int8 NHWC in, int8 OHWI weights, int32 bias -> int8 NHWC out, with int64 arithmetic throughout
-    (one loop over kernel taps, no tiling), so it shares nothing with the accelerator's code path."""
+                    requant: Requant, residual: np.ndarray | None = None) -> np.ndarray:
+    """int8 NHWC in, int8 OHWI weights, int32 bias (, int8 NHWC residual) -> int8 NHWC out, with int64
+    arithmetic throughout (one loop over kernel taps, no tiling): it shares nothing with the accelerator."""
     acc = reference_accumulators(layer, inputs, weights) + bias.astype(np.int64)
-    return reference_requantize(acc, requant, layer.cout)
+    return reference_requantize(acc, requant, layer.cout, residual if layer.residual else None)
 
 
 def reference_accumulators(layer: LayerSpec, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -32,9 +32,12 @@ def reference_accumulators(layer: LayerSpec, inputs: np.ndarray, weights: np.nda
     return out
 
 
-def reference_requantize(acc: np.ndarray, requant: Requant, cout: int) -> np.ndarray:
-    """Fixed-point rescale with round-half-up, saturate to int8, optional ReLU."""
+def reference_requantize(acc: np.ndarray, requant: Requant, cout: int,
+                         residual: np.ndarray | None = None) -> np.ndarray:
+    """Fixed-point rescale (plus the scaled residual) with round-half-up, saturate to int8, optional ReLU."""
     scaled = acc * requant.multipliers(cout)
+    if residual is not None:
+        scaled = scaled + residual.astype(np.int64) * requant.residual_multiplier
     if requant.shift:
         scaled = (scaled + (1 << (requant.shift - 1))) >> requant.shift
     y = np.clip(scaled + requant.zero_point, -128, 127)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from .dataflow import gemm_cost
-from .isa import Alu, Buffer, Gemm, Load, Module, Program, Store
+from .isa import Alu, AluOp, Buffer, Gemm, Load, Module, Program, Store
 from .tiling import ACC_BYTES
 from .timing import Timeline
 
@@ -26,7 +26,7 @@ class Report:
     array_macs_per_cycle: int
     clock_mhz: float
     instructions: dict[str, int]
-    dram_bytes: dict[str, int]        # read: input/weight/param, written: output
+    dram_bytes: dict[str, int]        # read: input/weight/param/residual, written: output
     buffer_bytes: dict[str, int]      # on-chip accesses: input/weight/accumulator (reads + writes)
     buffer_peak_bytes: dict[str, int]  # most bytes resident at once (all slots), per buffer
     buffer_capacity_bytes: dict[str, int]
@@ -102,10 +102,11 @@ def build_report(program: Program, timeline: Timeline) -> Report:
     for inst in program.instructions:
         if isinstance(inst, Load):
             dram[inst.buffer.value] += inst.dram_bytes
-            size = (inst.rows * inst.cols * inst.channels if inst.buffer is Buffer.INPUT else
-                    inst.channels * inst.rows * inst.cols * inst.cin if inst.buffer is Buffer.WEIGHT else
-                    inst.channels * 2 * ACC_BYTES)
-            where = "accumulator" if inst.buffer is Buffer.PARAM else inst.buffer.value
+            size = {Buffer.INPUT: inst.rows * inst.cols * inst.channels,
+                    Buffer.WEIGHT: inst.channels * inst.rows * inst.cols * inst.cin,
+                    Buffer.PARAM: inst.channels * 2 * ACC_BYTES,
+                    Buffer.RESIDUAL: inst.rows * inst.cols * inst.channels * ACC_BYTES}[inst.buffer]
+            where = inst.buffer.value if inst.buffer in (Buffer.INPUT, Buffer.WEIGHT) else "accumulator"
             onchip[where] += size                                  # DMA writes into the buffer
             _track(slot_bytes[where], (inst.buffer.value, inst.slot), size)
         elif isinstance(inst, Gemm):
@@ -119,7 +120,8 @@ def build_report(program: Program, timeline: Timeline) -> Report:
             _track(slot_bytes["accumulator"], ("acc", inst.acc_slot),
                    inst.out_rows * inst.out_cols * inst.cout * ACC_BYTES)
         elif isinstance(inst, Alu):
-            onchip["accumulator"] += 2 * inst.elements * ACC_BYTES  # read, write back
+            reads = 2 if any(op is AluOp.ADD_RESIDUAL for op, _ in inst.ops) else 1
+            onchip["accumulator"] += (reads + 1) * inst.elements * ACC_BYTES  # read(s), write back
         elif isinstance(inst, Store):
             dram["output"] += inst.rows * inst.cols * inst.channels
             onchip["accumulator"] += inst.rows * inst.cols * inst.channels * ACC_BYTES
@@ -131,7 +133,7 @@ def build_report(program: Program, timeline: Timeline) -> Report:
         gemm_cycles=_busy_of(program, timeline, Gemm), alu_cycles=_busy_of(program, timeline, Alu),
         macs=macs, array_macs_per_cycle=config.macs_per_cycle, clock_mhz=config.clock_mhz,
         instructions=program.counts(),
-        dram_bytes={k: dram[k] for k in ("input", "weight", "param", "output")},
+        dram_bytes={k: dram[k] for k in ("input", "weight", "param", "residual", "output")},
         buffer_bytes={k: onchip[k] for k in ("input", "weight", "accumulator")},
         buffer_peak_bytes={k: sum(slot_bytes[k].values()) for k in ("input", "weight", "accumulator")},
         buffer_capacity_bytes={"input": config.input_bytes, "weight": config.weight_bytes,

@@ -70,7 +70,9 @@ def footprint(layer: LayerSpec, tiling: Tiling) -> Footprint:
     return Footprint(
         input_bytes=rows * cols * t.tile_cin,
         weight_bytes=t.tile_cout * layer.kh * layer.kw * t.tile_cin,
-        accumulator_bytes=t.tile_oh * t.tile_ow * t.tile_cout * ACC_BYTES + t.tile_cout * PARAM_BYTES,
+        # partial sums, per-channel parameters and (fused merge) the residual tile, widened to int32
+        accumulator_bytes=(t.tile_oh * t.tile_ow * t.tile_cout * ACC_BYTES * (2 if layer.residual else 1)
+                           + t.tile_cout * PARAM_BYTES),
         # one micro-op per kernel tap and output row: VTA's GEMM micro-op loops over a row's pixels
         uops=layer.kh * layer.kw * t.tile_oh,
     )

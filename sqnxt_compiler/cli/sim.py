@@ -44,6 +44,8 @@ def _add_layer_command(commands) -> None:
     p.add_argument("--pad", help="padding (vertical x horizontal; default kernel // 2 per side)")
     p.add_argument("--groups", type=int, default=1)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--residual", action="store_true",
+                   help="fuse a residual add (a SqueezeNext merge) into the layer's epilogue")
     p.add_argument("--dataflow", choices=("ws", "os"), default="ws")
     p.add_argument("--objective", choices=("total", "gemm"), default="total",
                    help="what the default tiling minimises: layer latency (default) or array cycles")
@@ -71,11 +73,11 @@ def _run_layer(args: argparse.Namespace) -> int:
     else:
         layer = LayerSpec.conv2d(args.cin, args.cout, _pair(args.hw, "--hw"), _pair(args.kernel, "--kernel"),
                                  _pair(args.stride, "--stride"), _pair(args.pad, "--pad") if args.pad else None,
-                                 groups=args.groups, n=args.batch)
+                                 groups=args.groups, n=args.batch, residual=args.residual)
     base = default_tiling(layer, config, args.dataflow, args.objective)
     tiling = Tiling(args.dataflow, args.tile_oh or base.tile_oh, args.tile_ow or base.tile_ow,
                     args.tile_cout or base.tile_cout, args.tile_cin or base.tile_cin)
-    requant = Requant(multiplier=1, shift=8, relu=True)
+    requant = Requant(multiplier=1, shift=8, relu=True, residual_multiplier=1 << 7)
     program = compile_layer(layer, config, tiling, requant)
     started = time.perf_counter()
     if args.timing_only:
@@ -85,8 +87,9 @@ def _run_layer(args: argparse.Namespace) -> int:
         x = rng.integers(-128, 128, layer.input_shape, dtype=np.int8)
         w = rng.integers(-128, 128, layer.weight_shape, dtype=np.int8)
         b = rng.integers(-(1 << 12), 1 << 12, layer.cout, dtype=np.int32)
-        output, report = simulate(program, x, w, b)
-        exact = np.array_equal(output, reference_layer(layer, x, w, b, requant))
+        r = rng.integers(-128, 128, layer.output_shape, dtype=np.int8) if layer.residual else None
+        output, report = simulate(program, x, w, b, residual=r)
+        exact = np.array_equal(output, reference_layer(layer, x, w, b, requant, r))
         check = "exact" if exact else "MISMATCH"
         if not exact:
             raise SqnxtError("simulator output differs from the numpy reference (please report it)")
