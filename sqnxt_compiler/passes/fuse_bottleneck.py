@@ -72,14 +72,18 @@ class FuseBottleneck:
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
       schedule, and the official and third-party forms are recognised alike.)
 
-    Granularity, measured with `benchmarks/fusion.py --granularity` (1.0-SqNxt-23, host, 2 cores, interleaved
-    medians): unfused 23.7 ms / 16.7 MB of intermediates; these two fusions plus FuseLowRankConv (3 kernels
-    per block) 19.6 ms / 12.4 MB; also merging the low-rank pair into the expand epilogue 21.5 ms / 10.2 MB;
-    the whole residual branch in one kernel 25.2 ms / 9.1 MB. Bigger groups write less but run slower; our
-    reading (not separately measured): each row tile recomputes the 3x1's halo rows through every earlier
-    stage, and a long chain's stages run one after another inside one core's tile with a larger working set.
-    So the block is cut where its tensors are narrowest: after the reduce pair (C/4 channels) and after the
-    low-rank pair (C/2).
+    Granularity, measured with `benchmarks/fusion.py --granularity` (1.0-SqNxt-23, host, 2 shared cores,
+    interleaved medians; intermediate bytes written per inference / latency):
+      unfused (FuseOps only)                                 16.7 MB   9.10 ms   17.20 ms (busier machine)
+      shipped: reduce pair | low-rank pair | expand+add+relu  12.4 MB   8.09 ms   16.22 ms
+      reduce pair | low-rank pair + expand+add+relu          10.2 MB   8.02 ms   15.79 ms
+      whole residual branch in one kernel                     9.1 MB   8.20 ms   16.39 ms
+    Writing less stops paying off beyond the shipped cut: a bigger kernel recomputes the 3x1's halo rows
+    through every earlier stage of each row tile and runs its stages one after another, and the whole
+    branch in one kernel is the slowest. Merging the expand into the low-rank kernel was 1-3% faster in
+    these runs (and 10% slower with an earlier schedule), within this machine's noise, so we keep the
+    simpler kernels whose cuts fall where the block's tensors are narrowest (C/4 after the reduce pair,
+    C/2 after the low-rank pair).
     """
 
     def __init__(self, report: Reporter | None = None) -> None:
