@@ -15,10 +15,10 @@ from .reference import reference_layer
 from .report import Report
 from .simulator import estimate, simulate
 from .planner import analytic_cycles, default_tiling
-from .tiling import DATAFLOWS, Tiling, check_tiling, footprint, greedy_tiling, tiling_space
+from .tiling import DATAFLOWS, Tiling, check_tiling, footprint, greedy_tiling, knob_candidates, tiling_space
 
 __all__ = [
     "AccelConfig", "EnergyTable", "known_accelerators", "LayerSpec", "Requant", "Tiling", "DATAFLOWS",
-    "default_tiling", "greedy_tiling", "analytic_cycles", "tiling_space", "check_tiling", "footprint",
-    "compile_layer", "Program", "simulate", "estimate", "Report", "reference_layer",
+    "default_tiling", "greedy_tiling", "analytic_cycles", "tiling_space", "knob_candidates", "check_tiling",
+    "footprint", "compile_layer", "Program", "simulate", "estimate", "Report", "reference_layer",
 ]

@@ -16,15 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .tiling import ACC_BYTES
+from .tiling import ACC_BYTES, ceil_div
 
 # Register-file accesses per MAC in a PE: the input operand latch, the weight (or stationary) register
 # and the partial-sum register (Eyeriss counts the same three operands per MAC).
 RF_ACCESSES_PER_MAC = 3
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 @dataclass(frozen=True)
@@ -42,9 +38,9 @@ def gemm_cost(dataflow: str, pixels: int, reduction: int, cout: int, rows: int, 
               reset: bool) -> GemmCost:
     """Cycles and buffer traffic of one GEMM tile (no memory stalls: the buffers hold the whole tile)."""
     macs = pixels * reduction * cout
-    col_folds = _ceil(cout, cols)
+    col_folds = ceil_div(cout, cols)
     if dataflow == "ws":
-        red_folds = _ceil(reduction, rows)
+        red_folds = ceil_div(reduction, rows)
         folds = red_folds * col_folds
         cycles = folds * (rows + pixels + rows + cols - 2)
         input_bytes = pixels * reduction * col_folds          # inputs re-stream for every column fold
@@ -52,7 +48,7 @@ def gemm_cost(dataflow: str, pixels: int, reduction: int, cout: int, rows: int, 
         # every reduction fold reads and writes the partial sums, except the first read after a reset
         acc_words = pixels * cout * (2 * red_folds - (1 if reset else 0))
     else:
-        pix_folds = _ceil(pixels, rows)
+        pix_folds = ceil_div(pixels, rows)
         folds = pix_folds * col_folds
         cycles = folds * (reduction + rows + cols - 2)
         input_bytes = pixels * reduction * col_folds
@@ -65,4 +61,4 @@ def gemm_cost(dataflow: str, pixels: int, reduction: int, cout: int, rows: int, 
 
 def alu_cycles(elements: int, lanes: int) -> int:
     """One pipelined pass of the vector ALU over `elements` accumulators (the op list is fused)."""
-    return _ceil(elements, lanes)
+    return ceil_div(elements, lanes)

@@ -146,28 +146,35 @@ def _candidates(extent: int, quantum: int = 1) -> list[int]:
 def step_count(layer: LayerSpec, tiling: Tiling) -> int:
     """GEMM tiles (loop-nest steps) the tiling produces; the instruction count is about 2-4x this."""
     t = clamp(tiling, layer)
-    return (layer.n * layer.groups * _ceil(layer.out_h, t.tile_oh) * _ceil(layer.out_w, t.tile_ow)
-            * _ceil(layer.cout_per_group, t.tile_cout) * _ceil(layer.cin_per_group, t.tile_cin))
+    return (layer.n * layer.groups * ceil_div(layer.out_h, t.tile_oh) * ceil_div(layer.out_w, t.tile_ow)
+            * ceil_div(layer.cout_per_group, t.tile_cout) * ceil_div(layer.cin_per_group, t.tile_cin))
 
 
-def _ceil(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
+    """Integer ceil(a / b) for positive b."""
     return -(-a // b)
+
+
+def knob_candidates(layer: LayerSpec, config: AccelConfig,
+                    dataflows: tuple[str, ...] = DATAFLOWS) -> dict[str, list]:
+    """The values each knob ranges over (before filtering): both dataflows, tile sizes from powers of two
+    (output channels in multiples of the array width) plus the whole dimension."""
+    return {"dataflow": list(dataflows), "tile_oh": _candidates(layer.out_h), "tile_ow": _candidates(layer.out_w),
+            "tile_cout": _candidates(layer.cout_per_group, min(config.cols, layer.cout_per_group)),
+            "tile_cin": _candidates(layer.cin_per_group)}
 
 
 def tiling_space(layer: LayerSpec, config: AccelConfig, dataflows: tuple[str, ...] = DATAFLOWS,
                  max_steps: int = 4096) -> list[Tiling]:
-    """Every tiling a tuner should try: both dataflows, tile sizes from powers of two (output channels in
-    multiples of the array width) plus the whole dimension, keeping those that fit the buffers. Tiles
-    that cannot fill the array (fewer pixels than rows, or a reduction shorter than the rows) and tilings
-    of more than `max_steps` GEMM tiles are left out: they are never faster and cost the most to
-    simulate."""
+    """Every tiling a tuner should try: the product of `knob_candidates`, keeping those that fit the
+    buffers. Tiles that cannot fill the array (fewer pixels than rows, or a reduction shorter than the
+    rows) and tilings of more than `max_steps` GEMM tiles are left out: they waste the array and cost the
+    most to simulate."""
     pixels_needed = min(config.rows, layer.out_h * layer.out_w)
     reduction_needed = min(config.rows, layer.kh * layer.kw * layer.cin_per_group)
+    knobs = knob_candidates(layer, config, dataflows)
     space = []
-    for dataflow, oh, ow, cout, cin in itertools.product(
-            dataflows, _candidates(layer.out_h), _candidates(layer.out_w),
-            _candidates(layer.cout_per_group, min(config.cols, layer.cout_per_group)),
-            _candidates(layer.cin_per_group)):
+    for dataflow, oh, ow, cout, cin in itertools.product(*knobs.values()):
         tiling = Tiling(dataflow, oh, ow, cout, cin)
         if (min(oh, layer.out_h) * min(ow, layer.out_w) < pixels_needed
                 or layer.kh * layer.kw * cin < reduction_needed or step_count(layer, tiling) > max_steps):
