@@ -14,6 +14,7 @@ terms into C output channels. As in SCALE-Sim, the work is cut into folds that e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .tiling import ACC_BYTES, ceil_div
@@ -34,6 +35,7 @@ class GemmCost:
     rf_accesses: int
 
 
+@functools.lru_cache(maxsize=4096)   # a layer has only a handful of distinct tile shapes
 def gemm_cost(dataflow: str, pixels: int, reduction: int, cout: int, rows: int, cols: int,
               reset: bool) -> GemmCost:
     """Cycles and buffer traffic of one GEMM tile (no memory stalls: the buffers hold the whole tile)."""
