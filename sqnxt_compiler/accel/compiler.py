@@ -78,18 +78,37 @@ def _clipped(start: int, length: int, extent: int) -> int:
     return max(0, min(start + length, extent) - max(start, 0))
 
 
+def _load(buffer: Buffer, slot: int, s: _Tile, layer: LayerSpec) -> Load:
+    """The LOAD of one operand of step `s` into `slot`: input window (padding synthesised by the DMA),
+    weight tile, per-channel parameters, or residual tile."""
+    first_cout = s.group * layer.cout_per_group + s.co0
+    if buffer is Buffer.INPUT:
+        sh, sw = layer.stride
+        rows, cols = input_window(s.rows, sh, layer.kh), input_window(s.cols, sw, layer.kw)
+        row0, col0 = s.row0 * sh - layer.pad[0], s.col0 * sw - layer.pad[1]
+        return Load(Buffer.INPUT, slot, image=s.image, row0=row0, col0=col0, rows=rows, cols=cols,
+                    c0=s.group * layer.cin_per_group + s.ci0, channels=s.cins,
+                    dram_bytes=_clipped(row0, rows, layer.h) * _clipped(col0, cols, layer.w) * s.cins)
+    if buffer is Buffer.WEIGHT:
+        return Load(Buffer.WEIGHT, slot, rows=layer.kh, cols=layer.kw, c0=first_cout, channels=s.couts,
+                    cin0=s.ci0, cin=s.cins, dram_bytes=s.couts * layer.kh * layer.kw * s.cins)
+    if buffer is Buffer.PARAM:
+        return Load(Buffer.PARAM, slot, c0=first_cout, channels=s.couts, dram_bytes=s.couts * PARAM_BYTES)
+    return Load(Buffer.RESIDUAL, slot, image=s.image, row0=s.row0, col0=s.col0, rows=s.rows, cols=s.cols,
+                c0=first_cout, channels=s.couts, dram_bytes=s.rows * s.cols * s.couts)
+
+
 def compile_layer(layer: LayerSpec, config: AccelConfig, tiling: Tiling | None = None,
                   requant: Requant | None = None) -> Program:
     """Compile one layer. `tiling` defaults to `default_tiling(layer, config, "ws")`; a tiling that
     overflows a buffer is refused with a SqnxtError. `requant` fixes the ALU immediates (shift, zero
-    point, ReLU); bias and multipliers are data, loaded at run time."""
+    point, ReLU, residual multiplier); bias and multipliers are data, loaded at run time."""
     tiling = default_tiling(layer, config) if tiling is None else check_tiling(layer, config, tiling)
     requant = requant or Requant()
     alu_ops = requant_ops(requant, layer.residual)
     steps = _steps(layer, tiling)
     out_tiles = sum(s.last for s in steps)
-    sh, sw = layer.stride
-    cig, cog = layer.cin_per_group, layer.cout_per_group
+    cog = layer.cout_per_group
 
     program: list[Instruction] = []
     held = {Buffer.INPUT: None, Buffer.WEIGHT: None, Buffer.PARAM: None}
@@ -106,29 +125,12 @@ def compile_layer(layer: LayerSpec, config: AccelConfig, tiling: Tiling | None =
         }
         loads = []
         for buffer, key in wanted.items():
-            if held[buffer] == key:
-                continue
-            held[buffer] = key
-            slot = loads_into[buffer] % SLOTS
-            loads_into[buffer] += 1
-            if buffer is Buffer.INPUT:
-                rows, cols = input_window(s.rows, sh, layer.kh), input_window(s.cols, sw, layer.kw)
-                row0, col0 = s.row0 * sh - layer.pad[0], s.col0 * sw - layer.pad[1]
-                loads.append(Load(Buffer.INPUT, slot, image=s.image, row0=row0, col0=col0, rows=rows,
-                                  cols=cols, c0=s.group * cig + s.ci0, channels=s.cins,
-                                  dram_bytes=_clipped(row0, rows, layer.h) * _clipped(col0, cols, layer.w)
-                                  * s.cins))
-            elif buffer is Buffer.WEIGHT:
-                loads.append(Load(Buffer.WEIGHT, slot, rows=layer.kh, cols=layer.kw,
-                                  c0=s.group * cog + s.co0, channels=s.couts, cin0=s.ci0, cin=s.cins,
-                                  dram_bytes=s.couts * layer.kh * layer.kw * s.cins))
-            else:
-                loads.append(Load(Buffer.PARAM, slot, c0=s.group * cog + s.co0, channels=s.couts,
-                                  dram_bytes=s.couts * PARAM_BYTES))
+            if held[buffer] != key:
+                held[buffer] = key
+                loads.append(_load(buffer, loads_into[buffer] % SLOTS, s, layer))
+                loads_into[buffer] += 1
         if layer.residual and s.last:   # the merge operand of this output tile, for its ALU pass
-            loads.append(Load(Buffer.RESIDUAL, loads_into[Buffer.RESIDUAL] % SLOTS, image=s.image, row0=s.row0,
-                              col0=s.col0, rows=s.rows, cols=s.cols, c0=s.group * cog + s.co0, channels=s.couts,
-                              dram_bytes=s.rows * s.cols * s.couts))
+            loads.append(_load(Buffer.RESIDUAL, loads_into[Buffer.RESIDUAL] % SLOTS, s, layer))
             loads_into[Buffer.RESIDUAL] += 1
         if loads:
             loads[0].deps.pop_next = load_step >= SLOTS
