@@ -7,11 +7,17 @@ layer, whether the output-stationary or the weight-stationary schedule wins and 
 
 Timings are medians over interleaved repetitions (each repetition runs every engine once, in turn), so
 a load change on this shared machine hits all engines alike. Peak: --peak GFLOP/s (default 375, an FMA
-loop on both cores of this 2-vCPU machine, see DESIGN.md)."""
+loop on both cores of this 2-vCPU machine, see DESIGN.md).
+
+TVM's thread pool pins its workers to cores by default. On this shared 2-vCPU machine a pinned worker
+whose core is busy stalls every parallel loop: 1.0-SqNxt-23 batch 1 measured 46-66 ms pinned vs 9-17 ms
+unpinned in the same conditions. The benchmark therefore runs TVM unpinned (TVM_BIND_THREADS=0) unless
+--pin-threads is given; it prints which."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -162,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak", type=float, default=375.0, help="machine peak GFLOP/s fp32 (default 375)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer OS/WS table")
     parser.add_argument("--layer-reps", type=int, default=7)
+    parser.add_argument("--pin-threads", action="store_true",
+                        help="keep TVM's default of pinning pool workers to cores (see the module docstring)")
     args = parser.parse_args(argv)
+    if not args.pin_threads:
+        os.environ.setdefault("TVM_BIND_THREADS", "0")  # read when TVM's pool starts: before any TVM run
+    print(f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}, "
+          f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(all cores)')}")
     end_to_end(args.models, args.batches, args.reps, args.stock_reps, args.peak)
     if not args.no_layers:
         per_layer(args.models[0], args.layer_reps)

@@ -31,6 +31,9 @@ class MachineKnobs:
     vector_registers: int
     cores: int
     l1d_bytes: int
+    # Kernels below this many MACs run on one core: a parallel launch and barrier cost more than they save
+    # (on this shared 2-vCPU host, 1.0-SqNxt-23 ran 2x slower with every small layer parallel).
+    parallel_min_macs: int = 4_000_000
 
     @property
     def lanes(self) -> int:
@@ -48,7 +51,8 @@ def machine_knobs(spec: "TargetSpec | None" = None) -> MachineKnobs:
     if spec is not None:
         cpu = spec.cpu
         return MachineKnobs(int(cpu.get("vector_bits", 128)), int(cpu.get("vector_registers", 16)),
-                            int(cpu.get("cores", 1)), int(cpu.get("l1d_bytes", 32768)))
+                            int(cpu.get("cores", 1)), int(cpu.get("l1d_bytes", 32768)),
+                            int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)))
     target = tvm.target.Target.current(allow_none=True)
     if target is None:
         return MachineKnobs(128, 16, 1, 32768)
@@ -210,6 +214,7 @@ class ConvKnobs:
     rc_inner: Knob | None = 1  # input channels per weight tile (weight-stationary only)
     rows_per_task: Knob | None = 1  # output rows per parallel task (weight-stationary only)
     channels_outer: bool = True  # output-stationary: channel tile outside the column tile
+    parallel: bool = True  # run the outer (row) loop on all cores
     unroll_max_step: Knob | None = 0  # auto-unroll of the remaining loops
 
 

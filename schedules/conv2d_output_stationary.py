@@ -21,7 +21,8 @@ def default_knobs(shape: ConvShape, machine: MachineKnobs) -> ConvKnobs:
     # Keep one channel tile's weights in L1 across the columns of a row when they fit; otherwise keep the
     # input row and sweep the channel tiles over it.
     weight_tile_bytes = shape.reduce_channels * shape.kernel_h * shape.kernel_w * f_vectors * lanes * 4
-    return ConvKnobs(lanes, f_vectors, x_inner, channels_outer=weight_tile_bytes <= machine.l1d_bytes // 2)
+    return ConvKnobs(lanes, f_vectors, x_inner, channels_outer=weight_tile_bytes <= machine.l1d_bytes // 2,
+                     parallel=shape.macs >= machine.parallel_min_macs)
 
 
 def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
@@ -33,7 +34,8 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     outer = [tiles, columns] if knobs.channels_outer else [columns, tiles]
     sch.reorder(n, y, *outer, rc, ry, rx, x_inner, vectors, lanes)
     rows = sch.fuse(n, y)
-    sch.parallel(rows)
+    if knobs.parallel:
+        sch.parallel(rows)
     sch.reverse_compute_at(p.epilogue, outer[-1], preserve_unit_loops=True)
     if p.pad is not None:
         sch.compute_at(p.pad, rows, preserve_unit_loops=True)
@@ -42,7 +44,8 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
 
 def describe(knobs: ConvKnobs) -> str:
     order = "f>x" if knobs.channels_outer else "x>f"
-    return f"OS, register tile {knobs.x_inner} cols x {knobs.f_vectors}x{knobs.lanes} ch, {order}"
+    cores = "parallel rows" if knobs.parallel else "one core"
+    return f"OS, register tile {knobs.x_inner} cols x {knobs.f_vectors}x{knobs.lanes} ch, {order}, {cores}"
 
 
 def apply(sch: "tvm.s_tir.Schedule", spec: "TargetSpec") -> str:

@@ -24,7 +24,8 @@ def default_knobs(shape: ConvShape, machine: MachineKnobs) -> ConvKnobs:
     rc_inner = largest_divisor_at_most(shape.reduce_channels, max(1, machine.l1d_bytes // 2 // per_channel))
     # Enough row blocks for every core (x4 for balance), each block as large as possible.
     rows = largest_divisor_at_most(shape.out_height, max(1, shape.out_height // (4 * machine.cores)))
-    return ConvKnobs(lanes, f_vectors, x_inner, rc_inner=rc_inner, rows_per_task=rows)
+    return ConvKnobs(lanes, f_vectors, x_inner, rc_inner=rc_inner, rows_per_task=rows,
+                     parallel=shape.macs >= machine.parallel_min_macs)
 
 
 def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
@@ -38,7 +39,8 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     rc_outer, rc_inner = tile(sch, rc, knobs.rc_inner, 64)
     sch.reorder(n, row_blocks, tiles, rc_outer, rows, columns, rc_inner, ry, rx, x_inner, vectors, lanes)
     blocks = sch.fuse(n, row_blocks)
-    sch.parallel(blocks)
+    if knobs.parallel:
+        sch.parallel(blocks)
     sch.reverse_compute_at(p.epilogue, tiles, preserve_unit_loops=True)
     if p.pad is not None:
         sch.compute_at(p.pad, blocks, preserve_unit_loops=True)
@@ -47,7 +49,8 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
 
 def describe(knobs: ConvKnobs) -> str:
     return (f"WS, weight tile {knobs.rc_inner} in-ch x {knobs.f_vectors}x{knobs.lanes} out-ch, "
-            f"{knobs.rows_per_task} rows/task, register tile {knobs.x_inner} cols")
+            f"{knobs.rows_per_task} rows/task, register tile {knobs.x_inner} cols"
+            + ("" if knobs.parallel else ", one core"))
 
 
 def apply(sch: "tvm.s_tir.Schedule", spec: "TargetSpec") -> str:

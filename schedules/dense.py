@@ -27,14 +27,15 @@ def find_dense(func: "tirx.PrimFunc"):
     return block if rhs else None
 
 
-def schedule(sch: "tvm.s_tir.Schedule", lanes: int, vectors: Knob | None) -> None:
+def schedule(sch: "tvm.s_tir.Schedule", lanes: int, vectors: Knob | None, parallel: bool = True) -> None:
     block = sch.get_sblock(find_dense(sch.mod["main"]).name_hint)
     epilogue = inline_elementwise_chain(sch, block)
     i, j, k = sch.get_loops(block)
     j_outer, j_lanes = sch.split(j, [None, lanes])
     j_blocks, j_vectors = tile(sch, j_outer, vectors, 8)
     sch.reorder(j_blocks, i, k, j_vectors, j_lanes)
-    sch.parallel(j_blocks)
+    if parallel:
+        sch.parallel(j_blocks)
     if epilogue is not None:
         sch.reverse_compute_at(epilogue, i, preserve_unit_loops=True)
     sch.unroll(j_vectors)
@@ -49,8 +50,12 @@ def apply(sch: "tvm.s_tir.Schedule", spec: "TargetSpec") -> str:
     lanes = pow2_lanes(columns, machine.lanes)
     # A few vectors per task keep the reduction loop busy; the rest of the columns go to the cores.
     vectors = next(v for v in (4, 2, 1) if (columns // lanes) % v == 0)
-    schedule(sch, lanes, vectors)
-    return f"dense, {vectors}x{lanes} columns per task"
+    macs = 1
+    for iv in block.iter_vars:
+        macs *= int(iv.dom.extent)
+    parallel = macs >= machine.parallel_min_macs
+    schedule(sch, lanes, vectors, parallel)
+    return f"dense, {vectors}x{lanes} columns per task" + ("" if parallel else ", one core")
 
 
 def design_space(sch: "tvm.s_tir.Schedule") -> "tvm.s_tir.Schedule":
