@@ -77,7 +77,10 @@ def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], spec: "Targe
         rounds = math.ceil(math.ceil(height / rows) / cores)
         return rounds * (rows + halo)
 
-    fitting = [r for r in range(1, height + 1) if row_bytes * (r + halo) <= TILE_BYTES_BUDGET] or [1]
+    # With a halo, a ragged last tile would read margin rows the kernel does not have; TIR then clips the
+    # region and keeps that intermediate full-size, so such tiles must divide the height.
+    fitting = [r for r in range(1, height + 1)
+               if row_bytes * (r + halo) <= TILE_BYTES_BUDGET and (halo == 0 or height % r == 0)] or [1]
     return min(fitting, key=lambda r: (cost(r), -r))
 
 

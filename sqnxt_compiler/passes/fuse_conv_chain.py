@@ -153,23 +153,53 @@ def padded_width(width: int) -> int:
     return -(-width // multiple) * multiple
 
 
-def _conv_te(data: te.Tensor, width: int, weight: te.Tensor, stage: ChainStage, name: str) -> tuple[te.Tensor, int]:
-    """The conv of `data` (whose first `width` columns are real) computed at `padded_width` columns, and
-    its real output width. A `<name>_pad` stage supplies zeros for the padding and the extra columns."""
-    n, cin, height, _ = (int(d) for d in data.shape)
+def _row_margins(data_height: int, stages: Sequence[ChainStage]) -> list[tuple[int, int]]:
+    """Per stage, the rows computed above and below its real output so that the next stage reads it
+    without clipping at the image border (those rows are zero: they are the next stage's padding).
+    Unclipped reads keep each row tile's intermediate region a constant size, which is what lets TIR
+    shrink the intermediate buffers to one tile (clipped, they stay full-size)."""
+    heights = [data_height]
+    for stage in stages:
+        kh, sh = stage.kernel[0], stage.strides[0]
+        heights.append((heights[-1] + stage.padding[0] + stage.padding[2] - kh) // sh + 1)
+    margins = [(0, 0)] * len(stages)
+    for i in range(len(stages) - 1, 0, -1):
+        (top, bottom), stage = margins[i], stages[i]
+        kh, sh = stage.kernel[0], stage.strides[0]
+        margins[i - 1] = (top * sh + stage.padding[0],
+                          max(0, (heights[i + 1] + bottom - 1) * sh + kh - stage.padding[0] - heights[i]))
+    return margins
+
+
+def _conv_te(data: te.Tensor, width: int, height: int, weight: te.Tensor, stage: ChainStage,
+             margins: tuple[int, int], input_offset: int | None, name: str) -> tuple[te.Tensor, int, int]:
+    """The conv of `data` over its real rows plus `margins`, at `padded_width` columns; returns it with
+    its real output height and width. `data`'s first `width` columns and `height` rows are real: all its rows
+    (`input_offset` None: the kernel's input, padded here) or already hold this stage's vertical padding
+    as margin rows (`input_offset` rows above the real ones). A `<name>_pad` stage supplies zeros for the
+    horizontal padding and the extra columns (and the vertical padding of the kernel's input)."""
+    n, cin, _, _ = (int(d) for d in data.shape)
     top, left, bottom, right = stage.padding
     kh, kw = stage.kernel
     sh, sw = stage.strides
     out_h = (height + top + bottom - kh) // sh + 1
     out_w = (width + left + right - kw) // sw + 1
     computed_w = padded_width(out_w)
+    above, below = margins
+    computed_h = out_h + above + below
+    offset = above * sh + top  # padded-input row of computed output row 0 is (0 - above) * sh - top
     source = data
-    padded = te.compute(
-        (n, cin, height + top + bottom, (computed_w - 1) * sw + kw),
-        lambda b, c, y, x: te.if_then_else(
-            tvm.tirx.all(y >= top, y < height + top, x >= left, x < width + left),
-            source[b, c, y - top, x - left], tvm.tirx.const(0.0, "float32")),
-        name=f"{name}_pad")
+
+    def pad_value(b, c, y, x):
+        inside_columns = tvm.tirx.all(x >= left, x < width + left)
+        if input_offset is None:
+            inside = tvm.tirx.all(y >= offset, y < height + offset, inside_columns)
+            return te.if_then_else(inside, source[b, c, y - offset, x - left], tvm.tirx.const(0.0, "float32"))
+        return te.if_then_else(inside_columns, source[b, c, y + input_offset - offset, x - left],
+                               tvm.tirx.const(0.0, "float32"))
+
+    padded = te.compute((n, cin, (computed_h - 1) * sh + kh, (computed_w - 1) * sw + kw), pad_value,
+                        name=f"{name}_pad")
     cin_per_group = cin // stage.groups
     out_per_group = stage.out_channels // stage.groups
     rc = te.reduce_axis((0, cin_per_group), name="rc")
@@ -180,16 +210,18 @@ def _conv_te(data: te.Tensor, width: int, weight: te.Tensor, stage: ChainStage, 
         return rc if stage.groups == 1 else o // out_per_group * cin_per_group + rc
 
     conv = te.compute(
-        (n, stage.out_channels, out_h, computed_w),
+        (n, stage.out_channels, computed_h, computed_w),
         lambda b, o, y, x: te.sum(padded[b, channel(o), y * sh + ry, x * sw + rx] * weight[o, rc, ry, rx],
                                   axis=[rc, ry, rx]),
         name=name)
-    return conv, out_w
+    return conv, out_h, out_w
 
 
 def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, width: int,
-              residual: te.Tensor | None = None, final_relu: bool = False) -> te.Tensor:
-    """[final_relu]([relu](conv + bias) [+ residual]) over the first `width` columns."""
+              residual: te.Tensor | None = None, final_relu: bool = False,
+              rows: tuple[int, int] | None = None) -> te.Tensor:
+    """[final_relu]([relu](conv + bias) [+ residual]) over the first `width` columns; with `rows`
+    (first real row, real row count) the margin rows outside them are zero."""
 
     def value(b, o, y, x):
         v = conv[b, o, y, x]
@@ -199,7 +231,12 @@ def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, wi
             v = tvm.tirx.max(v, tvm.tirx.const(0.0, "float32"))
         if residual is not None:
             v = v + residual[b, o, y, x]
-        return tvm.tirx.max(v, tvm.tirx.const(0.0, "float32")) if final_relu else v
+        if final_relu:
+            v = tvm.tirx.max(v, tvm.tirx.const(0.0, "float32"))
+        if rows is not None and int(conv.shape[2]) != rows[1]:
+            v = te.if_then_else(tvm.tirx.all(y >= rows[0], y < rows[0] + rows[1]), v,
+                                tvm.tirx.const(0.0, "float32"))
+        return v
 
     return te.compute((*conv.shape[:3], width), value, name=name)
 
@@ -208,21 +245,27 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
                       final_relu: bool, pattern: str) -> tirx.PrimFunc:
     """One PrimFunc computing conv stage after stage; arguments: data, then per stage weight [and bias],
     then the residual when `residual` (added after the last stage's own ReLU, before `final_relu`).
-    Blocks: `sqnxt_conv<i>` (reduction, at `padded_width` columns), `sqnxt_conv<i>_pad`,
-    `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out` last. Nothing between the stages leaves the
-    kernel; the schedule decides how much of each intermediate is live at once."""
+    Blocks: `sqnxt_conv<i>` (reduction, at `padded_width` columns and with `_row_margins`),
+    `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between stages, `sqnxt_out` last. Nothing between the
+    stages leaves the kernel; the schedule decides how much of each intermediate is live at once."""
     x = te.placeholder(tuple(data_shape), "float32", name="data")
-    args, current, width = [x], x, int(data_shape[3])
+    args, current, width, input_offset = [x], x, int(data_shape[3]), None
+    height = int(data_shape[2])
+    margins = _row_margins(height, stages)
     for index, stage in enumerate(stages):
         cin_per_group = int(current.shape[1]) // stage.groups
         weight = te.placeholder((stage.out_channels, cin_per_group, *stage.kernel), "float32", name=f"w{index}")
         bias = te.placeholder((stage.out_channels,), "float32", name=f"b{index}") if stage.has_bias else None
         args += [weight] + ([bias] if bias is not None else [])
-        conv, width = _conv_te(current, width, weight, stage, f"{CONV_BLOCK}{index}")
+        conv, height, width = _conv_te(current, width, height, weight, stage, margins[index], input_offset,
+                                       f"{CONV_BLOCK}{index}")
         if index + 1 < len(stages):
-            current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue", int(conv.shape[3]))
+            above = margins[index][0]
+            current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue", int(conv.shape[3]),
+                                rows=(above, height))
+            input_offset = above
             continue
-        out_shape = (*conv.shape[:3], width)
+        out_shape = (*conv.shape[:2], height, width)
         shortcut = te.placeholder(out_shape, "float32", name="residual") if residual else None
         args += [shortcut] if shortcut is not None else []
         current = _epilogue(conv, bias, stage.relu, OUTPUT_BLOCK, width, shortcut, final_relu)
