@@ -133,3 +133,33 @@ def test_fused_kernel_is_called_once_per_pair():
     text = mod.script(show_meta=False)
     assert len(re.findall(r"R\.call_tir\(cls\.fused_low_rank\d*,", text)) == 21
     assert text.count("R.nn.conv2d(") == 21 * 3 + 4 + 2  # reduce1, reduce2, expand; projections; stem, tail
+
+
+@pytest.mark.parametrize("vertical_first", [True, False])
+@pytest.mark.parametrize("pattern", ["low_rank", "reduce_chain"])
+def test_intermediates_live_only_as_row_tiles(pattern, vertical_first):
+    """After scheduling and TIR's buffer compaction, no buffer inside a fused kernel spans the full height."""
+    import dataclasses
+
+    from tvm import s_tir
+
+    from sqnxt_compiler.passes.fuse_conv_chain import ChainStage, conv_chain_kernel
+    from sqnxt_compiler.schedules.fused_conv_chain import schedule_conv_chain
+
+    def stage(out, kernel, pad, stride=1):
+        return ChainStage(out, kernel, (stride, stride), pad, 1, True, True)
+
+    if pattern == "low_rank":
+        pair = [stage(16, (3, 1), (1, 0, 1, 0)), stage(16, (1, 3), (0, 1, 0, 1))]
+        stages = pair if vertical_first else pair[::-1]
+    else:
+        stages = [stage(16, (1, 1), (0, 0, 0, 0), 2 if vertical_first else 1), stage(8, (1, 1), (0, 0, 0, 0))]
+    func = conv_chain_kernel((1, 8, 55, 55), stages, residual=False, final_relu=False, pattern=pattern)
+    sch = s_tir.Schedule(func)
+    two_cores = dataclasses.replace(SPEC, cpu={**SPEC.cpu, "cores": 2})
+    schedule_conv_chain(sch, two_cores)
+    lowered = tvm.transform.Sequential([
+        s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+        s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation()])(sch.mod)
+    shapes = re.findall(r"sblock_alloc_buffer\(\((\d+), (\d+), (\d+), (\d+)\)", lowered.script())
+    assert shapes and all(int(rows) < 28 + 2 + 1 for _, _, rows, _ in shapes), shapes
