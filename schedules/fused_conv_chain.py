@@ -65,8 +65,9 @@ def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
 
 
 def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], spec: "TargetSpec") -> int:
-    """Rows of final output per tile: enough tiles for every core, the halo recomputed as rarely as the
-    per-thread intermediates (all stages but the last, with halo) fit TILE_BYTES_BUDGET."""
+    """Rows of final output per tile: minimises (rounds of tiles over the cores) x (rows + halo rows
+    recomputed), among the heights whose per-thread intermediates fit TILE_BYTES_BUDGET. On one core
+    that can be the whole image, still within the budget."""
     _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
     cores = max(1, int(spec.cpu.get("cores", 1)))
     halo = sum(_kernel_height(sch, f"{CONV_BLOCK}{i}") - 1 for i in range(1, len(stages)))
