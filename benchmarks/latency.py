@@ -9,10 +9,13 @@ Timings are medians over interleaved repetitions (each repetition runs every eng
 a load change on this shared machine hits all engines alike. Peak: --peak GFLOP/s (default 375, an FMA
 loop on both cores of this 2-vCPU machine, see DESIGN.md).
 
-TVM's thread pool pins its workers to cores by default. On this shared 2-vCPU machine a pinned worker
-whose core is busy stalls every parallel loop: 1.0-SqNxt-23 batch 1 measured 46-66 ms pinned vs 9-17 ms
-unpinned in the same conditions. The benchmark therefore runs TVM unpinned (TVM_BIND_THREADS=0) unless
---pin-threads is given; it prints which."""
+TVM's runtime thread pool, left to itself, uses hardware_concurrency/2 threads on x86 (it assumes
+hyper-threading): ONE thread on this 2-vCPU machine (the 7x7/2 stem: 2.43 ms with 1 thread, 1.23 ms with
+2). It also pins workers to cores, and on this shared machine a pinned worker whose core is busy stalls
+every parallel loop (1.0-SqNxt-23 batch 1: 46-66 ms pinned vs 9-17 ms unpinned, same conditions). So
+the benchmark sets TVM_NUM_THREADS to the cores this process may use and TVM_BIND_THREADS=0, unless they
+are already set or --tvm-runtime-defaults is given; it prints what it used. ONNX Runtime uses its own
+defaults (all cores)."""
 
 from __future__ import annotations
 
@@ -168,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak", type=float, default=375.0, help="machine peak GFLOP/s fp32 (default 375)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer OS/WS table")
     parser.add_argument("--layer-reps", type=int, default=7)
-    parser.add_argument("--pin-threads", action="store_true",
-                        help="keep TVM's default of pinning pool workers to cores (see the module docstring)")
+    parser.add_argument("--tvm-runtime-defaults", action="store_true",
+                        help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
-    if not args.pin_threads:
-        os.environ.setdefault("TVM_BIND_THREADS", "0")  # read when TVM's pool starts: before any TVM run
-    print(f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}, "
-          f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(all cores)')}")
+    if not args.tvm_runtime_defaults:  # read when TVM's pool starts, so before any TVM run
+        os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+        os.environ.setdefault("TVM_BIND_THREADS", "0")
+    print(f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(TVM default: cores/2 on x86)')}, "
+          f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}")
     end_to_end(args.models, args.batches, args.reps, args.stock_reps, args.peak)
     if not args.no_layers:
         per_layer(args.models[0], args.layer_reps)
