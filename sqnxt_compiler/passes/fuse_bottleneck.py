@@ -73,17 +73,17 @@ class FuseBottleneck:
       schedule, and the official and third-party forms are recognised alike.)
 
     Granularity, measured with `benchmarks/fusion.py --granularity` (1.0-SqNxt-23, host, 2 shared cores,
-    interleaved medians; intermediate bytes written per inference / latency):
-      unfused (FuseOps only)                                 16.7 MB   9.10 ms   17.20 ms (busier machine)
-      shipped: reduce pair | low-rank pair | expand+add+relu  12.4 MB   8.09 ms   16.22 ms
-      reduce pair | low-rank pair + expand+add+relu          10.2 MB   8.02 ms   15.79 ms
-      whole residual branch in one kernel                     9.1 MB   8.20 ms   16.39 ms
-    Writing less stops paying off beyond the shipped cut: a bigger kernel recomputes the 3x1's halo rows
-    through every earlier stage of each row tile and runs its stages one after another, and the whole
-    branch in one kernel is the slowest. Merging the expand into the low-rank kernel was 1-3% faster in
-    these runs (and 10% slower with an earlier schedule), within this machine's noise, so we keep the
-    simpler kernels whose cuts fall where the block's tensors are narrowest (C/4 after the reduce pair,
-    C/2 after the low-rank pair).
+    interleaved medians of 30 rounds; intermediate bytes written per inference, latency, speed-up):
+      unfused (FuseOps only)                                 16.7 MB   7.94 ms
+      shipped: reduce pair | low-rank pair | expand+add+relu  12.4 MB   7.63 ms   1.04x
+      reduce pair | low-rank pair + expand+add+relu          10.2 MB   7.37 ms   1.08x
+      whole residual branch in one kernel                     9.1 MB   7.63 ms   1.04x
+    Writing less stops paying off at the whole branch: each row tile then recomputes the 3x1's halo rows
+    through every earlier stage and runs five stages one after another. Merging the expand into the
+    low-rank kernel was 1-4% faster than the shipped cut in the last three runs (10% slower in a first
+    run, before the schedule's channel tile adapted to the row width): the next step is to move the
+    expand epilogue into the low-rank kernel. The shipped cut falls where the block's tensors are
+    narrowest (C/4 after the reduce pair, C/2 after the low-rank pair).
     """
 
     def __init__(self, report: Reporter | None = None) -> None:
