@@ -174,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tvm-runtime-defaults", action="store_true",
                         help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
-    if not args.tvm_runtime_defaults:  # read when TVM's pool starts, so before any TVM run
-        os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-        os.environ.setdefault("TVM_BIND_THREADS", "0")
+    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0"}
+    if not args.tvm_runtime_defaults and any(name not in os.environ for name in wanted):
+        # TVM's runtime reads these when its library loads, so setting them in this process is too late:
+        # start again with them in the environment.
+        env = {**wanted, **os.environ}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     print(f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(TVM default: cores/2 on x86)')}, "
           f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}")
     end_to_end(args.models, args.batches, args.reps, args.stock_reps, args.peak)
