@@ -2,7 +2,7 @@
 
 The kernel computes conv stage after stage; this schedule tiles the final output by rows, runs the row
 tiles in parallel, and computes every earlier stage inside the tile (`compute_at`), so each intermediate
-lives only as a (rows + halo) x width x channels buffer per thread, sized to stay in L2. Inside a stage,
+lives only as a (rows + halo) x width x channels buffer per thread (at most TILE_BYTES_BUDGET). Inside a stage,
 a register tile of output channels x a whole row (vectorized along the width) accumulates in a local
 buffer over input channels and kernel taps.
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tvm import tirx
 
-from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, FUSION_ATTR, OUTPUT_BLOCK
+from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OUTPUT_BLOCK
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 ACCUMULATOR_REGISTERS = 16
 LANES = 16  # fp32 lanes of one register
 ROW_CHUNK = 64  # wider rows are cut into chunks of this many columns, so the accumulators stay in registers
-TILE_BYTES_BUDGET = 256 * 1024  # per-thread intermediates of one row tile: well inside a 2 MB L2
+# Per-thread intermediates of one row tile. A 55x55 stage's whole 16-channel intermediate (~230 KB) would
+# fit this host's 2 MB L2, and one whole-image tile was the fastest (0.088 ms for the stage-1 low-rank pair
+# vs 0.093 ms at 64 KB, 0.100 ms at 32 KB; other stages equal), but the point of the fusion is that the
+# intermediate exists only as a tile, also on ARM cores with 32 KB L1 and a shared 1 MB L2: 64 KB.
+TILE_BYTES_BUDGET = 64 * 1024
 
 
 def fusion_pattern(func: tirx.PrimFunc) -> str | None:
@@ -64,12 +68,12 @@ def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
     return int(sch.get(sch.get_sblock(conv)).iter_vars[5].dom.extent)
 
 
-def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], spec: "TargetSpec") -> int:
+def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], cores: int) -> int:
     """Rows of final output per tile: minimises (rounds of tiles over the cores) x (rows + halo rows
     recomputed), among the heights whose per-thread intermediates fit TILE_BYTES_BUDGET. On one core
     that can be the whole image, still within the budget."""
     _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
-    cores = max(1, int(spec.cpu.get("cores", 1)))
+    cores = max(1, cores)
     halo = sum(_kernel_height(sch, f"{CONV_BLOCK}{i}") - 1 for i in range(1, len(stages)))
     intermediates = [_buffer_shape(sch, f"{CONV_BLOCK}{i}") for i in range(len(stages) - 1)]
     row_bytes = sum(4 * channels * width for _, channels, _, width in intermediates)
@@ -111,13 +115,17 @@ def _vectorize_innermost(sch: "s_tir.Schedule", block) -> None:
     sch.vectorize(sch.get_loops(block)[-1])
 
 
-def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec", parallel: bool = True) -> str:
+def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
     """Schedule a fused conv-chain kernel in place; returns a one-line description for --explain.
 
-    The last conv is the anchor: its rows are split into tiles (run in parallel), every earlier stage is
-    computed at the tile, and the output epilogue (bias, residual, ReLU) reads the accumulator row."""
+    The last conv is the anchor: its rows are split into tiles (run in parallel when the kernel has at
+    least the target's `parallel_min_macs`, as the conv families do: on this host every fused kernel of
+    1.0-SqNxt-23 ran faster on one core, e.g. the stage-1 low-rank pair 0.088 ms vs 0.152 ms on two),
+    every earlier stage is computed at the tile, and the output epilogue (bias, residual, ReLU) reads
+    the accumulator row."""
     stages = _stage_blocks(sch)
-    rows = _row_tile(sch, stages, spec)
+    parallel = int(sch.mod["main"].attrs[MACS_ATTR]) >= int(spec.cpu.get("parallel_min_macs", 0))
+    rows = _row_tile(sch, stages, cores=int(spec.cpu.get("cores", 1)) if parallel else 1)
     last = sch.get_sblock(f"{CONV_BLOCK}{len(stages) - 1}")
     b, o, y, x, rc, ry, rx = sch.get_loops(last)
     yo, yi = sch.split(y, [None, rows])
@@ -143,4 +151,4 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec", parallel: boo
                 _vectorize_innermost(sch, block)
     if len(stages[-1]) > 1:
         _vectorize_innermost(sch, sch.get_sblock(stages[-1][-1]))
-    return f"{len(stages)} stages in row tiles of {rows}"
+    return f"{len(stages)} stages in row tiles of {rows}" + (", parallel" if parallel else "")

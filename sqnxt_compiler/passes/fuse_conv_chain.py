@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -14,6 +15,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 # Every fused kernel carries this PrimFunc attribute (its value names the pattern) so the schedule rules in
 # `schedules/fused_*.py` recognise it; its blocks are named `<prefix><stage>` (see `conv_chain_kernel`).
 FUSION_ATTR = "sqnxt.fusion"
+MACS_ATTR = "sqnxt.macs"  # multiply-accumulates of the real convolutions (not the padded columns/margins)
 CONV_BLOCK = "sqnxt_conv"
 OUTPUT_BLOCK = "sqnxt_out"
 _OPAQUE = 8  # relax's OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
@@ -252,6 +254,7 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
     args, current, width, input_offset = [x], x, int(data_shape[3]), None
     height = int(data_shape[2])
     margins = _row_margins(height, stages)
+    macs = 0
     for index, stage in enumerate(stages):
         cin_per_group = int(current.shape[1]) // stage.groups
         weight = te.placeholder((stage.out_channels, cin_per_group, *stage.kernel), "float32", name=f"w{index}")
@@ -259,6 +262,7 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
         args += [weight] + ([bias] if bias is not None else [])
         conv, height, width = _conv_te(current, width, height, weight, stage, margins[index], input_offset,
                                        f"{CONV_BLOCK}{index}")
+        macs += int(data_shape[0]) * stage.out_channels * height * width * cin_per_group * math.prod(stage.kernel)
         if index + 1 < len(stages):
             above = margins[index][0]
             current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue", int(conv.shape[3]),
@@ -270,7 +274,7 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
         args += [shortcut] if shortcut is not None else []
         current = _epilogue(conv, bias, stage.relu, OUTPUT_BLOCK, width, shortcut, final_relu)
     func = te.create_prim_func([*args, current])
-    return func.with_attrs({FUSION_ATTR: pattern, "op_pattern": _OPAQUE})
+    return func.with_attrs({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": _OPAQUE})
 
 
 def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.Expr], units: Sequence[ConvUnit],
