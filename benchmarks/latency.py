@@ -14,8 +14,10 @@ hyper-threading): ONE thread on this 2-vCPU machine (the 7x7/2 stem: 2.43 ms wit
 2). It also pins workers to cores, and on this shared machine a pinned worker whose core is busy stalls
 every parallel loop (1.0-SqNxt-23 batch 1: 46-66 ms pinned vs 9-17 ms unpinned, same conditions). So
 the benchmark sets TVM_NUM_THREADS to the cores this process may use and TVM_BIND_THREADS=0, unless they
-are already set or --tvm-runtime-defaults is given; it prints what it used. ONNX Runtime uses its own
-defaults (all cores)."""
+are already set or --tvm-runtime-defaults is given; it prints what it used. Neither engine's pool spins
+between runs (TVM_THREAD_POOL_SPIN_COUNT=0, ORT allow_spinning=0): interleaved in one process, a spinning
+idle pool took the core the other engine needed (ours measured 8-42 ms, bimodal, with both spinning).
+ORT alone with spinning is somewhat faster at batch 1 (~3.5 ms vs ~4.7-6 ms here)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,11 @@ def _timer(fn: Callable[[], object]) -> float:
 def ort_runner(proto, data: np.ndarray) -> Callable[[], object]:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # Engines run interleaved in one process: an idle pool that keeps spinning steals the core the next
+    # engine's workers need, so neither ORT nor TVM (TVM_THREAD_POOL_SPIN_COUNT=0) spins between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda: session.run(None, {name: data})
 
@@ -174,14 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tvm-runtime-defaults", action="store_true",
                         help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
-    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0"}
+    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0",
+              "TVM_THREAD_POOL_SPIN_COUNT": "0"}
     if not args.tvm_runtime_defaults and any(name not in os.environ for name in wanted):
         # TVM's runtime reads these when its library loads, so setting them in this process is too late:
         # start again with them in the environment.
         env = {**wanted, **os.environ}
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     print(f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(TVM default: cores/2 on x86)')}, "
-          f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}")
+          f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}, "
+          f"TVM_THREAD_POOL_SPIN_COUNT={os.environ.get('TVM_THREAD_POOL_SPIN_COUNT', '(TVM default)')}; "
+          "ONNX Runtime: all cores, allow_spinning=0")
     end_to_end(args.models, args.batches, args.reps, args.stock_reps, args.peak)
     if not args.no_layers:
         per_layer(args.models[0], args.layer_reps)
