@@ -113,7 +113,7 @@ class ConvShape:
                 * self.reduce_channels * self.kernel_h * self.kernel_w)
 
 
-def _blocks(func: tirx.PrimFunc) -> list:
+def root_blocks(func: tirx.PrimFunc) -> list:
     """The blocks directly under the root block (all blocks, in the PrimFuncs FuseTIR produces)."""
     from tvm import s_tir
 
@@ -138,9 +138,10 @@ def _stride(index, spatial, reduce) -> int | None:
 
 def find_conv(func: tirx.PrimFunc) -> ConvShape | None:
     """The single NCHW conv2d block of a fused conv PrimFunc (with elementwise epilogues), else None."""
-    convs = [b for b in _blocks(func) if len(b.iter_vars) == 7
+    blocks = root_blocks(func)
+    convs = [b for b in blocks if len(b.iter_vars) == 7
              and [iv.iter_type for iv in b.iter_vars] == [0] * 4 + [2] * 3]
-    if len(convs) != 1 or len(_blocks(func)) - len(convs) > 8:
+    if len(convs) != 1 or len(blocks) - len(convs) > 8:
         return None
     block = convs[0]
     n, f, y, x, rc, ry, rx = (iv.var for iv in block.iter_vars)
@@ -160,7 +161,7 @@ def find_conv(func: tirx.PrimFunc) -> ConvShape | None:
                 strides = (sh, sw)
     if weight_index is None or strides is None:
         return None
-    padded = any(b.name_hint.startswith("pad") and _has_border(b) for b in _blocks(func))
+    padded = any(b.name_hint.startswith("pad") and _has_border(b) for b in blocks)
     return ConvShape(block.name_hint, *extents, *strides, weight_index=weight_index, padded=padded)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import ScheduleRule
-from ._common import SAMPLE, Knob, _blocks, inline_elementwise_chain, machine_knobs, pow2_lanes, tile
+from ._common import SAMPLE, Knob, root_blocks, inline_elementwise_chain, machine_knobs, pow2_lanes, tile
 
 if TYPE_CHECKING:
     import tvm
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def find_dense(func: "tirx.PrimFunc"):
     """The matmul block (iterators S, S, R; B indexed [k, j]) of a dense PrimFunc, else None."""
-    blocks = _blocks(func)
+    blocks = root_blocks(func)
     found = [b for b in blocks if [iv.iter_type for iv in b.iter_vars] == [0, 0, 2] and len(b.reads) == 2]
     if len(found) != 1 or len(blocks) > 4:
         return None

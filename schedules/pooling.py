@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import ScheduleRule
-from ._common import _blocks
+from ._common import root_blocks
 
 if TYPE_CHECKING:
     import tvm
@@ -26,7 +26,7 @@ def _work(block) -> int:
 
 
 def applies(func: "tirx.PrimFunc", spec: "TargetSpec") -> bool:
-    blocks = _blocks(func)
+    blocks = root_blocks(func)
     return bool(blocks) and all(all(int(iv.dom.extent) >= 1 for iv in b.iter_vars) for b in blocks) \
         and max(_work(b) for b in blocks) >= MIN_PARALLEL_WORK
 
