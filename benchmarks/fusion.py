@@ -6,11 +6,14 @@
 output: each is written to memory once per inference. Latencies are interleaved (one batch of runs of
 each variant per round, so the machine's load hits every variant alike) and reported as medians.
 `--granularity` also builds the larger fusion groupings we measured before choosing the shipped one:
-the low-rank pair merged with the expand epilogue, and the whole residual branch in one kernel."""
+the low-rank pair merged with the expand epilogue, and the whole residual branch in one kernel.
+As `benchmarks/latency.py` does, TVM's pool runs on every core this process may use, unpinned
+(TVM_NUM_THREADS, TVM_BIND_THREADS=0; TVM's own default is half the cores, pinned), unless set already."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -93,6 +96,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each variant per round")
     parser.add_argument("--granularity", action="store_true", help="also measure the larger fusion groupings")
     args = parser.parse_args()
+    os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))  # before TVM's pool starts
+    os.environ.setdefault("TVM_BIND_THREADS", "0")
+    print(f"TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']} TVM_BIND_THREADS={os.environ['TVM_BIND_THREADS']}")
 
     spec = load_target("host")
     model = build_model(args.model)
