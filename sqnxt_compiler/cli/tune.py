@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rpc-key", help="the key the boards registered with (with --rpc-tracker)")
     p.add_argument("--space", choices=("ours", "generic"), default="ours",
                    help="design spaces: our WS/OS schedule families (default) or meta_schedule's generic one")
+    p.add_argument("--top-tasks", type=int, metavar="N", help="tune only the N heaviest kernels (occurrences x MACs)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the search")
     p.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
     return p
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with display:
             report = tune(model, spec, log_dir, args.trials, rpc=rpc, input_shapes=parse_input_shapes(args.input_shape),
-                          space=args.space, seed=args.seed, model_name=model_name, on_progress=display.update)
+                          space=args.space, seed=args.seed, top_tasks=args.top_tasks, model_name=model_name,
+                          on_progress=display.update)
     except KeyboardInterrupt:
         print(f"interrupted: the measured trials are saved in {log_dir}; re-run the same command to continue",
               file=sys.stderr)

@@ -39,6 +39,7 @@ class TuneReport:
     trials_before: int  # measured records already in the log (a resumed run)
     trials_run: int
     wall_s: float
+    default_trials: int = 0  # of trials_run: each new kernel's default schedule, measured before the search
     failed_trials: int = 0  # sampled schedules that did not build or run (normal for some tilings)
     model_predictions: int = 0  # candidates ranked by the trained XGBoost model
     random_predictions: int = 0  # candidates scored at random during warm-up
@@ -98,15 +99,16 @@ def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, sp
 
 def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: str | os.PathLike,
          trials: int, *, rpc: RpcOptions | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
-         space: SpaceKind = "ours", seed: int = 0, model_name: str | None = None,
+         space: SpaceKind = "ours", seed: int = 0, model_name: str | None = None, top_tasks: int | None = None,
          on_progress: Callable[[dict], None] | None = None) -> TuneReport:
-    """Tune `model` for `spec` until the log holds `trials` measurements of its kernels (a re-run resumes)."""
+    """Tune `model` for `spec` until the log holds `trials` measurements of its kernels (a re-run resumes).
+    `top_tasks` limits tuning to that many kernels, the heaviest by occurrences x MACs."""
     from tvm.s_tir import meta_schedule as ms
 
     if trials <= 0:
         raise SqnxtError(f"--trials must be positive (got {trials})")
     proto = load_onnx(model)
-    tasks = [task for task in extract_tuning_tasks(proto, spec, input_shapes) if task.macs > 0]
+    tasks = [task for task in extract_tuning_tasks(proto, spec, input_shapes) if task.macs > 0][:top_tasks]
     if not tasks:
         raise SqnxtError("the model has no convolution, dense or pooling kernels to tune")
     log_path = Path(log_dir)
@@ -140,7 +142,7 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
     # The generic space is tuned from scratch (the design-space comparison must not start from our defaults).
     baseline = _measure_default_schedules(tasks, progress, spec, builder, runner, database) if space == "ours" else 0
     remaining -= baseline
-    report.trials_run = baseline
+    report.trials_run = report.default_trials = baseline
     if remaining <= 0:
         report.wall_s = time.perf_counter() - started
         return report
