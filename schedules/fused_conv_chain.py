@@ -14,6 +14,7 @@ and leaving the row to LLVM's auto-vectorizer was 1.5-2x slower than TIR vectori
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tvm import tirx
@@ -25,12 +26,25 @@ if TYPE_CHECKING:
 
     from ..target import TargetSpec
 
-# Vector registers for accumulators (of AVX-512's 32; the rest hold the input row and weight broadcasts):
-# a stage accumulates as many output channels as fit, e.g. 4 for 64-column rows and 16 for 16-column rows
-# (at 7x7, 16 channels instead of 4 took the low-rank pair from 0.15 to 0.10 ms; elsewhere no change).
-ACCUMULATOR_REGISTERS = 16
-LANES = 16  # fp32 lanes of one register
-ROW_CHUNK = 64  # wider rows are cut into chunks of this many columns, so the accumulators stay in registers
+# From the target's vector width and register count: a row chunk of 4 vectors (64 columns with AVX-512,
+# 16 with NEON) and half the registers as accumulators, so a stage accumulates as many output channels as
+# fit, e.g. 4 channels for 64-column rows and 16 for 16-column rows with AVX-512 (at 7x7, 16 channels
+# instead of 4 took the low-rank pair from 0.15 to 0.10 ms; elsewhere no change).
+@dataclass(frozen=True)
+class RegisterBudget:
+    lanes: int  # fp32 lanes of one vector register
+    accumulators: int  # vector registers for accumulators; the rest hold the input row and weights
+
+    @property
+    def row_chunk(self) -> int:
+        return 4 * self.lanes
+
+    @staticmethod
+    def of(spec: "TargetSpec") -> "RegisterBudget":
+        return RegisterBudget(max(1, int(spec.cpu.get("vector_bits", 128)) // 32),
+                              max(4, int(spec.cpu.get("vector_registers", 16)) // 2))
+
+
 # Per-thread intermediates of one row tile. A 55x55 stage's whole 16-channel intermediate (~230 KB) would
 # fit this host's 2 MB L2, and one whole-image tile was the fastest (0.088 ms for the stage-1 low-rank pair
 # vs 0.093 ms at 64 KB, 0.100 ms at 32 KB; other stages equal), but the point of the fusion is that the
@@ -89,15 +103,15 @@ def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], cores: int) 
     return min(fitting, key=lambda r: (cost(r), -r))
 
 
-def _register_tile(sch: "s_tir.Schedule", block, loops: list) -> tuple:
+def _register_tile(sch: "s_tir.Schedule", block, loops: list, budget: RegisterBudget) -> tuple:
     """Reorder a conv block's (o, y, x, rc, ry, rx) loops into (o_outer, y, x_outer, taps..., o_inner, x)
-    and accumulate as many channels x a row chunk as ACCUMULATOR_REGISTERS hold, in a local buffer;
+    and accumulate as many channels x a row chunk as `budget` holds, in a local buffer;
     returns (o_outer, y, accumulator)."""
     o, y, x, rc, ry, rx = loops
     width = int(sch.get(x).extent)  # a multiple of 16 (or 8), see `padded_width`
-    chunk = next(c for c in (ROW_CHUNK, 48, 32, 16, 8, width) if width % c == 0)
+    chunk = next(c for c in (budget.row_chunk, 48, 32, 16, 8, width) if c <= budget.row_chunk and width % c == 0)
     channels = int(sch.get(o).extent)
-    limit = max(1, ACCUMULATOR_REGISTERS // max(1, chunk // LANES))
+    limit = max(1, budget.accumulators // max(1, chunk // budget.lanes))
     tile = max(d for d in range(1, min(limit, channels) + 1) if channels % d == 0)
     oo, oi = sch.split(o, [None, tile])
     xo, x = sch.split(x, [None, chunk])
@@ -139,14 +153,15 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
         producers = [stages[-1][-1]] + producers
     for name in producers:  # consumers before their producers, as compute_at requires
         sch.compute_at(sch.get_sblock(name), tile, preserve_unit_loops=True)
-    _, yi_loop, acc = _register_tile(sch, last, [o, yi, x, rc, ry, rx])
+    budget = RegisterBudget.of(spec)
+    _, yi_loop, acc = _register_tile(sch, last, [o, yi, x, rc, ry, rx], budget)
     sch.reverse_compute_at(out, yi_loop, preserve_unit_loops=True)
     _vectorize_innermost(sch, out)
     for index, blocks in enumerate(stages[:-1]):
         for name in blocks:
             block = sch.get_sblock(name)
             if name == f"{CONV_BLOCK}{index}":
-                _register_tile(sch, block, sch.get_loops(block)[2:])
+                _register_tile(sch, block, sch.get_loops(block)[2:], budget)
             else:
                 _vectorize_innermost(sch, block)
     if len(stages[-1]) > 1:
