@@ -7,6 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from ..runtime import use_all_cores
 from ..target import TargetSpec
 from ..toolchain import library_compiler
 
@@ -68,19 +69,12 @@ def _evaluator(repeat: int = 3):
     return ms.runner.EvaluatorConfig(number=3, repeat=repeat, min_repeat_ms=20, enable_cpu_cache_flush=False)
 
 
-def use_all_cores_in_workers(spec: TargetSpec) -> None:
-    """TVM's runtime pool defaults to cores/2 threads on x86 (it assumes hyper-threading: one thread on a
-    2-vCPU machine) and pins them; measure kernels the way a deployment uses the machine instead. The
-    runner's worker processes inherit the environment, and TVM reads it when the worker loads it."""
-    os.environ.setdefault("TVM_NUM_THREADS", str(spec.cpu.get("cores") or os.cpu_count() or 1))
-    os.environ.setdefault("TVM_BIND_THREADS", "0")
-
-
 def make_runner(spec: TargetSpec, rpc: RpcOptions | None):
     from tvm.s_tir import meta_schedule as ms
 
     if rpc is None:
-        use_all_cores_in_workers(spec)
+        # The runner's workers inherit the environment: measure kernels the way a deployment runs them.
+        use_all_cores(spec.cpu.get("cores"))
         return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=_evaluator())
     config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
                                  tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
