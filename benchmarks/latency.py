@@ -71,11 +71,13 @@ def stock_tvm_runner(proto, data: np.ndarray) -> Callable[[], object]:
     return _vm_runner(tvm.compile(mod, load_target("host").tvm_target()), data)
 
 
-def ours_runner(proto, data: np.ndarray, workdir: Path) -> Callable[[], object]:
+def ours_runner(proto, data: np.ndarray, workdir: Path, tuning_log: Path | None = None) -> Callable[[], object]:
     import sqnxt_compiler
 
     # one file per model and batch: a reused path would hand back the already-loaded library
-    result = sqnxt_compiler.compile(proto, target="host", output=workdir / f"{proto.graph.name}_b{data.shape[0]}.so")
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = sqnxt_compiler.compile(proto, target="host", output=workdir / f"{proto.graph.name}_b{data.shape[0]}.so",
+                                    tuning_log=tuning_log)
     model = sqnxt_compiler.load(result.library)
     return lambda: model.run(data)
 
@@ -168,6 +170,15 @@ def per_layer(model: str, reps: int) -> None:
     print(f"\nThe rule's pick matched the faster order on {agree} of {len(rows)} layers.")
 
 
+def restart_with_thread_settings() -> None:
+    """Re-exec this script with the thread settings of the module docstring in the environment (TVM's pool
+    reads them when it starts; ours must not spin between interleaved runs of another engine)."""
+    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0",
+              "TVM_THREAD_POOL_SPIN_COUNT": "0"}
+    if any(name not in os.environ for name in wanted):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**wanted, **os.environ})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
@@ -180,13 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tvm-runtime-defaults", action="store_true",
                         help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
-    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0",
-              "TVM_THREAD_POOL_SPIN_COUNT": "0"}
-    if not args.tvm_runtime_defaults and any(name not in os.environ for name in wanted):
-        # TVM's runtime reads these when its library loads, so setting them in this process is too late:
-        # start again with them in the environment.
-        env = {**wanted, **os.environ}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    if not args.tvm_runtime_defaults:
+        restart_with_thread_settings()
     print(f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(TVM default: cores/2 on x86)')}, "
           f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}, "
           f"TVM_THREAD_POOL_SPIN_COUNT={os.environ.get('TVM_THREAD_POOL_SPIN_COUNT', '(TVM default)')}; "

@@ -13,7 +13,6 @@ run's wall time. The two runs are sequential, not interleaved: compare them on a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import interleaved_medians, ort_runner, ours_runner, stock_tvm_runner  # noqa: E402
+from latency import (interleaved_medians, ort_runner, ours_runner,  # noqa: E402
+                     restart_with_thread_settings, stock_tvm_runner)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     spaces.add_argument("--trials", type=int, default=96)
     spaces.add_argument("--checkpoints", type=int, default=6)
     args = parser.parse_args(argv)
-    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0",
-              "TVM_THREAD_POOL_SPIN_COUNT": "0"}
-    if any(name not in os.environ for name in wanted):  # TVM reads these when it loads: start again
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**wanted, **os.environ})
+    restart_with_thread_settings()
     if args.command == "end-to-end":
         end_to_end(args.models, args.reps, args.stock_reps)
     else:
