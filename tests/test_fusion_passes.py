@@ -22,7 +22,7 @@ from sqnxt_compiler.verify import relative_error
 FUSION_PHASES = {"fuse_low_rank", "fuse_bottleneck"}
 BOUND = 1e-5
 SPEC = load_target("host")
-SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -88,7 +88,7 @@ def test_fused_block_equals_unfused(block):
         "expand_epilogue: 1 fused", "reduce_chain: 1 fused"]
 
 
-@settings(SETTINGS, max_examples=12)
+@settings(SETTINGS, max_examples=30)
 @given(st.integers(1, 24), st.integers(1, 24), st.integers(2, 40), st.integers(1, 40), st.booleans(),
        st.booleans(), st.booleans())
 def test_low_rank_pair_alone(cin, mid, height, width, vertical_first, bias, second_relu):
