@@ -1,7 +1,7 @@
 """`sqnxt-sim`: compile one layer for the simulated int8 accelerator and print its cycles, traffic, energy.
 
-Subcommands: `layer`. Each subcommand is an `_add_<name>_command(commands)` that builds its subparser and
-sets `run=<function(args) -> exit code>`; `_parser()` lists them (add `study` the same way).
+Subcommands: `layer`, `study`. Each subcommand is an `_add_<name>_command(commands)` that builds its subparser
+and sets `run=<function(args) -> exit code>`; `_parser()` lists them.
 """
 
 from __future__ import annotations
@@ -108,10 +108,43 @@ def _run_layer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study_command(commands) -> None:
+    p = commands.add_parser("study", help="whole networks on accelerator configs: WS vs OS vs best per layer",
+                            description="Time every conv/dense layer of zoo models on accelerator configs under "
+                                        "WS-only, OS-only and best-per-layer tilings; write a markdown table, "
+                                        "per-layer tables, JSON and PNG charts (deterministic).")
+    p.add_argument("--models", default="1.0-SqNxt-23,1.0-SqNxt-23v5,squeezenet1.0,alexnet",
+                   help="comma-separated zoo models (default: the two SqueezeNexts, SqueezeNet 1.0, AlexNet)")
+    p.add_argument("--configs", default="accel-16x16,accel-32x32", help="comma-separated accelerators")
+    p.add_argument("--out", default="accel_study", help="output directory (default: ./accel_study)")
+    p.add_argument("--resolution", type=int, help="input resolution of every model (default: each model's own)")
+    p.add_argument("--shortlist", type=int, default=6,
+                   help="analytically best tilings per layer that 'best' simulates (default: 6)")
+    p.set_defaults(run=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from ..accel.study import run_study
+    from ..accel.study_report import relative_table, summary_table, write_study
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not models or not configs or args.shortlist < 0:
+        raise SqnxtError("--models and --configs need at least one name each, --shortlist must be >= 0")
+    started = time.perf_counter()
+    options = {"resolution": args.resolution} if args.resolution else {}
+    study = run_study(models, configs, args.shortlist, **options)
+    paths = write_study(study, args.out)
+    print(summary_table(study), "", relative_table(study), "", sep="\n")
+    print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sqnxt-sim", description=__doc__)
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_layer_command(commands)
+    _add_study_command(commands)
     return p
 
 
