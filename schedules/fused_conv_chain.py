@@ -44,6 +44,14 @@ class RegisterBudget:
         return RegisterBudget(max(1, int(spec.cpu.get("vector_bits", 128)) // 32),
                               max(4, int(spec.cpu.get("vector_registers", 16)) // 2))
 
+    @staticmethod
+    def of_current_target() -> "RegisterBudget":
+        """For design spaces, which see the TVM target (tuning context) but no target file."""
+        from ._common import machine_knobs
+
+        machine = machine_knobs()
+        return RegisterBudget(max(1, machine.vector_bits // 32), max(4, machine.vector_registers // 2))
+
 
 # Per-thread intermediates of one row tile. A 55x55 stage's whole 16-channel intermediate (~230 KB) would
 # fit this host's 2 MB L2, and one whole-image tile was the fastest (0.088 ms for the stage-1 low-rank pair
@@ -82,37 +90,47 @@ def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
     return int(sch.get(sch.get_sblock(conv)).iter_vars[5].dom.extent)
 
 
-def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], cores: int) -> int:
-    """Rows of final output per tile: minimises (rounds of tiles over the cores) x (rows + halo rows
-    recomputed), among the heights whose per-thread intermediates fit TILE_BYTES_BUDGET. On one core
-    that can be the whole image, still within the budget."""
+def _fitting_row_tiles(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> tuple[list[int], int]:
+    """Tile heights whose per-thread intermediates fit TILE_BYTES_BUDGET, and the halo rows per tile."""
     _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
-    cores = max(1, cores)
     halo = sum(_kernel_height(sch, f"{CONV_BLOCK}{i}") - 1 for i in range(1, len(stages)))
     intermediates = [_buffer_shape(sch, f"{CONV_BLOCK}{i}") for i in range(len(stages) - 1)]
     row_bytes = sum(4 * channels * width for _, channels, _, width in intermediates)
+    # With a halo, a ragged last tile would read margin rows the kernel does not have; TIR then clips the
+    # region and keeps that intermediate full-size, so such tiles must divide the height.
+    fitting = [r for r in range(1, height + 1)
+               if row_bytes * (r + halo) <= TILE_BYTES_BUDGET and (halo == 0 or height % r == 0)] or [1]
+    return fitting, halo
+
+
+def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], cores: int) -> int:
+    """Rows of final output per tile: minimises (rounds of tiles over the cores) x (rows + halo rows
+    recomputed), among the fitting heights. On one core that can be the whole image, within the budget."""
+    _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
+    cores = max(1, cores)
+    fitting, halo = _fitting_row_tiles(sch, stages)
 
     def cost(rows: int) -> float:
         rounds = math.ceil(math.ceil(height / rows) / cores)
         return rounds * (rows + halo)
 
-    # With a halo, a ragged last tile would read margin rows the kernel does not have; TIR then clips the
-    # region and keeps that intermediate full-size, so such tiles must divide the height.
-    fitting = [r for r in range(1, height + 1)
-               if row_bytes * (r + halo) <= TILE_BYTES_BUDGET and (halo == 0 or height % r == 0)] or [1]
     return min(fitting, key=lambda r: (cost(r), -r))
 
 
-def _register_tile(sch: "s_tir.Schedule", block, loops: list, budget: RegisterBudget) -> tuple:
+def _register_tile(sch: "s_tir.Schedule", block, loops: list, budget: RegisterBudget,
+                   sampled: bool = False) -> tuple:
     """Reorder a conv block's (o, y, x, rc, ry, rx) loops into (o_outer, y, x_outer, taps..., o_inner, x)
-    and accumulate as many channels x a row chunk as `budget` holds, in a local buffer;
-    returns (o_outer, y, accumulator)."""
+    and accumulate as many channels x a row chunk as `budget` holds (or a sampled number of channels, up to
+    that), in a local buffer; returns (o_outer, y, accumulator)."""
     o, y, x, rc, ry, rx = loops
     width = int(sch.get(x).extent)  # a multiple of 16 (or 8), see `padded_width`
     chunk = next(c for c in (budget.row_chunk, 48, 32, 16, 8, width) if c <= budget.row_chunk and width % c == 0)
     channels = int(sch.get(o).extent)
     limit = max(1, budget.accumulators // max(1, chunk // budget.lanes))
-    tile = max(d for d in range(1, min(limit, channels) + 1) if channels % d == 0)
+    if sampled:
+        tile = sch.sample_perfect_tile(o, n=2, max_innermost_factor=min(limit, channels))[1]
+    else:
+        tile = max(d for d in range(1, min(limit, channels) + 1) if channels % d == 0)
     oo, oi = sch.split(o, [None, tile])
     xo, x = sch.split(x, [None, chunk])
     sch.reorder(oo, y, xo, rc, ry, rx, oi, x)
@@ -129,17 +147,28 @@ def _vectorize_innermost(sch: "s_tir.Schedule", block) -> None:
     sch.vectorize(sch.get_loops(block)[-1])
 
 
-def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
+def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled_parallel: bool | None = None) -> str:
     """Schedule a fused conv-chain kernel in place; returns a one-line description for --explain.
 
     The last conv is the anchor: its rows are split into tiles (run in parallel when the kernel has at
     least the target's `parallel_min_macs`, as the conv families do: on this host every fused kernel of
     1.0-SqNxt-23 ran faster on one core, e.g. the stage-1 low-rank pair 0.088 ms vs 0.152 ms on two),
     every earlier stage is computed at the tile, and the output epilogue (bias, residual, ReLU) reads
-    the accumulator row."""
+    the accumulator row.
+
+    With `sampled_parallel` set (a design space, which sees no target file), the row tile and every
+    stage's channel tile are sampled (`sample_perfect_tile`, so evolutionary search can mutate them) and
+    the tiles run in parallel or not as given."""
     stages = _stage_blocks(sch)
-    parallel = int(sch.mod["main"].attrs[MACS_ATTR]) >= int(spec.cpu.get("parallel_min_macs", 0))
-    rows = _row_tile(sch, stages, cores=int(spec.cpu.get("cores", 1)) if parallel else 1)
+    sampled = sampled_parallel is not None
+    if sampled:
+        parallel = sampled_parallel
+        fitting, _ = _fitting_row_tiles(sch, stages)
+        rows = sch.sample_perfect_tile(sch.get_loops(sch.get_sblock(f"{CONV_BLOCK}{len(stages) - 1}"))[2],
+                                       n=2, max_innermost_factor=max(fitting))[1]
+    else:
+        parallel = int(sch.mod["main"].attrs[MACS_ATTR]) >= int(spec.cpu.get("parallel_min_macs", 0))
+        rows = _row_tile(sch, stages, cores=int(spec.cpu.get("cores", 1)) if parallel else 1)
     last = sch.get_sblock(f"{CONV_BLOCK}{len(stages) - 1}")
     b, o, y, x, rc, ry, rx = sch.get_loops(last)
     yo, yi = sch.split(y, [None, rows])
@@ -153,17 +182,27 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
         producers = [stages[-1][-1]] + producers
     for name in producers:  # consumers before their producers, as compute_at requires
         sch.compute_at(sch.get_sblock(name), tile, preserve_unit_loops=True)
-    budget = RegisterBudget.of(spec)
-    _, yi_loop, acc = _register_tile(sch, last, [o, yi, x, rc, ry, rx], budget)
+    budget = RegisterBudget.of(spec) if spec is not None else RegisterBudget.of_current_target()
+    _, yi_loop, acc = _register_tile(sch, last, [o, yi, x, rc, ry, rx], budget, sampled)
     sch.reverse_compute_at(out, yi_loop, preserve_unit_loops=True)
     _vectorize_innermost(sch, out)
     for index, blocks in enumerate(stages[:-1]):
         for name in blocks:
             block = sch.get_sblock(name)
             if name == f"{CONV_BLOCK}{index}":
-                _register_tile(sch, block, sch.get_loops(block)[2:], budget)
+                _register_tile(sch, block, sch.get_loops(block)[2:], budget, sampled)
             else:
                 _vectorize_innermost(sch, block)
     if len(stages[-1]) > 1:
         _vectorize_innermost(sch, sch.get_sblock(stages[-1][-1]))
     return f"{len(stages)} stages in row tiles of {rows}" + (", parallel" if parallel else "")
+
+
+def conv_chain_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
+    """One space with the row tiles on one core, one with them in parallel; tiles sampled in each."""
+    spaces = []
+    for parallel in (False, True):
+        space = sch.copy()
+        schedule_conv_chain(space, None, sampled_parallel=parallel)
+        spaces.append(space)
+    return spaces
