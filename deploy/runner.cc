@@ -25,6 +25,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ffi = tvm::ffi;
@@ -173,6 +174,11 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // TVM's thread pool otherwise starts cores/2 threads on x86 (assuming hyper-threading) pinned to cores;
+  // use every core, unpinned, as sqnxt_compiler.load does. The pool reads these on first use; a user's
+  // own setting wins (overwrite = 0).
+  setenv("TVM_NUM_THREADS", std::to_string(std::max(1u, std::thread::hardware_concurrency())).c_str(), 0);
+  setenv("TVM_BIND_THREADS", "0", 0);
   try {
     return Run(argc, argv);
   } catch (const std::exception& err) {  // ffi::Error included: one line, like the Python tools
