@@ -88,3 +88,12 @@ def test_asymmetric_activations_are_refused(sqnxt23_int8):
 def test_bad_backend():
     with pytest.raises(SqnxtError, match="backend"):
         Int8Executor(onnx.ModelProto(), backend="gpu")
+
+
+def test_cli_int8_table(capsys):
+    from sqnxt_compiler.cli.sim import main
+
+    assert main(["int8", "--models", "1.0-SqNxt-23", "--resolution", "64", "--calibration", "2", "--samples", "2",
+                 "--backend", "accel"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1.0-SqNxt-23")][0]
+    assert "| accel |" in row and float(row.split("|")[4]) > 0.99

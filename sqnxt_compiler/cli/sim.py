@@ -1,6 +1,6 @@
 """`sqnxt-sim`: compile one layer for the simulated int8 accelerator and print its cycles, traffic, energy.
 
-Subcommands: `layer`, `study`. Each subcommand is an `_add_<name>_command(commands)` that builds its subparser
+Subcommands: `layer`, `study`, `int8`. Each subcommand is an `_add_<name>_command(commands)` that builds its subparser
 and sets `run=<function(args) -> exit code>`; `_parser()` lists them.
 """
 
@@ -140,11 +140,46 @@ def _run_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_int8_command(commands) -> None:
+    p = commands.add_parser("int8", help="int8 PTQ (ONNX Runtime QDQ) of zoo models vs float: cosine, top-1",
+                            description="Quantize zoo models with ONNX Runtime (QDQ, symmetric int8, per-channel "
+                                        "weights), run them on the project's int8 executor (numpy reference or "
+                                        "the accelerator simulator) and compare logits with float ONNX Runtime "
+                                        "on synthetic inputs.")
+    p.add_argument("--models", default="1.0-SqNxt-23,1.0-SqNxt-23v5", help="comma-separated zoo models")
+    p.add_argument("--resolution", type=int, help="input resolution (default: each model's own)")
+    p.add_argument("--calibration", type=int, default=8, help="calibration inputs (default: 8)")
+    p.add_argument("--samples", type=int, default=16, help="evaluation inputs (default: 16)")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    p.add_argument("--backend", choices=("reference", "accel"), default="reference")
+    p.add_argument("--config", default="accel-16x16", help="accelerator of the accel backend")
+    p.add_argument("--normalize-bn", action="store_true",
+                   help="re-estimate BatchNorm statistics on synthetic inputs first (input-dependent logits)")
+    p.set_defaults(run=_run_int8)
+
+
+def _run_int8(args: argparse.Namespace) -> int:
+    from ..accel.int8_accuracy import evaluate_int8
+
+    print("| model | BN re-estimated | backend | cosine min | cosine mean | top-1 agreement | distinct float top-1 "
+          "| ORT QDQ cosine mean | ORT QDQ top-1 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        r = evaluate_int8(model, args.resolution, args.calibration, args.samples, args.normalize_bn, args.method,
+                          args.backend, args.config)
+        ours, ort = r["int8_vs_float"], r["ort_qdq_vs_float"]
+        print(f"| {model} | {'yes' if args.normalize_bn else 'no'} | {args.backend} | {ours['cosine_min']:.5f} "
+              f"| {ours['cosine_mean']:.5f} | {ours['top1_agreement']:.1%} | {ours['distinct_top1']}/{args.samples} "
+              f"| {ort['cosine_mean']:.5f} | {ort['top1_agreement']:.1%} |")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sqnxt-sim", description=__doc__)
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_layer_command(commands)
     _add_study_command(commands)
+    _add_int8_command(commands)
     return p
 
 
