@@ -219,3 +219,19 @@ def test_tune_through_rpc_tracker(rpc_tracker_with_server, tmp_path) -> None:
     assert report.trials_run >= 8 and report.failed_trials < report.trials_run
     assert all(t.best_s is not None for t in report.tasks)
     compile_and_compare(two_conv_model(), tmp_path, tuning_log=log)
+
+
+@pytest.mark.parametrize("model_name", ["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
+def test_shipped_logs_match_the_current_pipeline(model_name, tmp_path) -> None:
+    """The shipped logs must still schedule the kernels our pipeline produces (else: regenerate them)."""
+    import sqnxt_compiler
+
+    log = Path(__file__).resolve().parent.parent / "tuning_logs" / model_name / "host"
+    model = build_model(model_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TuningLogWarning)  # another x86 CPU model than the tuning machine
+        result = sqnxt_compiler.compile(model, "host", output=tmp_path / "m.so", tuning_log=log)
+    assert not any("do not occur in this model" in n for n in result.notes["schedule"])
+    scheduled = next(n for n in result.notes["schedule"] if "distinct kernels scheduled" in n)
+    assert int(scheduled.split()[0]) >= 20
+    compile_and_compare(model, tmp_path, tuning_log=log)
