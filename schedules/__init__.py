@@ -29,6 +29,10 @@ class ScheduleRule:
 
 RULES: list[ScheduleRule] = []
 
+# What TVM 0.27 itself sets on a scheduled PrimFunc (MetaScheduleApplyDatabase for tuned kernels); later
+# phases and this registry leave such functions alone.
+SCHEDULED_ATTR = "tirx.is_scheduled"
+
 
 def register(rule: ScheduleRule) -> ScheduleRule:
     RULES.append(rule)
@@ -45,14 +49,14 @@ def apply_default_schedules(mod: tvm.IRModule, ctx: "CompileContext") -> tvm.IRM
 
     updates = {}
     for gvar, func in mod.functions.items():
-        if not isinstance(func, tirx.PrimFunc) or func.attrs and func.attrs.get("tir.is_scheduled"):
+        if not isinstance(func, tirx.PrimFunc) or func.attrs and func.attrs.get(SCHEDULED_ATTR):
             continue
         rule = find_rule(func, ctx.target_spec)
         if rule is None:
             continue
         sch = s_tir.Schedule(func)
         description = rule.apply(sch, ctx.target_spec)
-        updates[gvar] = sch.mod["main"].with_attr("tir.is_scheduled", True)
+        updates[gvar] = sch.mod["main"].with_attr(SCHEDULED_ATTR, True)
         ctx.note("schedule", f"{gvar.name_hint}: {rule.name}" + (f" ({description})" if description else ""))
     for gvar, func in updates.items():
         mod[gvar] = func

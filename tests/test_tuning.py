@@ -75,6 +75,8 @@ def test_tuned_records_are_applied_and_explained(tuned_log, tmp_path) -> None:
     log, _ = tuned_log
     result = sqnxt_compiler.compile(two_conv_model(), "host", output=tmp_path / "m.so", tuning_log=log)
     assert any("2 distinct kernels scheduled from tuning records" in n for n in result.notes["schedule"])
+    # the default schedule rules leave the tuned kernels alone (they would otherwise re-schedule them)
+    assert not any(n.startswith("fused_conv2d") for n in result.notes["schedule"]), result.notes["schedule"]
 
 
 def test_records_for_another_target_or_shape_are_ignored(tuned_log, tmp_path) -> None:
