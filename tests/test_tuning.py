@@ -62,6 +62,8 @@ def test_tune_two_tasks_locally_and_apply(tuned_log, tmp_path) -> None:
     assert [t.name for t in report.tasks if t.trials] and len(report.tasks) == 2
     assert all(t.trials > 0 and t.best_s is not None for t in report.tasks)
     assert report.trials_run >= 40 and len(record_lines(log)) == report.trials_run
+    # each kernel's default schedule was measured first, and nothing failed to build or run
+    assert report.default_trials == 2 and report.failed_trials == 0, report.notes
     # The XGBoost model ranked candidates after its (budget-sized) warm-up, not only random scores.
     assert report.model_predictions > 0
     assert json.loads((log / "meta.json").read_text())["target"] == "host"

@@ -12,7 +12,8 @@ from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from .tasks import TuningTask
 
-FAILED_RUN_S = 1e9  # meta_schedule stores failed builds/runs as 1e10 s
+FAILED_RECORD_S = 1e10  # what meta_schedule stores as the time of a failed build or run
+FAILED_RUN_S = 1e9  # any time above this is such a failure
 
 
 @dataclass

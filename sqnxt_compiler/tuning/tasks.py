@@ -10,6 +10,7 @@ import tvm
 from tvm import tirx
 
 from ..frontend import import_to_relax, load_onnx, resolve_inputs
+from ..passes.fuse_conv_chain import MACS_ATTR
 from ..pipeline import PHASES, CompileContext, run_pipeline
 from ..target import TargetSpec
 
@@ -27,8 +28,13 @@ class TuningTask:
 
 
 def reduction_macs(mod: tvm.IRModule) -> int:
-    """MACs of a kernel: the iteration-space size of its reduction blocks (conv, matmul, pooling)."""
+    """Useful MACs of a kernel: what a fused kernel declares (its blocks compute a padded, vector-friendly
+    width), else the iteration-space size of its reduction blocks (conv, matmul, pooling)."""
     from tvm import s_tir
+
+    declared = (mod["main"].attrs or {}).get(MACS_ATTR)
+    if declared is not None:
+        return int(declared)
 
     sch = s_tir.Schedule(mod)
     total, pending = 0, list(sch.get_child_blocks(sch.get_sblock("root")))

@@ -22,7 +22,7 @@ from ..target import TargetSpec
 from .cost_model import TrackedXGBModel, warmup_samples
 from .database import open_database, record_counts
 from .measure import RpcOptions, make_builder, make_runner
-from .progress import ProgressCallback, TaskProgress, estimated_latency_ms
+from .progress import FAILED_RECORD_S, FAILED_RUN_S, ProgressCallback, TaskProgress, estimated_latency_ms
 from .tasks import TuningTask, extract_tuning_tasks
 
 SpaceKind = Literal["ours", "generic"]
@@ -140,9 +140,12 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
 
     builder, runner = make_builder(spec, remote=rpc is not None), make_runner(spec, rpc)
     # The generic space is tuned from scratch (the design-space comparison must not start from our defaults).
-    baseline = _measure_default_schedules(tasks, progress, spec, builder, runner, database) if space == "ours" else 0
+    baseline, baseline_failed = (
+        _measure_default_schedules(tasks, progress, spec, builder, runner, database, report.notes)
+        if space == "ours" else (0, 0))
     remaining -= baseline
     report.trials_run = report.default_trials = baseline
+    report.failed_trials = baseline_failed
     if remaining <= 0:
         report.wall_s = time.perf_counter() - started
         return report
@@ -165,19 +168,20 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
     report.wall_s = time.perf_counter() - started
     report.model_predictions = cost_model.model_predictions
     report.random_predictions = cost_model.random_predictions
-    report.failed_trials = callback.failed
+    report.failed_trials += callback.failed
     return report
 
 
 def _measure_default_schedules(tasks: list[TuningTask], progress: list[TaskProgress], spec: TargetSpec,
-                               builder, runner, database) -> int:
+                               builder, runner, database, notes: list[str]) -> tuple[int, int]:
     """Measure each new task's deterministic default schedule and log it as an ordinary record.
 
     The search then competes against the default, so applying the log can never pick a kernel slower
     than what an untuned build would have run (up to measurement noise), even after a tiny budget.
-    Returns the number of measurements made (they count towards the trial budget)."""
+    Returns the number of measurements made (they count towards the trial budget) and of failures."""
     from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
+    from tvm.tirx import FloatImm
 
     from ..schedules import find_rule
 
@@ -191,23 +195,36 @@ def _measure_default_schedules(tasks: list[TuningTask], progress: list[TaskProgr
         rule.apply(sch, spec)
         pending.append((task, entry, sch))
     if not pending:
-        return 0
+        return 0, 0
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, _, sch in pending])
-    inputs, measurable = [], []
+    inputs, measurable, failures = [], [], 0
     for (task, entry, sch), result in zip(pending, built):
         if result.error_msg is None:
-            args = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
+            # The arguments of the kernel as built: layout-rewritten weights arrive pre-transformed.
+            args = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
             inputs.append(ms.runner.RunnerInput(result.artifact_path, "cpu", args))
             measurable.append((task, entry, sch, args))
+        else:
+            notes.append(f"{task.name}: the default schedule failed to build ({_last_line(result.error_msg)})")
     for (task, entry, sch, args), future in zip(measurable, runner.run(inputs)):
         run = future.result()
         entry.trials += 1
-        if run.error_msg is not None or not run.run_secs:
-            continue
+        failed = run.error_msg is not None or not run.run_secs
+        if failed:
+            failures += 1
+            notes.append(f"{task.name}: the default schedule failed to run ({_last_line(run.error_msg or '')})")
+        # A failure is logged too (as meta_schedule logs its own) so the log counts every trial.
+        run_secs = [FloatImm("float32", FAILED_RECORD_S)] if failed else run.run_secs
         workload = database.commit_workload(task.mod)
-        database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run.run_secs, target, args))
-        entry.best_s = sum(float(s) for s in run.run_secs) / len(run.run_secs)
-    return len(measurable)
+        database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run_secs, target, args))
+        if not failed:
+            entry.best_s = sum(float(s) for s in run.run_secs) / len(run.run_secs)
+    return len(measurable), failures
+
+
+def _last_line(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no error message"
 
 
 def _best_recorded(database, entry: TaskProgress, tasks: list[TuningTask]) -> float | None:
@@ -219,7 +236,7 @@ def _best_recorded(database, entry: TaskProgress, tasks: list[TuningTask]) -> fl
     if not records or not records[0].run_secs:
         return None
     best = sum(float(s) for s in records[0].run_secs) / len(records[0].run_secs)
-    return best if best < 1e9 else None  # failed builds are stored with 1e10 s
+    return best if best < FAILED_RUN_S else None
 
 
 def _cores(spec: TargetSpec) -> int:
