@@ -3,8 +3,9 @@
     python benchmarks/tuning.py end-to-end   # 1.0-SqNxt-23 batch 1: ORT, stock TVM, ours default, ours tuned
     python benchmarks/tuning.py spaces --top-tasks 4 --trials 96   # our design spaces vs meta_schedule's
 
-`end-to-end` compiles with the shipped log (tuning_logs/<model>/host) and times the four engines
-interleaved in one process (medians; thread settings as in benchmarks/latency.py, whose runners it uses).
+`end-to-end` compiles with the shipped log (tuning_logs/<model>/host) and times the four engines side by
+side in one process (medians; the protocol and thread settings of benchmarks/latency.py, whose runners
+it uses: production spinning defaults in blocks, or --no-spin rep by rep).
 `spaces` tunes the same heaviest kernels of 1.0-SqNxt-23 twice at the same trial budget - once over our
 WS/OS design spaces (`schedules/`), once over meta_schedule's generic post-order-apply space - and prints
 the estimated latency of those kernels (sum of occurrences x best measured time) against trials, and each
@@ -21,16 +22,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import (interleaved_medians, ort_runner, ours_runner,  # noqa: E402
-                     restart_with_thread_settings, stock_tvm_runner)
+from latency import (add_protocol_arguments, describe_protocol, ort_runner, ours_runner,  # noqa: E402
+                     restart_with_thread_settings, side_by_side_medians, stock_tvm_runner)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def end_to_end(model_names: list[str], reps: int, stock_reps: int) -> None:
+def end_to_end(model_names: list[str], protocol: argparse.Namespace) -> None:
     from sqnxt_compiler.models import build_model
 
-    print("\n## Batch 1 on host: tuned vs default vs peers (medians of interleaved reps)\n")
+    spin = not protocol.no_spin
+    print(f"\n## Batch 1 on host: tuned vs default vs peers (medians; {describe_protocol(spin)})\n")
     print("| model | engine | median ms | vs ORT |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,10 +43,11 @@ def end_to_end(model_names: list[str], reps: int, stock_reps: int) -> None:
                 continue
             proto = build_model(name)
             data = np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype("float32")
-            runners = {"ONNX Runtime": ort_runner(proto, data), "stock TVM": stock_tvm_runner(proto, data),
+            runners = {"ONNX Runtime": ort_runner(proto, data, spin), "stock TVM": stock_tvm_runner(proto, data),
                        "ours (default)": ours_runner(proto, data, Path(tmp) / "default"),
                        "ours (tuned)": ours_runner(proto, data, Path(tmp) / "tuned", tuning_log=log)}
-            medians = interleaved_medians(runners, reps, {"stock TVM"}, stock_reps)
+            medians = side_by_side_medians(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
+                                           protocol.stock_rounds)
             for engine, ms in medians.items():
                 print(f"| {name} | {engine} | {ms:.2f} | {ms / medians['ONNX Runtime']:.2f}x |", flush=True)
 
@@ -104,17 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     e2e = sub.add_parser("end-to-end")
     e2e.add_argument("--models", nargs="+", default=["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
-    e2e.add_argument("--reps", type=int, default=20)
-    e2e.add_argument("--stock-reps", type=int, default=3)
+    add_protocol_arguments(e2e)
     spaces = sub.add_parser("spaces")
     spaces.add_argument("--model", default="1.0-SqNxt-23")
     spaces.add_argument("--top-tasks", type=int, default=4)
     spaces.add_argument("--trials", type=int, default=96)
     spaces.add_argument("--checkpoints", type=int, default=6)
     args = parser.parse_args(argv)
-    restart_with_thread_settings()
+    restart_with_thread_settings(spin=args.command != "end-to-end" or not args.no_spin)
     if args.command == "end-to-end":
-        end_to_end(args.models, args.reps, args.stock_reps)
+        end_to_end(args.models, args)
     else:
         compare_spaces(args.model, args.top_tasks, args.trials, args.checkpoints)
     return 0
