@@ -151,8 +151,9 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
     """Schedule a fused conv-chain kernel in place; returns a one-line description for --explain.
 
     The last conv is the anchor: its rows are split into tiles (run in parallel when the kernel has at
-    least the target's `parallel_min_macs`, as the conv families do: on this host every fused kernel of
-    1.0-SqNxt-23 ran faster on one core, e.g. the stage-1 low-rank pair 0.088 ms vs 0.152 ms on two),
+    least the target's `parallel_min_macs`, as the conv families do: on this host, with TVM's pool
+    spinning between kernels, every fused kernel of 1.0-SqNxt-23 runs faster on both cores, e.g. the
+    14x14 low-rank pair 49 us vs 72 us on one; with a sleeping pool, one core won),
     every earlier stage is computed at the tile, and the output epilogue (bias, residual, ReLU) reads
     the accumulator row.
 
