@@ -6,7 +6,7 @@ import json
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ class LoadedModel:
     meta: dict
     _vm: object
     _device: object
+    accel_reports: list = field(default_factory=list)   # accelerator libraries: one Report per layer, last run
 
     @property
     def input_shapes(self) -> list[tuple[int, ...]]:
@@ -42,8 +43,26 @@ class LoadedModel:
         return [tvm.runtime.tensor(a, self._device) for a in arrays]
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        result = self._vm["main"](*self._to_device(inputs))
-        return _flatten(result)
+        args = self._to_device(inputs)
+        if not self.meta.get("accel"):
+            return _flatten(self._vm["main"](*args))
+        from .accel.runtime_functions import take_reports
+
+        take_reports()   # drop what an interrupted run left behind
+        result = _flatten(_call_accel(self._vm["main"], args))
+        self.accel_reports = take_reports()
+        return result
+
+    def accel_summary(self) -> str | None:
+        """Simulated totals of the last run's accelerator layers (None for CPU-only libraries)."""
+        reports = self.accel_reports
+        if not reports:
+            return None
+        cycles, energy = sum(r.cycles for r in reports), sum(r.total_energy_pj for r in reports)
+        macs, clock = sum(r.macs for r in reports), reports[0].clock_mhz
+        return (f"accelerator ({reports[0].config}, simulated): {len(reports)} layers, {cycles:,} cycles = "
+                f"{cycles / clock / 1e3:.3f} ms at {clock:g} MHz, {macs / 1e6:.1f}M MACs, "
+                f"{energy / 1e6:,.1f} uJ (layers back to back, host part not included)")
 
     def benchmark(self, *inputs: np.ndarray, repeat: int = 20, warmup: int = 3) -> list[float]:
         """Per-run latencies in seconds (the caller takes the median)."""
@@ -62,6 +81,17 @@ def _flatten(result) -> list[np.ndarray]:
     if hasattr(result, "numpy"):
         return [result.numpy()]
     return [array for item in result for array in _flatten(item)]
+
+
+def _call_accel(function, args):
+    """Run a function that calls accelerator layers; their errors come back through TVM: one line."""
+    try:
+        return function(*args)
+    except SqnxtError:
+        raise
+    except Exception as err:  # noqa: BLE001 - TVM re-raises the packed function's error as its own type
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        raise SqnxtError(f"an accelerator layer failed: {lines[-1] if lines else type(err).__name__}") from None
 
 
 def read_sidecar(library: str | os.PathLike) -> dict:
@@ -99,8 +129,23 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
     except Exception as err:  # a foreign-architecture or damaged file; say which, in one line
         lines = str(err).strip().splitlines()
         raise SqnxtError(f"cannot load '{library}' on this machine: {lines[-1] if lines else err}") from None
+    meta = read_sidecar(library)
+    if meta.get("accel"):
+        # the library calls the accelerator's layers by name; they must exist before the VM starts
+        from .accel.runtime_functions import register
+
+        register()
     dev = tvm.device(device)
-    return LoadedModel(library, read_sidecar(library), VirtualMachine(module, dev), dev)
+    try:
+        vm = VirtualMachine(module, dev)
+    except Exception as err:  # noqa: BLE001 - most likely a library whose sidecar (accel entry) is missing
+        text = str(err)
+        if "sqnxt.accel" in text:
+            raise SqnxtError(f"'{library}' runs layers on the simulated accelerator, but its sidecar "
+                             f"'{library}.json' is missing or has no \"accel\" entry; put it back beside the library "
+                             "(sqnxt_compiler.load registers sqnxt.accel.run_layer from it)") from None
+        raise
+    return LoadedModel(library, meta, vm, dev)
 
 
 def median_ms(times: list[float]) -> float:

@@ -1,0 +1,138 @@
+"""Compile each `sqnxt_accel.*` composite function for the accelerator and call it through the TVM runtime.
+
+For every composite function `PartitionAccel` made, the layer's numbers are read back from its constants
+(the same pattern parts), turned into the integer layer by `accel.int8_graph.quantized_layer` (shared with
+the ONNX-level executor, so both produce the same integers) and compiled by the accelerator's compiler into
+an instruction stream. Each call of the composite in `main` becomes, on the host, a layout change to the
+accelerator's NHWC, then
+
+    R.call_dps_packed("sqnxt.accel.run_layer", (x_nhwc_int8, weights_ohwi, bias_int32, program_uint8), out)
+
+then back to NCHW. Weights, bias and program are constants, so the exported library is self-contained and
+loads with the stock TVM runtime; the function itself is registered at load time (accel/runtime_functions.py).
+Why `call_dps_packed` and not a BYOC codegen: a codegen must produce a runtime module that `export_library`
+can serialize, i.e. C++; the simulator is Python.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from ..accel.config import AccelConfig
+from ..accel.int8_graph import QuantizedLayer, quantized_layer
+from ..accel.runtime_functions import RUN_LAYER, encode_program
+from ..errors import SqnxtError
+from .partition_accel import PREFIX, composite_functions, layer_patterns
+
+
+def _array(expr: relax.Expr) -> np.ndarray:
+    return expr.value.numpy()
+
+
+def _shape(expr: relax.Expr) -> tuple[int, ...]:
+    return tuple(int(d) for d in expr.ty.shape.values)
+
+
+def layer_of(name: str, func: relax.Function) -> QuantizedLayer:
+    """The integer layer a composite function computes."""
+    kind = str(func.attrs["Composite"])[len(PREFIX):]
+    pattern, parts = next((p, parts) for n, p, parts in layer_patterns() if n == PREFIX + kind)
+    values = relax.analysis.get_var2val(func)
+    matched = pattern.extract_matched_expr(values[func.body.body], values)
+    if matched is None:
+        raise SqnxtError(f"internal: composite {name} no longer matches its pattern")
+    get = lambda part: matched[parts[part]]  # noqa: E731
+    x_dq, w_dq, out_q = get("input_dq"), get("weight_dq"), get("output_q")
+    zeros = [_array(x_dq.args[2]), _array(w_dq.args[2]), _array(out_q.args[2])]
+    x_scale = _array(x_dq.args[1])
+    if any(np.any(z != 0) for z in zeros[:2]) or x_scale.size != 1 or str(out_q.attrs.out_dtype) != "int8":
+        raise SqnxtError(f"{name}: the accelerator needs symmetric int8 inputs and weights (zero point 0, one "
+                         "input scale) and int8 outputs; quantize with ActivationSymmetric/WeightSymmetric")
+    weights = _array(get("weight"))
+    bias = None
+    if parts["bias"] in matched:
+        b_dq = get("bias_dq")
+        bias = (_array(get("bias")).astype(np.float64) - _array(b_dq.args[2])) * _array(b_dq.args[1])
+    common = dict(weight_scale=_array(w_dq.args[1]), input_scale=float(x_scale.reshape(-1)[0]), bias=bias,
+                  output_scale=float(_array(out_q.args[1]).reshape(-1)[0]), output_zero=int(zeros[2].reshape(-1)[0]),
+                  relu=kind.endswith("_relu"))
+    core = get("core")
+    if kind.startswith("conv2d"):
+        a = core.attrs
+        if (str(a.data_layout), str(a.kernel_layout)) != ("NCHW", "OIHW") or any(int(d) != 1 for d in a.dilation):
+            raise SqnxtError(f"{name}: only NCHW/OIHW convolutions without dilation map onto the accelerator")
+        return quantized_layer(name, weights, kind="conv", stride=tuple(a.strides), pad=tuple(a.padding),
+                               groups=int(a.groups), **common)
+    # dense: weight (out, in) under permute_dims (Gemm transB=1), else (in, out)
+    transposed = parts["weight_t"] in matched
+    if int(w_dq.attrs.axis) != (0 if transposed else 1) and np.size(common["weight_scale"]) > 1:
+        raise SqnxtError(f"{name}: per-channel weight scales must be per output feature")
+    return quantized_layer(name, weights if transposed else weights.T, kind="dense", **common)
+
+
+def _call_order(main: relax.Function, names: dict) -> list[str]:
+    """Names of the composites `main` calls, in the order it calls them."""
+    return [b.value.op.name_hint for block in main.body.blocks for b in block.bindings
+            if isinstance(b.value, relax.Call) and isinstance(b.value.op, tvm.ir.GlobalVar)
+            and b.value.op.name_hint in names]
+
+
+@mutator
+class _ReplaceCalls(PyExprMutator):
+    """Calls of lowered composites -> NHWC layout, `call_dps_packed` to the accelerator, layout back."""
+
+    def __init__(self, mod: tvm.IRModule, lowered: dict[str, tuple[QuantizedLayer, np.ndarray]]):
+        super().__init__(mod)
+        self.mod_, self.lowered = mod, lowered
+
+    def transform(self) -> tvm.IRModule:
+        for gvar, func in self.mod_.functions.items():
+            if isinstance(func, relax.Function) and gvar.name_hint not in self.lowered:
+                self.builder_.update_func(gvar, self.visit_expr(func))
+        return self.builder_.get()
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if not isinstance(call.op, tvm.ir.GlobalVar) or call.op.name_hint not in self.lowered:
+            return call
+        layer, program = self.lowered[call.op.name_hint]
+        x = call.args[0]
+        shape = _shape(x)
+        spec = layer.spec(shape)
+        if layer.kind == "conv":
+            x = self.builder_.emit(relax.op.permute_dims(x, [0, 2, 3, 1]))
+        else:
+            x = self.builder_.emit(relax.op.reshape(x, (shape[0], 1, 1, shape[1])))
+        y = self.builder_.emit(relax.call_dps_packed(
+            RUN_LAYER, relax.Tuple([x, relax.const(layer.weights), relax.const(layer.bias), relax.const(program)]),
+            relax.TensorType(spec.output_shape, "int8")))
+        if layer.kind == "conv":
+            return relax.op.permute_dims(y, [0, 3, 1, 2])
+        return relax.op.reshape(y, (shape[0], spec.cout))
+
+
+@tvm.transform.module_pass(opt_level=0, name="LowerAccel")
+class LowerAccel:
+    """Every `sqnxt_accel.*` composite -> an accelerator program called from `main` (see the module docstring).
+    `report(layer, program)` is called once per layer, in module order."""
+
+    def __init__(self, config: AccelConfig, dataflow: str = "ws", report: Callable | None = None):
+        self.config, self.dataflow, self.report = config, dataflow, report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        composites = {gvar.name_hint: func for gvar, func in composite_functions(mod).items()}
+        lowered = {}
+        for index, name in enumerate(_call_order(mod["main"], composites)):   # layers numbered as the model runs
+            func = composites[name]
+            layer = layer_of(f"accel{index:03d}_{str(func.attrs['Composite'])[len(PREFIX):]}", func)
+            program = layer.program(_shape(func.params[0]), self.config, self.dataflow)
+            lowered[name] = (layer, encode_program(program))
+            if self.report is not None:
+                self.report(layer, program)
+        mod = _ReplaceCalls(mod, lowered).transform()
+        return relax.transform.DeadCodeElimination(["main"])(mod)
