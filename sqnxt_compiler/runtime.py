@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +45,12 @@ class LoadedModel:
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         args = self._to_device(inputs)
-        if not self.meta.get("accel"):
+        functions = _accel_functions()
+        if functions is None:   # never registered in this process: no accelerator layer can run
             return _flatten(self._vm["main"](*args))
-        from .accel.runtime_functions import take_reports
-
-        take_reports()   # drop what an interrupted run left behind
+        functions.take_reports()   # drop what another library's or an interrupted run left behind
         result = _flatten(_call_accel(self._vm["main"], args))
-        self.accel_reports = take_reports()
+        self.accel_reports = functions.take_reports()
         return result
 
     def accel_summary(self) -> str | None:
@@ -68,18 +68,16 @@ class LoadedModel:
         """Per-run latencies in seconds (the caller takes the median)."""
         args = self._to_device(inputs)
         main = self._vm["main"]
-        call = (lambda: _call_accel(main, args)) if self.meta.get("accel") else (lambda: main(*args))
+        functions = _accel_functions()
         for _ in range(warmup):
-            call()
+            main(*args)
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
-            call()
+            main(*args)
             times.append(time.perf_counter() - start)
-        if self.meta.get("accel"):
-            from .accel.runtime_functions import take_reports
-
-            take_reports()   # timing runs are not "the last run" accel_reports describes
+        if functions is not None:
+            functions.take_reports()   # timing runs are not the run `accel_reports` describes
         return times
 
 
@@ -89,15 +87,20 @@ def _flatten(result) -> list[np.ndarray]:
     return [array for item in result for array in _flatten(item)]
 
 
+def _accel_functions():
+    """The accelerator's runtime functions module if this process registered them, else None."""
+    return sys.modules.get("sqnxt_compiler.accel.runtime_functions")
+
+
 def _call_accel(function, args):
-    """Run a function that calls accelerator layers; their errors come back through TVM: one line."""
+    """Run a function that may call accelerator layers; their errors come back through TVM: one line."""
     try:
         return function(*args)
     except SqnxtError:
         raise
     except Exception as err:  # noqa: BLE001 - TVM re-raises the packed function's error as its own type
         lines = [line for line in str(err).strip().splitlines() if line.strip()]
-        raise SqnxtError(f"an accelerator layer failed: {lines[-1] if lines else type(err).__name__}") from None
+        raise SqnxtError(f"running the model failed: {lines[-1] if lines else type(err).__name__}") from None
 
 
 def read_sidecar(library: str | os.PathLike) -> dict:
@@ -153,7 +156,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
 
         register()
         vm = VirtualMachine(module, dev)
-        meta = {**meta, "accel": {"runtime_function": RUN_LAYER}}
+        meta = {**meta, "accel": {"runtime_function": RUN_LAYER}}   # what sqnxt-run checks
     return LoadedModel(library, meta, vm, dev)
 
 

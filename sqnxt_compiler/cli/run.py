@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     outputs = model.run(*inputs)
     elapsed = time.perf_counter() - started
-    accel = bool(model.meta.get("accel"))
+    accel = bool(model.meta.get("accel") or model.accel_reports)
     repeat = args.repeat if args.repeat is not None else (0 if accel else 10)
     latencies = [t * 1e3 for t in model.benchmark(*inputs, repeat=repeat)] if repeat > 0 else None
     print_prediction(outputs, latencies, args.top)
