@@ -141,7 +141,8 @@ def operator_counts(mod: tvm.IRModule) -> Counter:
 
 
 def run_pipeline(mod: tvm.IRModule, ctx: CompileContext, phases: list[Phase] | None = None) -> tvm.IRModule:
-    """Run `phases` (default: PHASES, or ACCEL_PHASES for an accelerator target) in order, dumping the module after each when asked."""
+    """Run `phases` (default: PHASES, or ACCEL_PHASES for an accelerator target) in order, dumping the
+    module after each when asked."""
     if ctx.dump_dir is not None:
         ctx.dump_dir.mkdir(parents=True, exist_ok=True)
         (ctx.dump_dir / "00_import.py").write_text(mod.script())

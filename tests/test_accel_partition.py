@@ -181,3 +181,17 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     run = _cli(*[a.format(tmp=tmp_path) for a in args])
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(message.format(tmp=tmp_path))
+
+
+def test_dense_with_untransposed_weight(tmp_path):
+    """Gemm with transB=0 imports as matmul(x, W) without permute_dims: weights (in, out), scales on axis 1."""
+    model = build_model("resnet-tiny")
+    gemm = next(node for node in model.graph.node if node.op_type == "Gemm")
+    weight = next(t for t in model.graph.initializer if t.name == gemm.input[1])
+    weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight).T.copy(), weight.name))
+    next(a for a in gemm.attribute if a.name == "transB").i = 0
+    result = sqnxt_compiler.compile(model, target="accel-16x16", output=tmp_path / "m.so")
+    assert result.accel["layers"] == 10
+    loaded, reference = sqnxt_compiler.load(result.library), Int8Executor(result.quantized, backend="reference")
+    for x in synthetic_inputs(model, 2, seed=3):
+        np.testing.assert_allclose(loaded.run(x)[0], reference.run(x), rtol=1e-6, atol=1e-7)

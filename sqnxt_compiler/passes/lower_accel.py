@@ -27,11 +27,7 @@ from ..accel.config import AccelConfig
 from ..accel.int8_graph import QuantizedLayer, quantized_layer
 from ..accel.runtime_functions import RUN_LAYER, encode_program
 from ..errors import SqnxtError
-from .partition_accel import PREFIX, composite_functions, layer_patterns
-
-
-def _array(expr: relax.Expr) -> np.ndarray:
-    return expr.value.numpy()
+from .partition_accel import PREFIX, composite_functions, constant_value, layer_patterns, supported
 
 
 def _shape(expr: relax.Expr) -> tuple[int, ...]:
@@ -46,33 +42,24 @@ def layer_of(name: str, func: relax.Function) -> QuantizedLayer:
     matched = pattern.extract_matched_expr(values[func.body.body], values)
     if matched is None:
         raise SqnxtError(f"internal: composite {name} no longer matches its pattern")
-    get = lambda part: matched[parts[part]]  # noqa: E731
-    x_dq, w_dq, out_q = get("input_dq"), get("weight_dq"), get("output_q")
-    zeros = [_array(x_dq.args[2]), _array(w_dq.args[2]), _array(out_q.args[2])]
-    x_scale = _array(x_dq.args[1])
-    if any(np.any(z != 0) for z in zeros[:2]) or x_scale.size != 1 or str(out_q.attrs.out_dtype) != "int8":
-        raise SqnxtError(f"{name}: the accelerator needs symmetric int8 inputs and weights (zero point 0, one "
-                         "input scale) and int8 outputs; quantize with ActivationSymmetric/WeightSymmetric")
-    weights = _array(get("weight"))
+    named = {part: matched[pattern_part] for part, pattern_part in parts.items() if pattern_part in matched}
+    if not supported(kind, named):   # PartitionAccel only makes supported composites
+        raise SqnxtError(f"internal: composite {name} is not a layer the accelerator supports")
+    x_dq, w_dq, out_q = named["input_dq"], named["weight_dq"], named["output_q"]
+    scalar = lambda expr: float(constant_value(expr).reshape(-1)[0])  # noqa: E731
     bias = None
-    if parts["bias"] in matched:
-        b_dq = get("bias_dq")
-        bias = (_array(get("bias")).astype(np.float64) - _array(b_dq.args[2])) * _array(b_dq.args[1])
-    common = dict(weight_scale=_array(w_dq.args[1]), input_scale=float(x_scale.reshape(-1)[0]), bias=bias,
-                  output_scale=float(_array(out_q.args[1]).reshape(-1)[0]), output_zero=int(zeros[2].reshape(-1)[0]),
-                  relu=kind.endswith("_relu"))
-    core = get("core")
+    if "bias" in named:
+        b_int, (_, b_scale, b_zero) = constant_value(named["bias"]), named["bias_dq"].args
+        bias = (b_int.astype(np.float64) - constant_value(b_zero)) * constant_value(b_scale)
+    common = dict(weight_scale=constant_value(w_dq.args[1]), input_scale=scalar(x_dq.args[1]), bias=bias,
+                  output_scale=scalar(out_q.args[1]), output_zero=0, relu=kind.endswith("_relu"))
+    weights = constant_value(named["weight"])
     if kind.startswith("conv2d"):
-        a = core.attrs
-        if (str(a.data_layout), str(a.kernel_layout)) != ("NCHW", "OIHW") or any(int(d) != 1 for d in a.dilation):
-            raise SqnxtError(f"{name}: only NCHW/OIHW convolutions without dilation map onto the accelerator")
+        a = named["core"].attrs
         return quantized_layer(name, weights, kind="conv", stride=tuple(a.strides), pad=tuple(a.padding),
                                groups=int(a.groups), **common)
-    # dense: weight (out, in) under permute_dims (Gemm transB=1), else (in, out)
-    transposed = parts["weight_t"] in matched
-    if int(w_dq.attrs.axis) != (0 if transposed else 1) and np.size(common["weight_scale"]) > 1:
-        raise SqnxtError(f"{name}: per-channel weight scales must be per output feature")
-    return quantized_layer(name, weights if transposed else weights.T, kind="dense", **common)
+    # dense: the weight is (out, in) under permute_dims (Gemm transB=1), else (in, out)
+    return quantized_layer(name, weights if "weight_t" in named else weights.T, kind="dense", **common)
 
 
 def _call_order(main: relax.Function, names: dict) -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
+import numpy as np
 import tvm
 from tvm import relax
 from tvm.relax.backend.utils import has_leaking_intermediate_variables
@@ -64,9 +65,39 @@ def layer_patterns() -> list[tuple[str, DFPattern, dict[str, DFPattern]]]:
             for relu in (True, False) for kind in ("conv2d", "dense")]
 
 
-def _check(context: PatternCheckContext) -> bool:
-    """A layer only if no intermediate value is read outside it (e.g. a conv output also used by the host)."""
-    return not has_leaking_intermediate_variables(context)
+def constant_value(expr: relax.Expr) -> np.ndarray:
+    return expr.value.numpy()
+
+
+def supported(kind: str, matched: dict[str, relax.Expr]) -> bool:
+    """Whether the accelerator's int8 layer model covers a match (named parts -> expressions): int8 tensors
+    with zero point 0 (the array has no zero-point correction), one input scale, weight scales per output
+    channel, a plain NCHW/OIHW conv without dilation or a 2-D dense. Anything else stays on the host."""
+    x_dq, w_dq, out_q = matched["input_dq"], matched["weight_dq"], matched["output_q"]
+    zeros = [constant_value(x_dq.args[2]), constant_value(w_dq.args[2]), constant_value(out_q.args[2])]
+    if any(z.dtype != np.int8 or np.any(z != 0) for z in zeros) or constant_value(x_dq.args[1]).size != 1:
+        return False
+    if constant_value(out_q.args[1]).size != 1 or str(out_q.attrs.out_dtype) != "int8":
+        return False
+    per_channel_axis = 0 if kind.startswith("conv2d") or "weight_t" in matched else 1
+    if constant_value(w_dq.args[1]).size > 1 and int(w_dq.attrs.axis) != per_channel_axis:
+        return False
+    core = matched["core"]
+    if kind.startswith("conv2d"):
+        a = core.attrs
+        return ((str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW")
+                and all(int(d) == 1 for d in a.dilation) and len(core.args[0].ty.shape.values) == 4)
+    return len(core.args[0].ty.shape.values) == 2 and len(matched["weight"].value.shape) == 2
+
+
+def _check(kind: str) -> Callable[[PatternCheckContext], bool]:
+    def check(context: PatternCheckContext) -> bool:
+        # no intermediate value may be read outside the layer (e.g. a conv output the host also uses)
+        if has_leaking_intermediate_variables(context):
+            return False
+        return supported(kind, {name: expr for name, expr in context.annotated_expr.items()})
+
+    return check
 
 
 @mutator
@@ -118,7 +149,8 @@ class PartitionAccel:
         # ReLU tail. A depth-first order makes every layer's chain contiguous.
         mod = relax.transform.TopologicalSort(order="depth-first", direction="from-inputs")(mod)
         mod = _DedicateDequantize(mod).transform()
-        patterns = [FusionPattern(name, pattern, {}, _check) for name, pattern, _ in layer_patterns()]
+        patterns = [FusionPattern(name, pattern, parts, _check(name[len(PREFIX):]))
+                    for name, pattern, parts in layer_patterns()]
         mod = relax.transform.FuseOpsByPattern(patterns, bind_constants=True, annotate_codegen=False)(mod)
         mod = relax.transform.DeadCodeElimination(["main"])(mod)   # the dequantize copies left unused
         if self.report is not None:
