@@ -15,7 +15,7 @@ of the input, pooling, merges, ReLUs after merges) stays in `main` for the host.
 A dequantized activation read by two layers (a stage's first block: conv a and the shortcut conv; or a conv
 and the merge Add) would be an intermediate leaking out of one group, which FuseOpsByPattern must refuse;
 so each consumer first gets its own copy of such a `dequantize` (what ONNX Runtime's "dedicated QDQ pair"
-option does), and duplicates nobody ends up using are removed afterwards.
+option does); the original, then unread, is removed afterwards.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _check(kind: str) -> Callable[[PatternCheckContext], bool]:
         # no intermediate value may be read outside the layer (e.g. a conv output the host also uses)
         if has_leaking_intermediate_variables(context):
             return False
-        return supported(kind, {name: expr for name, expr in context.annotated_expr.items()})
+        return supported(kind, dict(context.annotated_expr.items()))
 
     return check
 
