@@ -62,6 +62,8 @@ def test_partition_puts_exactly_the_conv_and_dense_layers_on_the_accelerator(sqn
     lowered = LowerAccel(AccelConfig.load("accel-16x16"), report=lambda layer, program: programs.append(layer))(mod)
     text = lowered.script()
     assert text.count('R.call_dps_packed("sqnxt.accel.run_layer"') == 112 and not composite_functions(lowered)
+    # back-to-back layers hand over NHWC directly: layout changes only where the host reads or writes
+    assert text.count("R.permute_dims(") < 112
     # the Relax partitioner's integer layers are the ONNX-level partitioner's, number for number
     _, reference = partition_qdq(_with_reference_opset(result.quantized))
     for layer in programs:

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.relax.dpl import DFPattern, is_op, rewrite_call, wildcard
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..accel.config import AccelConfig
@@ -28,6 +29,8 @@ from ..accel.int8_graph import QuantizedLayer, quantized_layer
 from ..accel.runtime_functions import RUN_LAYER, encode_program
 from ..errors import SqnxtError
 from .partition_accel import PREFIX, composite_functions, constant_value, layer_patterns, supported
+
+_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]   # the accelerator's activations are NHWC, the host's NCHW
 
 
 def _shape(expr: relax.Expr) -> tuple[int, ...]:
@@ -92,14 +95,14 @@ class _ReplaceCalls(PyExprMutator):
         shape = _shape(x)
         spec = layer.spec(shape)
         if layer.kind == "conv":
-            x = self.builder_.emit(relax.op.permute_dims(x, [0, 2, 3, 1]))
+            x = self.builder_.emit(relax.op.permute_dims(x, _TO_NHWC))
         else:
             x = self.builder_.emit(relax.op.reshape(x, (shape[0], 1, 1, shape[1])))
         y = self.builder_.emit(relax.call_dps_packed(
             RUN_LAYER, relax.Tuple([x, relax.const(layer.weights), relax.const(layer.bias), relax.const(program)]),
             relax.TensorType(spec.output_shape, "int8")))
         if layer.kind == "conv":
-            return relax.op.permute_dims(y, [0, 3, 1, 2])
+            return relax.op.permute_dims(y, _TO_NCHW)
         return relax.op.reshape(y, (shape[0], spec.cout))
 
 
@@ -122,4 +125,20 @@ class LowerAccel:
             if self.report is not None:
                 self.report(layer, program)
         mod = _ReplaceCalls(mod, lowered).transform()
+        mod["main"] = rewrite_call(*_transpose_pair(), mod["main"])
         return relax.transform.DeadCodeElimination(["main"])(mod)
+
+
+def _transpose_pair() -> tuple[DFPattern, Callable]:
+    """Back-to-back accelerator layers would go NHWC -> NCHW -> NHWC through the host: read the NHWC tensor
+    directly (the NCHW one stays where the host reads it, e.g. a merge)."""
+    nhwc = wildcard()
+    to_nchw = is_op("relax.permute_dims")(nhwc)
+    pattern = is_op("relax.permute_dims")(to_nchw)
+
+    def rewrite(expr: relax.Expr, matches: dict) -> relax.Expr:
+        inner, outer = matches[to_nchw], matches[pattern]
+        axes = lambda call: [int(a) for a in call.attrs.axes] if call.attrs.axes is not None else None  # noqa: E731
+        return matches[nhwc] if (axes(inner), axes(outer)) == (_TO_NCHW, _TO_NHWC) else expr
+
+    return pattern, rewrite
