@@ -197,3 +197,11 @@ def test_dense_with_untransposed_weight(tmp_path):
     loaded, reference = sqnxt_compiler.load(result.library), Int8Executor(result.quantized, backend="reference")
     for x in synthetic_inputs(model, 2, seed=3):
         np.testing.assert_allclose(loaded.run(x)[0], reference.run(x), rtol=1e-6, atol=1e-7)
+
+
+def test_cli_run_with_wrong_input_shape_is_one_line(resnet_tiny, tmp_path):
+    _, result, _ = resnet_tiny
+    np.save(tmp_path / "wrong.npy", np.zeros((1, 3, 32, 32), dtype=np.float32))
+    run = _cli("run", str(result.library), "--input", str(tmp_path / "wrong.npy"))
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "must have shape (1, 3, 64, 64)" in lines[0]
