@@ -109,7 +109,7 @@ class _ReplaceCalls(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="LowerAccel")
 class LowerAccel:
     """Every `sqnxt_accel.*` composite -> an accelerator program called from `main` (see the module docstring).
-    `report(layer, program)` is called once per layer, in module order."""
+    `report(layer, program)` is called once per layer, in the order `main` calls them."""
 
     def __init__(self, config: AccelConfig, dataflow: str = "ws", report: Callable | None = None):
         self.config, self.dataflow, self.report = config, dataflow, report
