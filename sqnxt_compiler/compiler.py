@@ -10,9 +10,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from . import __version__
+from .accel.config import AccelConfig
 from .errors import SqnxtError
 from .frontend import ModelSource, TensorInfo, import_to_relax, load_onnx, output_infos, resolve_inputs
 from .pipeline import CompileContext, run_pipeline
@@ -28,6 +30,8 @@ class CompileResult:
     outputs: list[TensorInfo]
     target: TargetSpec
     notes: dict[str, list[str]] = field(default_factory=dict)
+    accel: dict | None = None       # accelerator targets: what the sidecar's "accel" entry says
+    quantized: onnx.ModelProto | None = None   # accelerator targets: the QDQ int8 model that was compiled
 
 
 def sidecar_path(library: str | os.PathLike) -> Path:
@@ -62,21 +66,34 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     tuning_log: str | os.PathLike | None = None,
     dump_ir: str | os.PathLike | None = None,
+    calibration: str | os.PathLike | np.ndarray | None = None,
+    dataflow: str = "ws",
 ) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for `target` (a name, a .toml path or a TargetSpec)
-    into `output` (default: `<model>_<target>.so`). Returns where the library and its sidecar went."""
+    into `output` (default: `<model>_<target>.so`). Returns where the library and its sidecar went.
+
+    For an accelerator target (kind "accel") the model is first quantized to int8 (ONNX Runtime, QDQ),
+    calibrated on `calibration` (a .npy of images stacked along the batch axis, or an array; default: a
+    few synthetic inputs, noted in the result); its conv/dense layers run on the simulated accelerator
+    (`dataflow` "ws" or "os"), the rest on this host's CPU."""
     spec = target if isinstance(target, TargetSpec) else load_target(target)
-    if spec.kind != "cpu":
-        raise SqnxtError(f"target '{spec.name}' is a {spec.kind} target; whole-network compilation for it "
-                         "is not available yet (use `sqnxt-sim` for per-layer accelerator figures)")
     proto = load_onnx(model)
     inputs = resolve_inputs(proto, input_shapes)
-    fcompile = library_compiler(spec)  # fail on a missing cross toolchain before the long build
+    accel = None
+    if spec.kind == "accel":
+        host = load_target("host")
+        relax_source, accel, notes = _quantize_for_accel(proto, inputs, spec, calibration, dataflow)
+    else:
+        if calibration is not None:
+            raise SqnxtError(f"--calibrate applies to accelerator targets only; '{spec.name}' runs in float32")
+        host, relax_source, notes = spec, proto, {}
+    fcompile = library_compiler(host)  # fail on a missing cross toolchain before the long build
     log = Path(tuning_log) if tuning_log else None
     if log is not None and not log.is_dir():
         raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
-    ctx = CompileContext(spec, tuning_log=log, dump_dir=Path(dump_ir) if dump_ir else None)
-    executable = _build(run_pipeline(import_to_relax(proto, inputs), ctx), spec)
+    ctx = CompileContext(host, tuning_log=log, dump_dir=Path(dump_ir) if dump_ir else None, notes=notes,
+                         accel=AccelConfig.load(spec.path) if accel is not None else None, dataflow=dataflow)
+    executable = _build(run_pipeline(import_to_relax(relax_source, inputs), ctx), host)
     library = Path(output) if output else Path(f"{proto.graph.name or 'model'}_{spec.name}.so")
     _atomic_write(library, lambda tmp: executable.export_library(tmp, fcompile=fcompile))
     outputs = output_infos(proto, inputs)
@@ -89,9 +106,54 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
         "tuning_log": str(log) if log else None,
         "versions": _versions(),
     }
+    if accel is not None:
+        accel.update(layers=len(ctx.accel_programs),
+                     instructions=sum(len(program) for _, program in ctx.accel_programs))
+        meta.update(host_target=host.summary(), accel=accel)
     sidecar = sidecar_path(library)
     _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
-    return CompileResult(library, sidecar, inputs, outputs, spec, ctx.notes)
+    return CompileResult(library, sidecar, inputs, outputs, spec, ctx.notes, accel,
+                         relax_source if accel is not None else None)
+
+
+def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: TargetSpec,
+                        calibration: str | os.PathLike | np.ndarray | None,
+                        dataflow: str) -> tuple[onnx.ModelProto, dict, dict[str, list[str]]]:
+    """The QDQ int8 model the accelerator pipeline imports, the sidecar's "accel" entry and a note."""
+    from .accel.int8_accuracy import CALIBRATION_SEED
+    from .accel.quantize import SYNTHETIC_CALIBRATION, load_calibration, quantize_qdq, synthetic_inputs
+    from .accel.runtime_functions import RUN_LAYER
+
+    if dataflow not in ("ws", "os"):
+        raise SqnxtError(f"dataflow must be 'ws' or 'os', not '{dataflow}'")
+    AccelConfig.load(spec.path)   # a broken accelerator file fails before the quantization
+    if len(inputs) != 1:
+        raise SqnxtError(f"accelerator targets take models with one input; '{proto.graph.name}' has {len(inputs)}")
+    fixed = _with_input_shape(proto, inputs[0])
+    if calibration is None:
+        samples = synthetic_inputs(fixed, SYNTHETIC_CALIBRATION, seed=CALIBRATION_SEED)
+        source = f"{SYNTHETIC_CALIBRATION} synthetic inputs"
+        note = (f"calibrated on {source} (no --calibrate given): int8 scales fit noise, not photos; pass "
+                "--calibrate images.npy for real accuracy")
+    else:
+        samples = load_calibration(calibration, fixed)
+        source = f"{len(samples) * inputs[0].shape[0]} images from " + (
+            "an array" if isinstance(calibration, np.ndarray) else f"'{calibration}'")
+        note = f"calibrated on {source}"
+    qdq = quantize_qdq(fixed, samples)
+    entry = {"config": spec.name, "dataflow": dataflow, "calibration": source, "runtime_function": RUN_LAYER}
+    return qdq, entry, {"quantize": [note]}
+
+
+def _with_input_shape(proto: onnx.ModelProto, info: TensorInfo) -> onnx.ModelProto:
+    """A copy whose first input has the resolved static shape (the quantizer and calibration read it)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    value = next(v for v in fixed.graph.input if v.name == info.name)
+    for dim, size in zip(value.type.tensor_type.shape.dim, info.shape):
+        dim.Clear()
+        dim.dim_value = size
+    return fixed
 
 
 def _build(mod, spec: TargetSpec):

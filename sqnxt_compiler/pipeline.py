@@ -20,10 +20,13 @@ from .target import TargetSpec
 class CompileContext:
     """What every phase may read: the target and the user's options; `notes` collects the explanation."""
 
-    target_spec: TargetSpec
+    target_spec: TargetSpec            # the host CPU's (for an accelerator target: the CPU around it)
     tuning_log: Path | None = None
     dump_dir: Path | None = None
     notes: dict[str, list[str]] = field(default_factory=dict)
+    accel: "AccelConfig | None" = None  # noqa: F821 - set for accelerator targets (ACCEL_PHASES)
+    dataflow: str = "ws"
+    accel_programs: list = field(default_factory=list)   # (QuantizedLayer, Program) per accelerator layer
 
     @property
     def target(self) -> tvm.target.Target:
@@ -96,6 +99,37 @@ PHASES: list[Phase] = [
 ]
 
 
+def _partition_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    from .passes.partition_accel import PartitionAccel
+
+    return PartitionAccel(report=lambda kind, count: ctx.note("partition_accel", f"{count} x {kind}"))(mod)
+
+
+def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    from .passes.lower_accel import LowerAccel
+
+    mod = LowerAccel(ctx.accel, ctx.dataflow, report=lambda layer, program: ctx.accel_programs.append(
+        (layer, program)))(mod)
+    instructions = sum(len(program) for _, program in ctx.accel_programs)
+    ctx.note("lower_accel", f"{len(ctx.accel_programs)} layers compiled for {ctx.accel.name} ({ctx.dataflow.upper()} "
+                            f"dataflow, default tilings): {instructions:,} instructions")
+    return mod
+
+
+# An accelerator target: the model arrives as a QDQ int8 graph (accel/quantize.py). Its conv/dense layers
+# go to the accelerator first; the host part has no float conv left, so the SqueezeNext fusions do not apply.
+ACCEL_PHASES: list[Phase] = [
+    Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "
+          "composite functions"),
+    Phase("lower_accel", _lower_accel, "compile each composite to an accelerator program, called from the host "
+          "through sqnxt.accel.run_layer"),
+] + [p for p in PHASES if p.name not in ("fold_batchnorm", "fuse_low_rank", "fuse_bottleneck")]
+
+
+def phases_for(ctx: CompileContext) -> list[Phase]:
+    return ACCEL_PHASES if ctx.accel is not None else PHASES
+
+
 def operator_counts(mod: tvm.IRModule) -> Counter:
     """How many calls of each Relax operator / TIR kernel the main function makes."""
     text = mod["main"].script() if "main" in mod.get_global_vars_names() else ""
@@ -107,11 +141,12 @@ def operator_counts(mod: tvm.IRModule) -> Counter:
 
 
 def run_pipeline(mod: tvm.IRModule, ctx: CompileContext, phases: list[Phase] | None = None) -> tvm.IRModule:
-    """Run `phases` (default: PHASES) in order, dumping the module after each when asked."""
+    """Run `phases` (default: PHASES, or ACCEL_PHASES for an accelerator target) in order, dumping the
+    module after each when asked."""
     if ctx.dump_dir is not None:
         ctx.dump_dir.mkdir(parents=True, exist_ok=True)
         (ctx.dump_dir / "00_import.py").write_text(mod.script())
-    for index, phase in enumerate(phases if phases is not None else PHASES, start=1):
+    for index, phase in enumerate(phases if phases is not None else phases_for(ctx), start=1):
         mod = phase.run(mod, ctx)
         if ctx.dump_dir is not None:
             (ctx.dump_dir / f"{index:02d}_{phase.name}.py").write_text(mod.script())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ class LoadedModel:
     meta: dict
     _vm: object
     _device: object
+    accel_reports: list = field(default_factory=list)   # accelerator libraries: one Report per layer, last run
 
     @property
     def input_shapes(self) -> list[tuple[int, ...]]:
@@ -42,19 +44,40 @@ class LoadedModel:
         return [tvm.runtime.tensor(a, self._device) for a in arrays]
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        result = self._vm["main"](*self._to_device(inputs))
-        return _flatten(result)
+        args = self._to_device(inputs)
+        functions = _accel_functions()
+        if functions is None:   # never registered in this process: no accelerator layer can run
+            return _flatten(self._vm["main"](*args))
+        functions.take_reports()   # drop what another library's or an interrupted run left behind
+        result = _flatten(_call_accel(self._vm["main"], args))
+        self.accel_reports = functions.take_reports()
+        return result
+
+    def accel_summary(self) -> str | None:
+        """Simulated totals of the last run's accelerator layers (None for CPU-only libraries)."""
+        reports = self.accel_reports
+        if not reports:
+            return None
+        cycles, energy = sum(r.cycles for r in reports), sum(r.total_energy_pj for r in reports)
+        macs, clock = sum(r.macs for r in reports), reports[0].clock_mhz
+        return (f"accelerator ({reports[0].config}, simulated): {len(reports)} layers, {cycles:,} cycles = "
+                f"{cycles / clock / 1e3:.3f} ms at {clock:g} MHz, {macs / 1e6:.1f}M MACs, "
+                f"{energy / 1e6:,.1f} uJ (layers back to back, host part not included)")
 
     def benchmark(self, *inputs: np.ndarray, repeat: int = 20, warmup: int = 3) -> list[float]:
         """Per-run latencies in seconds (the caller takes the median)."""
         args = self._to_device(inputs)
+        main = self._vm["main"]
+        functions = _accel_functions()
         for _ in range(warmup):
-            self._vm["main"](*args)
+            main(*args)
         times = []
         for _ in range(repeat):
             start = time.perf_counter()
-            self._vm["main"](*args)
+            main(*args)
             times.append(time.perf_counter() - start)
+        if functions is not None:
+            functions.take_reports()   # timing runs are not the run `accel_reports` describes
         return times
 
 
@@ -62,6 +85,22 @@ def _flatten(result) -> list[np.ndarray]:
     if hasattr(result, "numpy"):
         return [result.numpy()]
     return [array for item in result for array in _flatten(item)]
+
+
+def _accel_functions():
+    """The accelerator's runtime functions module if this process registered them, else None."""
+    return sys.modules.get("sqnxt_compiler.accel.runtime_functions")
+
+
+def _call_accel(function, args):
+    """Run a function that may call accelerator layers; their errors come back through TVM: one line."""
+    try:
+        return function(*args)
+    except SqnxtError:
+        raise
+    except Exception as err:  # noqa: BLE001 - TVM re-raises the packed function's error as its own type
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        raise SqnxtError(f"running the model failed: {lines[-1] if lines else type(err).__name__}") from None
 
 
 def read_sidecar(library: str | os.PathLike) -> dict:
@@ -99,8 +138,26 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
     except Exception as err:  # a foreign-architecture or damaged file; say which, in one line
         lines = str(err).strip().splitlines()
         raise SqnxtError(f"cannot load '{library}' on this machine: {lines[-1] if lines else err}") from None
+    meta = read_sidecar(library)
+    if meta.get("accel"):
+        # the library calls the accelerator's layers by name; they must exist before the VM starts
+        from .accel.runtime_functions import register
+
+        register()
     dev = tvm.device(device)
-    return LoadedModel(library, read_sidecar(library), VirtualMachine(module, dev), dev)
+    try:
+        vm = VirtualMachine(module, dev)
+    except Exception as err:  # noqa: BLE001 - TVM 0.27 maps C++ errors to several Python types
+        if "sqnxt.accel" not in str(err) or meta.get("accel"):
+            lines = str(err).strip().splitlines()
+            raise SqnxtError(f"cannot start '{library}': {lines[-1] if lines else type(err).__name__}") from None
+        # an accelerator library whose sidecar is missing: the VM names the function it lacks; provide it
+        from .accel.runtime_functions import RUN_LAYER, register
+
+        register()
+        vm = VirtualMachine(module, dev)
+        meta = {**meta, "accel": {"runtime_function": RUN_LAYER}}   # what sqnxt-run checks
+    return LoadedModel(library, meta, vm, dev)
 
 
 def median_ms(times: list[float]) -> float:

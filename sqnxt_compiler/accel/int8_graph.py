@@ -17,7 +17,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import SqnxtError
+from .compiler import compile_layer
+from .config import AccelConfig
+from .isa import Program
 from .layer import LayerSpec, Requant
+from .planner import default_tiling
 
 DOMAIN = "sqnxt.accel"
 OP_TYPE = "AccelLayer"
@@ -47,6 +51,11 @@ class QuantizedLayer:
         n, _, h, w = input_shape
         return LayerSpec(n=n, cin=cin, h=h, w=w, cout=cout, kh=self.kernel[0], kw=self.kernel[1],
                          stride=self.stride, pad=self.pad, groups=self.groups, name=self.name)
+
+    def program(self, input_shape: tuple[int, ...], config: AccelConfig, dataflow: str = "ws") -> Program:
+        """The accelerator's instruction stream for this layer on an input of this shape (default tiling)."""
+        spec = self.spec(input_shape)
+        return compile_layer(spec, config, default_tiling(spec, config, dataflow), self.requant)
 
 
 @dataclass
@@ -83,6 +92,30 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def quantized_layer(name: str, weights: np.ndarray, weight_scale: np.ndarray | float, input_scale: float,
+                    bias: np.ndarray | None, output_scale: float, output_zero: int, relu: bool, kind: str = "conv",
+                    stride: tuple[int, int] = (1, 1), pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+                    groups: int = 1) -> QuantizedLayer:
+    """The integer layer of one quantized conv (int8 OIHW `weights`) or dense (int8 (out, in) `weights`) with
+    float `bias` (None: no bias) and per-channel or scalar `weight_scale`. Shared by the ONNX partitioner
+    here and the Relax partitioner (passes/lower_accel.py), so both give the same integers."""
+    if kind == "conv":
+        kernel, ohwi = tuple(weights.shape[2:]), weights.transpose(0, 2, 3, 1)     # OIHW -> OHWI
+    else:
+        kernel, ohwi = (1, 1), weights[:, None, None, :]
+    cout = ohwi.shape[0]
+    acc_scale = float(input_scale) * np.broadcast_to(np.asarray(weight_scale, dtype=np.float64).reshape(-1), (cout,))
+    int_bias = np.zeros(cout, dtype=np.int32)
+    if bias is not None:
+        # ORT stores the bias at exactly input_scale x weight_scale, so this recovers its int32 values
+        int_bias = np.rint(np.asarray(bias, dtype=np.float64).reshape(-1) / acc_scale).astype(np.int32)
+    return QuantizedLayer(
+        name=name, kind=kind, weights=np.ascontiguousarray(ohwi, np.int8), bias=int_bias,
+        requant=Requant.from_scale(acc_scale / output_scale, output_zero, relu), kernel=kernel,
+        stride=tuple(int(s) for s in stride), pad=tuple(int(p) for p in pad), groups=int(groups),
+        input_scale=float(input_scale), output_scale=float(output_scale))
+
+
 def _match(graph: _Graph, node: onnx.NodeProto, index: int) -> tuple[QuantizedLayer, str, str, set[str]] | None:
     """(layer, int8 input name, int8 output name, names of the nodes it replaces), or None."""
     x, w = graph.dequantized(node.input[0]), graph.dequantized(node.input[1])
@@ -106,33 +139,24 @@ def _match(graph: _Graph, node: onnx.NodeProto, index: int) -> tuple[QuantizedLa
     if np.any(x_zero != 0) or np.any(w[2] != 0) or x_scale.size != 1:
         raise SqnxtError(f"{node.name}: the accelerator needs symmetric int8 inputs and weights (zero point 0, "
                          "one input scale); quantize with ActivationSymmetric/WeightSymmetric")
-    w_int, w_scale = graph.constants[w[0]], np.asarray(w[1], dtype=np.float64).reshape(-1)
+    w_int = graph.constants[w[0]]
     a = _attrs(node)
     if node.op_type == "Conv":
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or any(d != 1 for d in a.get("dilations", [1, 1])):
             raise SqnxtError(f"{node.name}: auto_pad and dilation are not supported by the accelerator")
-        weights = w_int.transpose(0, 2, 3, 1)                      # OIHW -> OHWI
-        kind, kernel = "conv", tuple(w_int.shape[2:])
-        top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
-        stride, pad, groups = tuple(a.get("strides", [1, 1])), (top, left, bottom, right), a.get("group", 1)
+        geometry = dict(kind="conv", stride=tuple(a.get("strides", [1, 1])), pad=tuple(a.get("pads", [0, 0, 0, 0])),
+                        groups=a.get("group", 1))
     else:   # Gemm: y = x @ B(^T) + C
         if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
             raise SqnxtError(f"{node.name}: only Gemm with transA=0, alpha=beta=1 maps onto the accelerator")
-        matrix = w_int if a.get("transB", 0) else w_int.T          # (out, in)
-        weights = matrix[:, None, None, :]
-        kind, kernel, stride, pad, groups = "dense", (1, 1), (1, 1), (0, 0, 0, 0), 1
-    cout = weights.shape[0]
-    acc_scale = float(x_scale) * np.broadcast_to(w_scale, (cout,))
-    bias = np.zeros(cout, dtype=np.int32)
+        w_int = w_int if a.get("transB", 0) else w_int.T          # (out, in)
+        geometry = dict(kind="dense")
+    bias = None
     if len(node.input) > 2 and node.input[2]:
         b = graph.dequantized(node.input[2])
-        b_float = (graph.constants[b[0]].astype(np.float64) - b[2]) * b[1] if b else graph.constants[node.input[2]]
-        # ORT stores the bias at exactly input_scale x weight_scale, so this recovers its int32 values
-        bias = np.rint(np.asarray(b_float, dtype=np.float64) / acc_scale).astype(np.int32)
-    layer = QuantizedLayer(
-        name=node.name or f"{node.op_type}_{index}", kind=kind, weights=np.ascontiguousarray(weights, np.int8),
-        bias=bias, requant=Requant.from_scale(acc_scale / out_scale, out_zero, relu), kernel=kernel,
-        stride=stride, pad=pad, groups=groups, input_scale=float(x_scale), output_scale=out_scale)
+        bias = (graph.constants[b[0]].astype(np.float64) - b[2]) * b[1] if b else graph.constants[node.input[2]]
+    layer = quantized_layer(node.name or f"{node.op_type}_{index}", w_int, w[1], float(x_scale), bias, out_scale,
+                            out_zero, relu, **geometry)
     return layer, x_name, out_node.output[0], replaced
 
 

@@ -17,10 +17,8 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
 from ..errors import SqnxtError
-from .compiler import compile_layer
 from .config import AccelConfig
 from .int8_graph import DOMAIN, OP_TYPE, QuantizedLayer, partition_qdq
-from .planner import default_tiling
 from .reference import reference_layer
 from .report import Report
 from .simulator import simulate
@@ -89,7 +87,5 @@ class Int8Executor:
     def _program(self, index: int, layer: QuantizedLayer, shape: tuple[int, ...]):
         key = (index, tuple(shape))
         if key not in self._programs:
-            spec = layer.spec(shape)
-            self._programs[key] = compile_layer(spec, self.config, default_tiling(spec, self.config, self.dataflow),
-                                                layer.requant)
+            self._programs[key] = layer.program(shape, self.config, self.dataflow)
         return self._programs[key]

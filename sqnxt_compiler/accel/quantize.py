@@ -21,6 +21,7 @@ import onnx
 from ..errors import SqnxtError
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+SYNTHETIC_CALIBRATION = 8   # inputs used when the user gives no calibration images
 
 
 def synthetic_inputs(model: onnx.ModelProto, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -82,3 +83,28 @@ def quantize_qdq(model: onnx.ModelProto, calibration: Iterable[np.ndarray], meth
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
         return onnx.load(quantized)
+
+
+def load_calibration(source: str | Path | np.ndarray, model: onnx.ModelProto) -> list[np.ndarray]:
+    """Calibration inputs from a .npy file (or an array) of images stacked along the batch axis: shape
+    (N, *input_shape[1:]) with N a multiple of the model's batch size; one model input per batch of images."""
+    label = "calibration array" if isinstance(source, np.ndarray) else f"calibration file '{source}'"
+    if isinstance(source, np.ndarray):
+        images = source
+    else:
+        if not Path(source).is_file():
+            raise SqnxtError(f"{label} does not exist")
+        try:
+            images = np.load(source, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise SqnxtError(f"{label} is not a valid .npy array: {str(err).splitlines()[0]}") from None
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    batch, sample = dims[0], tuple(dims[1:])
+    expected = f"(N, {', '.join(map(str, sample))}) float images, N a multiple of the batch size {batch}"
+    if (images.ndim != len(dims) or tuple(images.shape[1:]) != sample or images.shape[0] == 0
+            or images.shape[0] % batch or images.dtype.kind not in "fiu"):
+        raise SqnxtError(f"{label} holds {images.dtype}{list(images.shape)}; expected {expected}")
+    images = images.astype(np.float32)
+    if not np.all(np.isfinite(images)):
+        raise SqnxtError(f"{label} contains NaN or infinite values")
+    return [images[i:i + batch] for i in range(0, len(images), batch)]

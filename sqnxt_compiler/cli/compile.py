@@ -13,6 +13,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sqnxt-compile", description=__doc__)
     add_model_arguments(p)
     p.add_argument("-o", "--output", help="output library path (default: <model>_<target>.so)")
+    p.add_argument("--calibrate", metavar="IMAGES.npy",
+                   help="accelerator targets: int8 calibration images, shape (N, C, H, W) like the model's input "
+                        "(default: a few synthetic inputs)")
+    p.add_argument("--dataflow", choices=("ws", "os"), default="ws",
+                   help="accelerator targets: weight- or output-stationary tilings (default: ws)")
     p.add_argument("--tuning-log", metavar="DIR", help="apply tuning records written by sqnxt-tune")
     p.add_argument("--dump-ir", metavar="DIR", help="write the module after every pipeline phase into DIR")
     p.add_argument("--explain", action="store_true", help="print what each pipeline phase did")
@@ -45,22 +50,34 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = model_from_arguments(args)
     result = compile_model(model, target=args.target, output=args.output,
                            input_shapes=parse_input_shapes(args.input_shape), tuning_log=args.tuning_log,
-                           dump_ir=args.dump_ir)
+                           dump_ir=args.dump_ir, calibration=args.calibrate, dataflow=args.dataflow)
     shapes = ", ".join(f"{i.name}{list(i.shape)}" for i in result.inputs)
     llvm = result.target.llvm
-    print(f"wrote {result.library} (target {result.target.name}: {llvm.get('mtriple', 'host')} {llvm.get('mcpu', '')}; "
-          f"inputs {shapes}) and {result.sidecar}")
+    if result.accel is not None:
+        accel = result.accel
+        print(f"wrote {result.library} (target {result.target.name}: {accel['layers']} conv/dense layers on the "
+              f"accelerator, {accel['dataflow'].upper()} dataflow, the rest on this host's CPU; inputs {shapes}) "
+              f"and {result.sidecar}")
+        if accel["calibration"].endswith("synthetic inputs"):
+            print(f"note: {result.notes['quantize'][0]}")
+    else:
+        print(f"wrote {result.library} (target {result.target.name}: {llvm.get('mtriple', 'host')} "
+              f"{llvm.get('mcpu', '')}; inputs {shapes}) and {result.sidecar}")
     if args.explain:
-        _explain(result.notes)
+        _explain(result.notes, accel=result.accel is not None)
     if args.run:
         _run_and_check(result, model, args.repeat)
     return 0
 
 
-def _explain(notes: dict[str, list[str]]) -> None:
-    from ..pipeline import PHASES
+def _explain(notes: dict[str, list[str]], accel: bool = False) -> None:
+    from ..pipeline import ACCEL_PHASES, PHASES
 
-    for phase in PHASES:
+    if "quantize" in notes:
+        print("[quantize] int8 post-training quantization (ONNX Runtime, QDQ)")
+        for line in notes["quantize"]:
+            print(f"    {line}")
+    for phase in ACCEL_PHASES if accel else PHASES:
         print(f"[{phase.name}] {phase.doc}")
         for line in notes.get(phase.name, []):
             print(f"    {line}")
@@ -76,6 +93,9 @@ def _run_and_check(result, model, repeat: int) -> None:
         return
     loaded = load(result.library)
     inputs = random_inputs([i.shape for i in result.inputs], [i.dtype for i in result.inputs])
+    if result.accel is not None:
+        _run_accel(result, loaded, model, inputs)
+        return
     outputs = loaded.run(*inputs)
     latencies = [t * 1e3 for t in loaded.benchmark(*inputs, repeat=repeat)]
     print_prediction(outputs, latencies)
@@ -88,3 +108,24 @@ def _run_and_check(result, model, repeat: int) -> None:
             raise SqnxtError(f"compiled output differs from ONNX Runtime (relative error {error:.2e} > 1e-4)")
     else:
         print("check vs ONNX Runtime: skipped (pip install onnxruntime to enable it)")
+
+
+def _run_accel(result, loaded, model, inputs) -> None:
+    """An accelerator library: one run (the simulator's wall time is no latency), the simulated totals, and how
+    close int8 is to float ONNX Runtime (cosine; int8 differs from float by design)."""
+    import time
+
+    from ..verify import onnxruntime_available, reference_outputs
+
+    started = time.perf_counter()
+    outputs = loaded.run(*inputs)
+    elapsed = time.perf_counter() - started
+    print_prediction(outputs, None)
+    print(loaded.accel_summary())
+    print(f"one run took {elapsed:.2f} s of wall time (host kernels + the Python simulator; not a latency)")
+    if onnxruntime_available():
+        from ..accel.int8_accuracy import compare_logits
+
+        expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})
+        cosine = compare_logits(expected[0], outputs[0])["cosine_min"]
+        print(f"check vs float ONNX Runtime: cosine similarity {cosine:.5f} (int8 vs float32)")

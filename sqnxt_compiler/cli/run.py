@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 from ..emulation import EMULATED_VARIABLE
 from ..errors import SqnxtError
@@ -17,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", action="append", metavar="FILE.npy",
                    help="input array(s), in the model's input order; default: a seeded random input")
     p.add_argument("--output", metavar="FILE.npy", help="save the first output here")
-    p.add_argument("--repeat", type=int, default=10, help="timed runs (default: 10; 0 to skip timing)")
+    p.add_argument("--repeat", type=int, help="timed runs (default: 10, or 0 for accelerator libraries, whose "
+                                               "run time is the simulator's; 0 skips timing)")
     p.add_argument("--top", type=int, default=5, help="how many classes to print")
     p.add_argument("--rpc", metavar="HOST:PORT",
                    help="run on a remote board through this TVM RPC tracker (uploads the library)")
@@ -42,9 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         print("no --input given: using a seeded random input")
     else:
         raise SqnxtError(f"'{args.library}' has no .json sidecar describing its inputs; pass --input FILE.npy")
+    started = time.perf_counter()
     outputs = model.run(*inputs)
-    latencies = [t * 1e3 for t in model.benchmark(*inputs, repeat=args.repeat)] if args.repeat > 0 else None
+    elapsed = time.perf_counter() - started
+    accel = bool(model.meta.get("accel") or model.accel_reports)
+    repeat = args.repeat if args.repeat is not None else (0 if accel else 10)
+    latencies = [t * 1e3 for t in model.benchmark(*inputs, repeat=repeat)] if repeat > 0 else None
     print_prediction(outputs, latencies, args.top)
+    if accel:
+        print(model.accel_summary())
+        print(f"one run took {elapsed:.2f} s of wall time (host kernels + the Python simulator; not a latency)")
     if latencies and args.rpc:
         print(f"(latency timed on the board with key '{args.rpc_key}'; meaningless if that board is emulated)")
     elif latencies and os.environ.get(EMULATED_VARIABLE):

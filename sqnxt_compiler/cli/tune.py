@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import SqnxtError
 from .common import add_model_arguments, entry_point, model_from_arguments
 
 DEFAULT_LOG_ROOT = Path("tuning_logs")
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model, model_name = model_from_arguments(args)
     spec = load_target(args.target)
+    if spec.kind != "cpu":
+        raise SqnxtError(f"sqnxt-tune tunes CPU kernels; '{spec.name}' is an accelerator target, whose layers "
+                         "use default tilings (compare tilings per layer with `sqnxt-sim study`)")
     rpc = RpcOptions.parse(args.rpc_tracker, args.rpc_key or "") if args.rpc_tracker else None
     log_dir = Path(args.log) if args.log else DEFAULT_LOG_ROOT / model_name / spec.name
     display = _JsonLines() if args.json else _LiveTable(args.trials)
