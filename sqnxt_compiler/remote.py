@@ -64,4 +64,4 @@ def load_remote(library: str | os.PathLike, tracker: str, key: str, session_time
         raise SqnxtError(f"the board (key '{key}') cannot load '{path.name}' (compiled for another "
                          f"target?): {_last_line(err)}") from None
     device = session.cpu(0)
-    return RemoteModel(path, read_sidecar(path), VirtualMachine(module, device), device, session)
+    return RemoteModel(path, read_sidecar(path), VirtualMachine(module, device), device, session=session)
