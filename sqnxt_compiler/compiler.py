@@ -80,6 +80,15 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     proto = load_onnx(model)
     inputs = resolve_inputs(proto, input_shapes)
+    log = Path(tuning_log) if tuning_log else None
+    if log is not None and not log.is_dir():
+        raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
+    config = AccelConfig.load(spec.path) if spec.kind == "accel" else None
+    tuned = None
+    if config is not None and log is not None:
+        from .tuning.accel_log import TunedTilings
+
+        tuned = TunedTilings(log, config)   # the log tunes the accelerator's layers, not the host's kernels
     accel = None
     if spec.kind == "accel":
         host = load_target("host")
@@ -89,15 +98,6 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
             raise SqnxtError(f"--calibrate applies to accelerator targets only; '{spec.name}' runs in float32")
         host, relax_source, notes = spec, proto, {}
     fcompile = library_compiler(host)  # fail on a missing cross toolchain before the long build
-    log = Path(tuning_log) if tuning_log else None
-    if log is not None and not log.is_dir():
-        raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
-    config = AccelConfig.load(spec.path) if accel is not None else None
-    tuned = None
-    if config is not None and log is not None:
-        from .tuning.accel_log import TunedTilings
-
-        tuned = TunedTilings(log, config)   # the log tunes the accelerator's layers, not the host's kernels
     ctx = CompileContext(host, tuning_log=log if config is None else None, dump_dir=Path(dump_ir) if dump_ir else None,
                          notes=notes, accel=config, dataflow=dataflow, accel_tilings=tuned)
     executable = _build(run_pipeline(import_to_relax(relax_source, inputs), ctx), host)
