@@ -114,7 +114,7 @@ def extract_accel_tasks(model: onnx.ModelProto | str | os.PathLike, config: Acce
     heaviest (occurrences x MACs) first, each with its candidate tilings."""
     from ..compiler import _with_input_shape
 
-    proto = load_onnx(model)
+    proto = load_onnx(model)   # the float model: quantization keeps every conv/dense shape
     inputs = resolve_inputs(proto, input_shapes)
     if len(inputs) != 1:
         raise SqnxtError(f"accelerator targets take models with one input; '{proto.graph.name}' has {len(inputs)}")
@@ -323,17 +323,13 @@ def tune_accel(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log
     if trials <= 0:
         raise SqnxtError(f"--trials must be positive (got {trials})")
     config = AccelConfig.load(spec.path)
-    tasks = extract_accel_tasks(model, config, input_shapes)[:top_tasks]
+    proto = load_onnx(model)
+    tasks = extract_accel_tasks(proto, config, input_shapes)[:top_tasks]
     if not tasks:
         raise SqnxtError("the model has no convolution or dense layers for the accelerator")
     log = AccelLog(log_dir)
-    write_meta(log.dir, model_name or (load_onnx(model).graph.name or "model"), spec, trials, "accel")
+    write_meta(log.dir, model_name or (proto.graph.name or "model"), spec, trials, "accel")
     mine = log.for_config(config)
-    if len(mine) < len(log.records):
-        log_note = (f"{len(log.records) - len(mine)} records in {log.dir} are for another accelerator; "
-                    "they are kept but not used")
-    else:
-        log_note = None
     keys = {t.key for t in tasks}
     logged = _logged(mine, keys)
     progress = [AccelTaskProgress(t.layer.name, t.key, t.layer.describe(), t.occurrences, t.macs, len(t.candidates),
@@ -344,8 +340,9 @@ def tune_accel(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log
             _update_best(entry, best[entry.key])
     trials_before = sum(p.trials for p in progress)
     report = AccelTuneReport(log.dir, spec.name, progress, trials, trials_before, 0, 0.0, config.clock_mhz)
-    if log_note:
-        report.notes.append(log_note)
+    if len(mine) < len(log.records):
+        report.notes.append(f"{len(log.records) - len(mine)} records in {log.dir} are for another accelerator; "
+                            "they are kept but not used")
     started = time.perf_counter()
     if trials_before >= trials:
         report.notes.append(f"the log already holds {trials_before} trials (>= {trials}); nothing to do")
