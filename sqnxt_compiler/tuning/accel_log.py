@@ -68,7 +68,8 @@ class AccelRecord:
             knobs = entry["knobs"]
             if knobs["dataflow"] not in DATAFLOWS or not isinstance(entry["cycles"], int) or entry["cycles"] <= 0:
                 return None
-            tiling = Tiling(knobs["dataflow"], *(int(knobs[k]) for k in ("tile_oh", "tile_ow", "tile_cout", "tile_cin")))
+            tiles = (int(knobs[k]) for k in ("tile_oh", "tile_ow", "tile_cout", "tile_cin"))
+            tiling = Tiling(knobs["dataflow"], *tiles)
             return cls(str(entry["layer"]), str(entry["config"]), str(entry["config_key"]), tiling,
                        entry["cycles"], float(entry["energy_pj"]), str(entry.get("describe", "")))
         except (KeyError, TypeError, ValueError, SqnxtError):

@@ -251,31 +251,35 @@ class _Search:
             if not open_tasks:
                 self.report.notes.append("every legal tiling of every layer is measured: the search is exhaustive")
                 return
+            size = min(round_size(self.budget), self.budget - self.done)
             trained = len(self.model.rows) >= self.warmup
             if trained:
                 self.model.train()
-            size = min(round_size(self.budget), self.budget - self.done)
+            explore = int((self.rng.random(size) < EXPLORE).sum()) if trained else size
+            picks = self.model_picks(open_tasks, size - explore) if trained else []
+            chosen = {(task.key, index) for task, index in picks}
             weights = [t.occurrences * (self.progress[t.key].best_cycles or 1) for t in open_tasks]
-            for task, count in zip(open_tasks, allocate(weights, size)):
-                for index, how in self.pick(task, count, trained):
-                    self.measure(task, task.candidates[index], how)
+            for task, count in zip(open_tasks, allocate(weights, explore)):
+                left = [i for i in self.unmeasured(task) if (task.key, i) not in chosen]
+                picks += [(task, int(i)) for i in self.rng.choice(left, min(count, len(left)), replace=False)]
+            for task, index in picks:
+                self.measure(task, task.candidates[index], "model" if (task.key, index) in chosen else "random")
 
-    def pick(self, task: AccelTask, count: int, trained: bool) -> list[tuple[int, str]]:
-        """`count` unmeasured candidates of `task`: random during warm-up, else the model's best predictions
-        with each slot random with probability EXPLORE."""
-        left = self.unmeasured(task)
-        count = min(count, len(left))
-        if count == 0:
+    def model_picks(self, tasks: list[AccelTask], count: int) -> list[tuple[AccelTask, int]]:
+        """The `count` unmeasured (task, candidate) pairs the model expects to save the most network cycles:
+        occurrences x (the task's best so far - predicted cycles). A saving on a layer that occurs six times
+        counts six times; a layer whose best is already near its optimum stops drawing trials."""
+        if count <= 0:
             return []
-        if not trained:
-            return [(int(i), "random") for i in self.rng.choice(left, count, replace=False)]
-        explore = int((self.rng.random(count) < EXPLORE).sum())
-        scores = self.model.predict(self.task_features(task)[left])
-        ranked = [left[i] for i in np.argsort(scores, kind="stable")]
-        chosen = [(i, "model") for i in ranked[:count - explore]]
-        rest = ranked[count - explore:]
-        chosen += [(int(i), "random") for i in (self.rng.choice(rest, explore, replace=False) if explore else [])]
-        return chosen
+        scored = []
+        for order, task in enumerate(tasks):
+            left = self.unmeasured(task)
+            predicted = np.exp2(self.model.predict(self.task_features(task)[left]))
+            best = self.progress[task.key].best_cycles
+            saving = task.occurrences * ((best if best is not None else np.inf) - predicted)
+            scored += [(-gain, order, index) for gain, index in zip(saving.tolist(), left)]
+        scored.sort()
+        return [(tasks[order], index) for _, order, index in scored[:count]]
 
     def task_features(self, task: AccelTask) -> np.ndarray:
         if task.key not in self._features:
