@@ -5,12 +5,13 @@ weighted by occurrences. A task's space is every tiling the planner accepts (`ti
 dataflows, plus the two default tilings); nothing illegal is ever measured. A measurement is `estimate`:
 compile + cycle schedule, no data, deterministic - so one measurement per candidate is exact.
 
-Search, per round: the round's trials go to the tasks in proportion to occurrences x best cycles so far
-(the cycles the network would save are there). Each new task first measures its default WS and OS tilings
-(so the tuned network is never slower than the default or than the better single-dataflow build); then
-random candidates until the warm-up size; after that one XGBoost model over all tasks (features: layer
-shape, knobs and the planner's closed-form cycle breakdown) predicts log cycles, and each task measures its
-best-predicted unmeasured candidates, with a few random ones for exploration. Records go to the log as they
+Search: each new task first measures its default WS and OS tilings (so the tuned network is never slower
+than the default or than the better single-dataflow build). Then rounds: random candidates until the
+warm-up size, split among tasks by occurrences x best cycles so far; after that one XGBoost model over all
+tasks (features: layer shape, knobs and the planner's closed-form cycle breakdown) predicts log cycles and
+each round measures the unmeasured candidates with the largest predicted network saving, occurrences x
+(best so far - predicted), plus a few random ones (split by occurrences x best cycles) for exploration.
+Records go to the log as they
 are measured (accel_log.py), so a re-run resumes and a full budget is a no-op.
 """
 
