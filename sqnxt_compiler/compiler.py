@@ -84,6 +84,13 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     if log is not None and not log.is_dir():
         raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
     config = AccelConfig.load(spec.path) if spec.kind == "accel" else None
+    if config is None and log is not None:
+        from .tuning.accel_log import LOG_FILE
+        from .tuning.database import WORKLOADS
+
+        if (log / LOG_FILE).is_file() and not (log / WORKLOADS).is_file():
+            raise SqnxtError(f"tuning log '{log}' holds accelerator tilings ({LOG_FILE}), not CPU schedules; "
+                             "use it with an accelerator target")
     tuned = None
     if config is not None and log is not None:
         from .tuning.accel_log import TunedTilings

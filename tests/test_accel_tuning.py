@@ -127,6 +127,14 @@ def test_records_of_another_accelerator_are_ignored_with_a_warning(small_log):
         assert len(TunedTilings(log_dir, AccelConfig.load("accel-16x16")).best) == 9
 
 
+def test_accelerator_log_is_refused_for_a_cpu_target(small_log, tmp_path):
+    from sqnxt_compiler.errors import SqnxtError
+
+    with pytest.raises(SqnxtError, match="holds accelerator tilings"):
+        sqnxt_compiler.compile(build_model("resnet-tiny"), "host", output=tmp_path / "m.so", tuning_log=small_log[0])
+    assert sorted(p.name for p in small_log[0].iterdir()) == [LOG_FILE, "meta.json"]
+
+
 def test_layer_key_ignores_the_name_and_allocation_follows_weights():
     a = LayerSpec.conv2d(32, 64, 28, kernel=3, name="a")
     assert layer_key(a) == layer_key(LayerSpec.conv2d(32, 64, 28, kernel=3, name="b")) != layer_key(
