@@ -75,10 +75,27 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     For an accelerator target (kind "accel") the model is first quantized to int8 (ONNX Runtime, QDQ),
     calibrated on `calibration` (a .npy of images stacked along the batch axis, or an array; default: a
     few synthetic inputs, noted in the result); its conv/dense layers run on the simulated accelerator
-    (`dataflow` "ws" or "os"), the rest on this host's CPU."""
+    (`dataflow` "ws" or "os"; with `tuning_log`, each layer the log has tuned uses its best logged tiling),
+    the rest on this host's CPU."""
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     proto = load_onnx(model)
     inputs = resolve_inputs(proto, input_shapes)
+    log = Path(tuning_log) if tuning_log else None
+    if log is not None and not log.is_dir():
+        raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
+    config = AccelConfig.load(spec.path) if spec.kind == "accel" else None
+    if config is None and log is not None:
+        from .tuning.accel_log import LOG_FILE
+        from .tuning.database import WORKLOADS
+
+        if (log / LOG_FILE).is_file() and not (log / WORKLOADS).is_file():
+            raise SqnxtError(f"tuning log '{log}' holds accelerator tilings ({LOG_FILE}), not CPU schedules; "
+                             "use it with an accelerator target")
+    tuned = None
+    if config is not None and log is not None:
+        from .tuning.accel_log import TunedTilings
+
+        tuned = TunedTilings(log, config)   # the log tunes the accelerator's layers, not the host's kernels
     accel = None
     if spec.kind == "accel":
         host = load_target("host")
@@ -88,11 +105,8 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
             raise SqnxtError(f"--calibrate applies to accelerator targets only; '{spec.name}' runs in float32")
         host, relax_source, notes = spec, proto, {}
     fcompile = library_compiler(host)  # fail on a missing cross toolchain before the long build
-    log = Path(tuning_log) if tuning_log else None
-    if log is not None and not log.is_dir():
-        raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
-    ctx = CompileContext(host, tuning_log=log, dump_dir=Path(dump_ir) if dump_ir else None, notes=notes,
-                         accel=AccelConfig.load(spec.path) if accel is not None else None, dataflow=dataflow)
+    ctx = CompileContext(host, tuning_log=log if config is None else None, dump_dir=Path(dump_ir) if dump_ir else None,
+                         notes=notes, accel=config, dataflow=dataflow, accel_tilings=tuned)
     executable = _build(run_pipeline(import_to_relax(relax_source, inputs), ctx), host)
     library = Path(output) if output else Path(f"{proto.graph.name or 'model'}_{spec.name}.so")
     _atomic_write(library, lambda tmp: executable.export_library(tmp, fcompile=fcompile))
@@ -108,7 +122,8 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     }
     if accel is not None:
         accel.update(layers=len(ctx.accel_programs),
-                     instructions=sum(len(program) for _, program in ctx.accel_programs))
+                     instructions=sum(len(program) for _, program in ctx.accel_programs),
+                     tuned_layers=len(tuned.applied) if tuned is not None else 0)
         meta.update(host_target=host.summary(), accel=accel)
     sidecar = sidecar_path(library)
     _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))

@@ -27,6 +27,7 @@ class CompileContext:
     accel: "AccelConfig | None" = None  # noqa: F821 - set for accelerator targets (ACCEL_PHASES)
     dataflow: str = "ws"
     accel_programs: list = field(default_factory=list)   # (QuantizedLayer, Program) per accelerator layer
+    accel_tilings: "TunedTilings | None" = None  # noqa: F821 - accelerator targets with --tuning-log
 
     @property
     def target(self) -> tvm.target.Target:
@@ -108,11 +109,18 @@ def _partition_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .passes.lower_accel import LowerAccel
 
+    tuned = ctx.accel_tilings
     mod = LowerAccel(ctx.accel, ctx.dataflow, report=lambda layer, program: ctx.accel_programs.append(
-        (layer, program)))(mod)
+        (layer, program)), tilings=tuned)(mod)
+    layers = len(ctx.accel_programs)
     instructions = sum(len(program) for _, program in ctx.accel_programs)
-    ctx.note("lower_accel", f"{len(ctx.accel_programs)} layers compiled for {ctx.accel.name} ({ctx.dataflow.upper()} "
-                            f"dataflow, default tilings): {instructions:,} instructions")
+    how = f"{ctx.dataflow.upper()} dataflow, default tilings"
+    if tuned is not None:
+        for message in tuned.messages:
+            ctx.note("lower_accel", message)
+        how = (f"tuned tilings for {len(tuned.applied)} of {layers} layers from {tuned.log_dir}, default "
+               f"{ctx.dataflow.upper()} tilings for the rest")
+    ctx.note("lower_accel", f"{layers} layers compiled for {ctx.accel.name} ({how}): {instructions:,} instructions")
     return mod
 
 

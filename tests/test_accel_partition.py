@@ -205,10 +205,3 @@ def test_cli_run_with_wrong_input_shape_is_one_line(resnet_tiny, tmp_path):
     run = _cli("run", str(result.library), "--input", str(tmp_path / "wrong.npy"))
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1 and "must have shape (1, 3, 64, 64)" in lines[0]
-
-
-def test_tune_refuses_accelerator_targets(capsys):
-    from sqnxt_compiler.cli.tune import main
-
-    assert main(["--model", "resnet-tiny", "--target", "accel-16x16", "--trials", "1"]) == 2
-    assert "is an accelerator target" in capsys.readouterr().err

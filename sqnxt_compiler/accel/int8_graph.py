@@ -22,6 +22,7 @@ from .config import AccelConfig
 from .isa import Program
 from .layer import LayerSpec, Requant
 from .planner import default_tiling
+from .tiling import Tiling
 
 DOMAIN = "sqnxt.accel"
 OP_TYPE = "AccelLayer"
@@ -52,10 +53,12 @@ class QuantizedLayer:
         return LayerSpec(n=n, cin=cin, h=h, w=w, cout=cout, kh=self.kernel[0], kw=self.kernel[1],
                          stride=self.stride, pad=self.pad, groups=self.groups, name=self.name)
 
-    def program(self, input_shape: tuple[int, ...], config: AccelConfig, dataflow: str = "ws") -> Program:
-        """The accelerator's instruction stream for this layer on an input of this shape (default tiling)."""
+    def program(self, input_shape: tuple[int, ...], config: AccelConfig, dataflow: str = "ws",
+                tiling: Tiling | None = None) -> Program:
+        """The accelerator's instruction stream for this layer on an input of this shape: under `tiling`
+        (a tuned one; refused if it does not fit), else the default tiling of `dataflow`."""
         spec = self.spec(input_shape)
-        return compile_layer(spec, config, default_tiling(spec, config, dataflow), self.requant)
+        return compile_layer(spec, config, tiling or default_tiling(spec, config, dataflow), self.requant)
 
 
 @dataclass

@@ -18,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: a few synthetic inputs)")
     p.add_argument("--dataflow", choices=("ws", "os"), default="ws",
                    help="accelerator targets: weight- or output-stationary tilings (default: ws)")
-    p.add_argument("--tuning-log", metavar="DIR", help="apply tuning records written by sqnxt-tune")
+    p.add_argument("--tuning-log", metavar="DIR",
+                   help="apply tuning records written by sqnxt-tune (accelerator targets: tuned per-layer tilings)")
     p.add_argument("--dump-ir", metavar="DIR", help="write the module after every pipeline phase into DIR")
     p.add_argument("--explain", action="store_true", help="print what each pipeline phase did")
     p.add_argument("--run", action="store_true",
@@ -55,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     llvm = result.target.llvm
     if result.accel is not None:
         accel = result.accel
+        tilings = (f"tuned tilings for {accel['tuned_layers']} of them" if accel["tuned_layers"]
+                   else f"{accel['dataflow'].upper()} dataflow")
         print(f"wrote {result.library} (target {result.target.name}: {accel['layers']} conv/dense layers on the "
-              f"accelerator, {accel['dataflow'].upper()} dataflow, the rest on this host's CPU; inputs {shapes}) "
-              f"and {result.sidecar}")
+              f"accelerator, {tilings}, the rest on this host's CPU; inputs {shapes}) and {result.sidecar}")
         if accel["calibration"].endswith("synthetic inputs"):
             print(f"note: {result.notes['quantize'][0]}")
     else:

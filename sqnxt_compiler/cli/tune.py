@@ -1,4 +1,5 @@
-"""`sqnxt-tune`: autotune a model's kernels for a target (this machine, or boards behind a TVM RPC tracker)."""
+"""`sqnxt-tune`: autotune a model for a target: its kernels on a CPU (this machine, or boards behind a TVM RPC
+tracker), or its layers' dataflow and tiles on an accelerator (simulated cycles)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ DEFAULT_LOG_ROOT = Path("tuning_logs")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sqnxt-tune", description=__doc__,
-        epilog="The log is TVM's JSON database; interrupt at any time and re-run the same command to continue.")
+        epilog="The log is TVM's JSON database (CPU) or one JSON line per simulated tiling (accelerator); "
+               "interrupt at any time and re-run the same command to continue.")
     add_model_arguments(p)
     p.add_argument("--trials", type=int, default=2000,
                    help="measured trials the log should hold in total for this model (default: 2000)")
@@ -39,19 +41,28 @@ def main(argv: list[str] | None = None) -> int:
     from ..tuning import tune
     from ..tuning.measure import RpcOptions
 
-    model, model_name = model_from_arguments(args)
+    if args.trials <= 0:
+        raise SqnxtError(f"--trials must be positive (got {args.trials})")
+    if args.top_tasks is not None and args.top_tasks <= 0:
+        raise SqnxtError(f"--top-tasks must be positive (got {args.top_tasks})")
     spec = load_target(args.target)
-    if spec.kind != "cpu":
-        raise SqnxtError(f"sqnxt-tune tunes CPU kernels; '{spec.name}' is an accelerator target, whose layers "
-                         "use default tilings (compare tilings per layer with `sqnxt-sim study`)")
-    rpc = RpcOptions.parse(args.rpc_tracker, args.rpc_key or "") if args.rpc_tracker else None
+    if spec.kind == "accel" and (args.rpc_tracker or args.space != "ours"):
+        raise SqnxtError(f"'{spec.name}' is an accelerator target: it is measured on the simulator (no "
+                         "--rpc-tracker) over its own dataflow/tile space (no --space)")
+    model, model_name = model_from_arguments(args)
     log_dir = Path(args.log) if args.log else DEFAULT_LOG_ROOT / model_name / spec.name
     display = _JsonLines() if args.json else _LiveTable(args.trials)
+    options = dict(input_shapes=parse_input_shapes(args.input_shape), seed=args.seed, top_tasks=args.top_tasks,
+                   model_name=model_name, on_progress=display.update)
     try:
         with display:
-            report = tune(model, spec, log_dir, args.trials, rpc=rpc, input_shapes=parse_input_shapes(args.input_shape),
-                          space=args.space, seed=args.seed, top_tasks=args.top_tasks, model_name=model_name,
-                          on_progress=display.update)
+            if spec.kind == "accel":
+                from ..tuning.accel_tuner import tune_accel
+
+                report = tune_accel(model, spec, log_dir, args.trials, **options)
+            else:
+                rpc = RpcOptions.parse(args.rpc_tracker, args.rpc_key or "") if args.rpc_tracker else None
+                report = tune(model, spec, log_dir, args.trials, rpc=rpc, space=args.space, **options)
     except KeyboardInterrupt:
         print(f"interrupted: the measured trials are saved in {log_dir}; re-run the same command to continue",
               file=sys.stderr)
@@ -111,6 +122,11 @@ class _LiveTable:
     def summary(self, report) -> None:
         from rich.table import Table
 
+        from ..tuning.accel_tuner import AccelTuneReport
+
+        if isinstance(report, AccelTuneReport):
+            self._accel_summary(report)
+            return
         table = Table(title=f"sqnxt-tune {report.target}: {report.log_dir}")
         for column in ("task", "x", "MMACs", "trials", "best", "GFLOP/s", "space"):
             table.add_column(column, justify="left" if column in ("task", "space") else "right")
@@ -127,9 +143,39 @@ class _LiveTable:
             f"estimated latency (sum of tuned kernels) {'-' if estimate is None else f'{estimate:.3f} ms'}; "
             f"cost model ranked {report.model_predictions} candidates "
             f"({report.random_predictions} scored at random during warm-up)")
+        self._footer(report)
+
+    def _footer(self, report) -> None:
         for note in report.notes:
             self.console.print(f"note: {note}")
         self.console.print(f"apply with: sqnxt-compile ... --target {report.target} --tuning-log {report.log_dir}")
+
+    def _accel_summary(self, report) -> None:
+        """Per layer: best cycles vs its default WS tiling; then the network under each strategy."""
+        from rich.table import Table
+
+        table = Table(title=f"sqnxt-tune {report.target}: {report.log_dir}")
+        for column in ("layer", "shape", "x", "trials", "space", "WS default", "best", "best tiling"):
+            table.add_column(column, justify="left" if column in ("layer", "shape", "best tiling") else "right")
+        for task in report.tasks:
+            tiling = task.best_tiling
+            table.add_row(task.name, task.describe, str(task.occurrences), str(task.trials), str(task.candidates),
+                          f"{task.ws_cycles:,}", "-" if task.best_cycles is None else f"{task.best_cycles:,}",
+                          "-" if tiling is None else "{dataflow} {tile_oh}x{tile_ow} co{tile_cout} ci{tile_cin}".format(
+                              **tiling))
+        self.console.print(table)
+        totals = report.totals()
+        tuned = totals["tuned"]
+        self.console.print(
+            f"trials: {report.trials_before} from the log + {report.trials_run} now in {report.wall_s:.1f} s "
+            f"({report.default_trials} default tilings, {report.random_trials} random, {report.model_trials} "
+            f"picked by the cost model, which ranked {report.model_predictions} candidates)")
+        self.console.print(
+            f"network cycles: tuned {tuned:,} ({report.estimated_latency_ms:.3f} ms simulated); default (WS-only) "
+            f"{totals['ws_only']:,} (tuned is {totals['ws_only'] / tuned:.3f}x faster); OS-only {totals['os_only']:,}; "
+            f"best of WS-only/OS-only {totals['best_single_dataflow']:,} "
+            f"(tuned is {totals['best_single_dataflow'] / tuned:.3f}x faster)")
+        self._footer(report)
 
 
 def _ms(value: float | None) -> str:

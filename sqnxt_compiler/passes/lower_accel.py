@@ -26,7 +26,9 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..accel.config import AccelConfig
 from ..accel.int8_graph import QuantizedLayer, quantized_layer
+from ..accel.layer import LayerSpec
 from ..accel.runtime_functions import RUN_LAYER, encode_program
+from ..accel.tiling import Tiling
 from ..errors import SqnxtError
 from .partition_accel import PREFIX, composite_functions, constant_value, layer_patterns, supported
 
@@ -109,10 +111,12 @@ class _ReplaceCalls(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="LowerAccel")
 class LowerAccel:
     """Every `sqnxt_accel.*` composite -> an accelerator program called from `main` (see the module docstring).
+    `tilings(spec)` gives a layer's tuned tiling or None (then: the default tiling of `dataflow`);
     `report(layer, program)` is called once per layer, in the order `main` calls them."""
 
-    def __init__(self, config: AccelConfig, dataflow: str = "ws", report: Callable | None = None):
-        self.config, self.dataflow, self.report = config, dataflow, report
+    def __init__(self, config: AccelConfig, dataflow: str = "ws", report: Callable | None = None,
+                 tilings: Callable[[LayerSpec], Tiling | None] | None = None):
+        self.config, self.dataflow, self.report, self.tilings = config, dataflow, report, tilings
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         composites = {gvar.name_hint: func for gvar, func in composite_functions(mod).items()}
@@ -120,7 +124,9 @@ class LowerAccel:
         for index, name in enumerate(_call_order(mod["main"], composites)):   # layers numbered as the model runs
             func = composites[name]
             layer = layer_of(f"accel{index:03d}_{str(func.attrs['Composite'])[len(PREFIX):]}", func)
-            program = layer.program(_shape(func.params[0]), self.config, self.dataflow)
+            shape = _shape(func.params[0])
+            tiling = self.tilings(layer.spec(shape)) if self.tilings is not None else None
+            program = layer.program(shape, self.config, self.dataflow, tiling)
             lowered[name] = (layer, encode_program(program))
             if self.report is not None:
                 self.report(layer, program)

@@ -49,31 +49,46 @@ def _atomic_write_lines(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def repair_log(log_dir: Path) -> list[str]:
-    """Drop unreadable lines; return one message per problem found (empty when the log was clean)."""
-    problems: list[str] = []
-    workload_lines = _read_lines(log_dir / WORKLOADS)
-    kept_workloads, new_index = [], {}
-    for old_index, line in enumerate(workload_lines):
-        if line.strip() and _valid_workload(_parse(line)):
-            new_index[old_index] = len(kept_workloads)
-            kept_workloads.append(line)
-        elif line.strip():
-            problems.append(f"{WORKLOADS} line {old_index + 1} is corrupt and was skipped")
-    kept_records = []
-    for number, line in enumerate(_read_lines(log_dir / RECORDS), start=1):
-        entry = _parse(line) if line.strip() else None
+def _scan(path: Path, valid) -> tuple[list[tuple[int, object, str]], list[str]]:
+    """(line index, parsed entry, raw line) of the lines that parse and pass `valid`, and one message per other
+    non-blank line (a truncated last line after a kill, or damage)."""
+    kept, problems = [], []
+    for index, line in enumerate(_read_lines(path)):
         if not line.strip():
             continue
-        if not _valid_record(entry):
-            problems.append(f"{RECORDS} line {number} is corrupt and was skipped")
-        elif entry[0] not in new_index:
-            problems.append(f"{RECORDS} line {number} refers to a missing workload and was skipped")
+        entry = _parse(line)
+        if entry is not None and valid(entry):
+            kept.append((index, entry, line))
+        else:
+            problems.append(f"{path.name} line {index + 1} is corrupt and was skipped")
+    return kept, problems
+
+
+def read_json_lines(path: Path, valid) -> tuple[list, list[str]]:
+    """The valid entries of a JSON-lines log and one message per dropped line. A damaged file is rewritten
+    (atomically) without its bad lines, and a last line missing its newline gets one, so appending after
+    an interrupted run never glues a new line onto a partial one."""
+    kept, problems = _scan(path, valid)
+    if problems or (path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")):
+        _atomic_write_lines(path, [line for _, _, line in kept])
+    return [entry for _, entry, _ in kept], problems
+
+
+def repair_log(log_dir: Path) -> list[str]:
+    """Drop unreadable lines; return one message per problem found (empty when the log was clean)."""
+    workloads, problems = _scan(log_dir / WORKLOADS, _valid_workload)
+    new_index = {old: new for new, (old, _, _) in enumerate(workloads)}
+    records, record_problems = _scan(log_dir / RECORDS, _valid_record)
+    problems += record_problems
+    kept_records = []
+    for index, entry, _ in records:
+        if entry[0] not in new_index:
+            problems.append(f"{RECORDS} line {index + 1} refers to a missing workload and was skipped")
         else:
             entry[0] = new_index[entry[0]]
             kept_records.append(json.dumps(entry))
     if problems:
-        _atomic_write_lines(log_dir / WORKLOADS, kept_workloads)
+        _atomic_write_lines(log_dir / WORKLOADS, [line for _, _, line in workloads])
         _atomic_write_lines(log_dir / RECORDS, kept_records)
     return problems
 

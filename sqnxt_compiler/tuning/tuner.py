@@ -86,11 +86,12 @@ def trials_per_round(trials: int, num_tasks: int) -> int:
     return max(4, min(64, trials // max(1, 2 * num_tasks)))
 
 
-def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, space: SpaceKind) -> None:
+def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, space: str) -> None:
     """What produced this log (read by people and by `sqnxt-compile --tuning-log`'s warnings)."""
     meta_path = log_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update(model=model_name, target=spec.name, tvm_target=spec.tvm_target().export(),
+    meta.update(model=model_name, target=spec.name,
+                tvm_target=spec.tvm_target().export() if spec.kind == "cpu" else None,
                 space=space, trials_requested=max(trials, int(meta.get("trials_requested", 0))))
     tmp = meta_path.with_name(f".{META_FILE}.tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
