@@ -110,7 +110,7 @@ def ours_runner(proto, data: np.ndarray, workdir: Path, tuning_log: Path | None 
 
 
 def side_by_side_medians(runners: dict[str, Callable[[], object]], rounds: int, block: int, spin: bool,
-                         slow: set[str], slow_rounds: int, settle_s: float = 0.3) -> dict[str, float]:
+                         slow: set[str], slow_rounds: int, settle_s: float) -> dict[str, float]:
     """Median ms per engine under the protocol of the module docstring: blocks of `block` kept runs per
     engine and round when pools spin, else one run per engine and rep (rounds x block reps). Engines in
     `slow` run once per round, in the first `slow_rounds` rounds."""
@@ -145,7 +145,8 @@ def describe_protocol(spin: bool, settle_s: float) -> str:
             f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}, "
             f"TVM_THREAD_POOL_SPIN_COUNT={os.environ.get('TVM_THREAD_POOL_SPIN_COUNT', '(TVM default)')}; "
             f"ONNX Runtime: all cores, allow_spinning={int(spin)}; "
-            + (f"engines in blocks after a {settle_s:g} s pause, first run of each block dropped" if spin else "engines interleaved rep by rep"))
+            + (f"engines in blocks after a {settle_s:g} s pause, first run of each block dropped" if spin
+               else "engines interleaved rep by rep"))
 
 
 def end_to_end(models: list[str], batches: list[int], protocol: argparse.Namespace, peak: float) -> None:

@@ -53,19 +53,28 @@ def test_design_spaces_sample_and_match(name, host):
 
 
 def test_design_space_works_as_schedule_fn(host):
-    """The tuner wraps rule.design_space in ms.space_generator.ScheduleFn."""
+    """The tuner's space generator (rule.design_space in a ScheduleFn) yields one space per loop order, with
+    vectors as wide as the target's: meta_schedule generates spaces outside any target scope, and the
+    spaces once fell back to 4-lane vectors on this AVX-512 host."""
     from tvm.s_tir import meta_schedule as ms
+
+    from sqnxt_compiler.schedules._common import machine_knobs
+    from sqnxt_compiler.tuning.tasks import TuningTask
+    from sqnxt_compiler.tuning.tuner import _design_space
 
     target = host.tvm_target()
     func = conv_func("3x1-pad", target)
-    rule = find_rule(func, host)
-    context = ms.TuneContext(mod=tvm.IRModule({"main": func}), target=target,
-                             space_generator=ms.space_generator.ScheduleFn(rule.design_space,
-                                                                           sch_rules=[], postprocs=[],
-                                                                           mutator_probs={}),
-                             task_name="conv")
+    task = TuningTask("conv", tvm.IRModule({"main": func}), occurrences=1, macs=find_conv(func).macs)
+    generator, space_name = _design_space(task, host, "ours")
+    assert space_name == find_rule(func, host).name
+    context = ms.TuneContext(mod=task.mod, target=target, space_generator=generator, task_name="conv")
     spaces = context.generate_design_space()
     assert len(spaces) == 3
+    lanes = machine_knobs(host).lanes
+    for space in spaces:
+        splits = [inst for inst in space.trace.insts if inst.kind.name == "Split"]
+        assert any(int(factor) == lanes for inst in splits for factor in inst.inputs[1:] if factor is not None
+                   and isinstance(factor, tvm.tirx.IntImm)), f"no {lanes}-lane split in {space.trace}"
 
 
 def test_rule_explains_its_choice(host):
