@@ -39,7 +39,7 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     sch.reverse_compute_at(p.epilogue, outer[-1], preserve_unit_loops=True)
     if p.pad is not None:
         sch.compute_at(p.pad, rows, preserve_unit_loops=True)
-    finish_register_tile(sch, p, x_inner, vectors, lanes, rc, rows, knobs)
+    finish_register_tile(sch, p, x_inner, vectors, lanes, rc, rows, knobs, vector_columns=False)
 
 
 def describe(knobs: ConvKnobs) -> str:

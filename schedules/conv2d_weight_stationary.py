@@ -44,7 +44,7 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     sch.reverse_compute_at(p.epilogue, tiles, preserve_unit_loops=True)
     if p.pad is not None:
         sch.compute_at(p.pad, blocks, preserve_unit_loops=True)
-    finish_register_tile(sch, p, x_inner, vectors, lanes, rc_outer, blocks, knobs)
+    finish_register_tile(sch, p, x_inner, vectors, lanes, rc_outer, blocks, knobs, vector_columns=True)
 
 
 def describe(knobs: ConvKnobs) -> str:
