@@ -50,7 +50,10 @@ class MachineKnobs:
 
 
 def machine_knobs(spec: "TargetSpec | None" = None) -> MachineKnobs:
-    """Knobs from a target file, or (for design spaces, which see no TargetSpec) from the current TVM target."""
+    """Knobs from a target file, or (for design spaces, which see no TargetSpec) from the current TVM target.
+
+    With neither, this raises instead of guessing: a 128-bit/16-register guess once made every tuning space
+    on this AVX-512 host use 4-lane vectors, because meta_schedule builds spaces outside any target scope."""
     if spec is not None:
         cpu = spec.cpu
         return MachineKnobs(int(cpu.get("vector_bits", 128)), int(cpu.get("vector_registers", 16)),
@@ -58,7 +61,8 @@ def machine_knobs(spec: "TargetSpec | None" = None) -> MachineKnobs:
                             int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)))
     target = tvm.target.Target.current(allow_none=True)
     if target is None:
-        return MachineKnobs(128, 16, 1, 32768)
+        raise ValueError("a schedule needs its target: pass the TargetSpec, or build the design space under "
+                         "`with target:` (the tuner does; see tuner._under_target)")
     from tvm.target import codegen
 
     has = lambda feature: bool(codegen.target_has_features(feature, target))  # noqa: E731
