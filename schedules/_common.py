@@ -289,26 +289,28 @@ def finish_register_tile(sch, p: PreparedConv, x_inner, f_vectors, f_lanes, redu
         sch.annotate(unroll_at, "pragma_auto_unroll_max_step", step)
         sch.annotate(unroll_at, "pragma_unroll_explicit", 1)
     sch.decompose_reduction(p.conv, reduction_outer)  # the init's lanes loop stays vectorized
-    transpose_epilogue(sch, p.epilogue, vector_columns)
+    transpose_epilogue(sch, p.epilogue, knobs.lanes if vector_columns else 0)
 
 
-def transpose_epilogue(sch, epilogue, vector_columns: bool) -> None:
-    """The epilogue writes NCHW rows from the [.., x, f] accumulator, i.e. it transposes the tile. Its
-    channel loop is unrolled, so each output row is a run of columns at a constant channel offset:
-    - a register tile (output-stationary: a few columns) has its column loop unrolled too, and LLVM
-      transposes it with shuffles and writes whole row segments;
-    - a tile of whole rows (weight-stationary) has its column loop vectorized: strided loads from the
-      accumulator, contiguous stores.
+def transpose_epilogue(sch, epilogue, vector_columns: int) -> None:
+    """The epilogue writes NCHW rows from the [.., x, f] accumulator, i.e. it transposes the tile.
+    - A register tile (output-stationary: a few columns; `vector_columns` 0) has its channel and column
+      loops unrolled, and LLVM transposes it with shuffles and writes whole row segments.
+    - A tile of whole rows (weight-stationary) has its column loop split into `vector_columns`-wide
+      vectors: strided loads from the accumulator, contiguous stores. Its channel loop stays rolled:
+      unrolled too, it ran faster on one kernel and slower on another, and took seconds to compile (a
+      whole WS design-space candidate of the stem, minutes).
     Left to itself, LLVM vectorized the channel loop into scatter stores (vscatterdps on AVX-512): the
-    7x7/2 stem spent ~22% of its time there. Measured per kernel on this host, OS before -> after: stem
-    1.23 -> 1.12 ms, 1x1/2 32->64 at 55x55 32.7 -> 24.0 us, 1x1 64->32 at 55x55 102 -> 70 us; WS: 1x1/2
-    42.8 -> 34.0 us, 1x1 64->32 222 -> 94 us, stem 1.31 -> 1.35 ms."""
+    7x7/2 stem spent ~22% of its time there. Measured per kernel on this host, before -> after: OS stem
+    1.23 -> 1.12 ms, 1x1/2 32->64 at 55x55 32.7 -> 24.0 us, 1x1 64->32 at 55x55 102 -> 70 us; WS 1x1/2
+    49.5 -> 40.6 us, 1x1 64->32 241 -> 171 us, 1x1 128->64 at 14x14 28.7 -> 26.6 us (the WS stem, which
+    the rule does not pick, 1.39 -> 1.49 ms)."""
     loops = sch.get_loops(epilogue)
     channels, columns = loops[-3], loops[-1]   # (.., f, y, x): the epilogue's NCHW write order
-    sch.unroll(channels)
     if vector_columns:
-        sch.vectorize(columns)
+        sch.vectorize(sch.split(columns, [None, vector_columns])[1])
     else:
+        sch.unroll(channels)
         sch.unroll(columns)
 
 
