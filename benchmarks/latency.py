@@ -1,6 +1,7 @@
 """Latency of SqueezeNext on this machine, side by side in one run: ONNX Runtime, stock TVM (`tvm.compile`
 untuned on the same Relax import) and sqnxt-compiler with its default (untuned) schedules; then, per conv
-layer, whether the output-stationary or the weight-stationary schedule wins and by how much.
+layer, whether the output-stationary or the weight-stationary schedule wins and by how much; and how much
+slower our network runs than the sum of its kernels timed alone.
 
     python benchmarks/latency.py                    # 1.0-SqNxt-23 and 1.0-SqNxt-23v5, batch 1 and 8
     python benchmarks/latency.py --models 1.0-SqNxt-23 --batches 1 --rounds 10 --no-layers
@@ -227,6 +228,55 @@ def per_layer(model: str, reps: int) -> None:
     print(f"\nThe rule's pick matched the faster order on {agree} of {len(rows)} layers.")
 
 
+def network_vs_kernels(model: str, rounds: int) -> None:
+    """Our default build of `model` (batch 1) end to end vs the sum of its kernels, each built and timed
+    alone (x its number of calls), alternating in rounds: how much the network loses to launches, the VM
+    and caches that a kernel timed alone keeps warm."""
+    import collections
+
+    import tvm
+    from tvm import relax
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+    from sqnxt_compiler.models import build_model
+    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+    from sqnxt_compiler.target import load_target
+
+    spec = load_target("host")
+    target = spec.tvm_target()
+    proto = build_model(model)
+    scheduled = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec),
+                             [p for p in PHASES if p.name != "lower_to_vm"])
+    calls: collections.Counter = collections.Counter()
+    relax.analysis.post_order_visit(scheduled["main"].body, lambda e: calls.update(
+        [e.args[0].name_hint] if isinstance(e, relax.Call) and e.op.name == "relax.call_tir" else []))
+    device = tvm.cpu()
+    rng = np.random.default_rng(0)
+    kernels = []
+    for gvar, func in scheduled.functions.items():
+        if gvar.name_hint in calls:
+            lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
+            args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), device)
+                    for a in ArgInfo.from_prim_func(func)]
+            kernels.append((lib.mod.time_evaluator("main", device, number=1, repeat=30), args, calls[gvar.name_hint]))
+    lowered = run_pipeline(scheduled, CompileContext(spec), [p for p in PHASES if p.name == "lower_to_vm"])
+    network = relax.VirtualMachine(relax.build(lowered, target, relax_pipeline=None), device)["main"]
+    data = tvm.runtime.tensor(rng.standard_normal((1, 3, 227, 227)).astype("float32"), device)
+    alone, whole = [], []
+    for _ in range(rounds):
+        alone.append(sum(statistics.median(ev(*args).results) * count for ev, args, count in kernels) * 1e3)
+        time.sleep(0.3)
+        for _ in range(10):
+            network(data)
+        whole.append(statistics.median(_timer(lambda: network(data)) for _ in range(100)))
+    print(f"\n## {model} batch 1, ours (default): network vs its kernels alone (medians of {rounds} rounds)\n")
+    print("| kernels | calls | sum of kernels alone | network | network / sum |")
+    print("|---|---|---|---|---|")
+    print(f"| {len(kernels)} | {sum(calls.values())} | {statistics.median(alone):.3f} ms | "
+          f"{statistics.median(whole):.3f} ms | {statistics.median(whole) / statistics.median(alone):.2f}x |")
+
+
 def restart_with_thread_settings(spin: bool = True) -> None:
     """Re-exec this script with the thread settings of the module docstring in the environment (TVM's pool
     reads them when it starts)."""
@@ -246,12 +296,15 @@ def main(argv: list[str] | None = None) -> int:
                         "2048^3 GEMM through numpy's BLAS)")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer OS/WS table")
     parser.add_argument("--layer-reps", type=int, default=7)
+    parser.add_argument("--no-gap", action="store_true", help="skip the network vs kernels-alone table")
     parser.add_argument("--tvm-runtime-defaults", action="store_true",
                         help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
     if not args.tvm_runtime_defaults:
         restart_with_thread_settings(spin=not args.no_spin)
     end_to_end(args.models, args.batches, args, args.peak or blas_gemm_gflops())
+    if not args.no_gap:
+        network_vs_kernels(args.models[0], rounds=5)
     if not args.no_layers:
         per_layer(args.models[0], args.layer_reps)
     return 0
