@@ -174,6 +174,15 @@ def end_to_end(models: list[str], batches: list[int], protocol: argparse.Namespa
                           f" | {gflops:.1f} | {100 * gflops / peak:.0f}% |", flush=True)
 
 
+def _random_arguments(func, device) -> list:
+    """Random tensors for every argument of a PrimFunc (inputs and output), argument i seeded with i."""
+    import tvm
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    return [tvm.runtime.tensor(np.random.default_rng(i).standard_normal([int(d) for d in a.shape]).astype(a.dtype),
+                               device) for i, a in enumerate(ArgInfo.from_prim_func(func))]
+
+
 def per_layer(model: str, reps: int) -> None:
     """Each single-conv kernel of the model, built alone with the OS and with the WS default schedule."""
     import tvm
@@ -210,8 +219,7 @@ def per_layer(model: str, reps: int) -> None:
             family.apply(sch, spec)
             lib = tvm.compile(tvm.IRModule({"main": sch.mod["main"].with_attr("global_symbol", "main")}), target)
             if args is None:
-                args = [tvm.runtime.tensor(np.random.default_rng(i).standard_normal(
-                    [int(d) for d in p.ty.shape]).astype("float32"), device) for i, p in enumerate(func.params)]
+                args = _random_arguments(func, device)
             kernels[order] = lib.mod.time_evaluator("main", device, number=5, repeat=1)
         times = {order: [] for order in kernels}
         for _ in range(reps):
@@ -236,7 +244,6 @@ def network_vs_kernels(model: str, rounds: int) -> None:
 
     import tvm
     from tvm import relax
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
     from sqnxt_compiler.models import build_model
@@ -252,17 +259,15 @@ def network_vs_kernels(model: str, rounds: int) -> None:
     relax.analysis.post_order_visit(scheduled["main"].body, lambda e: calls.update(
         [e.args[0].name_hint] if isinstance(e, relax.Call) and e.op.name == "relax.call_tir" else []))
     device = tvm.cpu()
-    rng = np.random.default_rng(0)
     kernels = []
     for gvar, func in scheduled.functions.items():
         if gvar.name_hint in calls:
             lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
-            args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), device)
-                    for a in ArgInfo.from_prim_func(func)]
-            kernels.append((lib.mod.time_evaluator("main", device, number=1, repeat=30), args, calls[gvar.name_hint]))
+            kernels.append((lib.mod.time_evaluator("main", device, number=1, repeat=30),
+                            _random_arguments(func, device), calls[gvar.name_hint]))
     lowered = run_pipeline(scheduled, CompileContext(spec), [p for p in PHASES if p.name == "lower_to_vm"])
     network = relax.VirtualMachine(relax.build(lowered, target, relax_pipeline=None), device)["main"]
-    data = tvm.runtime.tensor(rng.standard_normal((1, 3, 227, 227)).astype("float32"), device)
+    data = tvm.runtime.tensor(np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype("float32"), device)
     alone, whole = [], []
     for _ in range(rounds):
         alone.append(sum(statistics.median(ev(*args).results) * count for ev, args, count in kernels) * 1e3)

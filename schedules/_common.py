@@ -289,14 +289,14 @@ def finish_register_tile(sch, p: PreparedConv, x_inner, f_vectors, f_lanes, redu
         sch.annotate(unroll_at, "pragma_auto_unroll_max_step", step)
         sch.annotate(unroll_at, "pragma_unroll_explicit", 1)
     sch.decompose_reduction(p.conv, reduction_outer)  # the init's lanes loop stays vectorized
-    transpose_epilogue(sch, p.epilogue, knobs.lanes if vector_columns else 0)
+    transpose_epilogue(sch, p.epilogue, column_lanes=knobs.lanes if vector_columns else 0)
 
 
-def transpose_epilogue(sch, epilogue, vector_columns: int) -> None:
+def transpose_epilogue(sch, epilogue, column_lanes: int) -> None:
     """The epilogue writes NCHW rows from the [.., x, f] accumulator, i.e. it transposes the tile.
-    - A register tile (output-stationary: a few columns; `vector_columns` 0) has its channel and column
+    - A register tile (output-stationary: a few columns; `column_lanes` 0) has its channel and column
       loops unrolled, and LLVM transposes it with shuffles and writes whole row segments.
-    - A tile of whole rows (weight-stationary) has its column loop split into `vector_columns`-wide
+    - A tile of whole rows (weight-stationary) has its column loop split into `column_lanes`-wide
       vectors: strided loads from the accumulator, contiguous stores. Its channel loop stays rolled:
       unrolled too, it ran faster on one kernel and slower on another, and took seconds to compile (a
       whole WS design-space candidate of the stem, minutes).
@@ -307,8 +307,8 @@ def transpose_epilogue(sch, epilogue, vector_columns: int) -> None:
     the rule does not pick, 1.39 -> 1.49 ms)."""
     loops = sch.get_loops(epilogue)
     channels, columns = loops[-3], loops[-1]   # (.., f, y, x): the epilogue's NCHW write order
-    if vector_columns:
-        sch.vectorize(sch.split(columns, [None, vector_columns])[1])
+    if column_lanes:
+        sch.vectorize(sch.split(columns, [None, column_lanes])[1])
     else:
         sch.unroll(channels)
         sch.unroll(columns)

@@ -40,17 +40,13 @@ class RegisterBudget:
         return 4 * self.lanes
 
     @staticmethod
-    def of(spec: "TargetSpec") -> "RegisterBudget":
-        return RegisterBudget(max(1, int(spec.cpu.get("vector_bits", 128)) // 32),
-                              max(4, int(spec.cpu.get("vector_registers", 16)) // 2))
-
-    @staticmethod
-    def of_current_target() -> "RegisterBudget":
-        """For design spaces, which see the TVM target (tuning context) but no target file."""
+    def of(spec: "TargetSpec | None") -> "RegisterBudget":
+        """The conv families' lanes and accumulator budget (`MachineKnobs`), from the target file, or from
+        the TVM target in scope for design spaces, which see no target file."""
         from ._common import machine_knobs
 
-        machine = machine_knobs()
-        return RegisterBudget(max(1, machine.vector_bits // 32), max(4, machine.vector_registers // 2))
+        machine = machine_knobs(spec)
+        return RegisterBudget(machine.lanes, machine.accumulator_budget)
 
 
 # Per-thread intermediates of one row tile. A 55x55 stage's whole 16-channel intermediate (~230 KB) would
@@ -183,7 +179,7 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
         producers = [stages[-1][-1]] + producers
     for name in producers:  # consumers before their producers, as compute_at requires
         sch.compute_at(sch.get_sblock(name), tile, preserve_unit_loops=True)
-    budget = RegisterBudget.of(spec) if spec is not None else RegisterBudget.of_current_target()
+    budget = RegisterBudget.of(spec)
     _, yi_loop, acc = _register_tile(sch, last, [o, yi, x, rc, ry, rx], budget, sampled)
     sch.reverse_compute_at(out, yi_loop, preserve_unit_loops=True)
     _vectorize_innermost(sch, out)

@@ -77,13 +77,13 @@ def test_design_space_works_as_schedule_fn(host):
                    and isinstance(factor, tvm.tirx.IntImm)), f"no {lanes}-lane split in {space.trace}"
 
 
-
 def test_design_space_without_a_target_refuses_to_guess(host):
     """Outside any target scope a design space cannot know the vector width: it raises rather than fall
     back to 128-bit vectors (the fallback that once made every tuning space SSE-wide on AVX-512)."""
     func = conv_func("3x1-pad", host.tvm_target())
     with pytest.raises(ValueError, match="needs its target"):
         dataflow_choice.design_space(tvm.s_tir.Schedule(func))
+
 
 def test_rule_explains_its_choice(host):
     func = conv_func("7x7-stride2-stem", host.tvm_target())
