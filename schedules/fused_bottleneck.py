@@ -1,13 +1,17 @@
-"""Schedule rule for FuseBottleneck's kernels: the 1x1 reduce pair, and the 1x1 expand with its epilogue."""
+"""Schedule rule for FuseBottleneck's row kernels: the 1x1 reduce pair, and the 1x1 expand with its epilogue,
+when they are not pointwise chains over pixel chunks (`fused_pixel_chunks`): a stride-2 first conv, or an
+image smaller than one chunk."""
 
 from __future__ import annotations
 
 from . import ScheduleRule
 from .fused_conv_chain import conv_chain_design_space, fusion_pattern, schedule_conv_chain
+from .fused_pixel_chunks import pixel_chunked
 
 RULE = ScheduleRule(
     name="fused_bottleneck",
-    applies=lambda func, _spec: fusion_pattern(func) in ("reduce_chain", "expand_epilogue"),
+    applies=lambda func, _spec: (fusion_pattern(func) in ("reduce_chain", "expand_epilogue")
+                                and not pixel_chunked(func)),
     apply=schedule_conv_chain,
     design_space=conv_chain_design_space,
 )

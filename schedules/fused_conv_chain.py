@@ -60,7 +60,7 @@ def fusion_pattern(func: tirx.PrimFunc) -> str | None:
     return str(func.attrs[FUSION_ATTR]) if func.attrs is not None and FUSION_ATTR in func.attrs else None
 
 
-def _stage_blocks(sch: "s_tir.Schedule") -> list[tuple[str, ...]]:
+def stage_blocks(sch: "s_tir.Schedule") -> list[tuple[str, ...]]:
     """Per stage, the blocks that exist among (epilogue, conv, pad), in consumer-to-producer order."""
     stages, index = [], 0
     while True:
@@ -156,7 +156,7 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
     With `sampled_parallel` set (a design space, which sees no target file), the row tile and every
     stage's channel tile are sampled (`sample_perfect_tile`, so evolutionary search can mutate them) and
     the tiles run in parallel or not as given."""
-    stages = _stage_blocks(sch)
+    stages = stage_blocks(sch)
     sampled = sampled_parallel is not None
     if sampled:
         parallel = sampled_parallel

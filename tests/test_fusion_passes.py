@@ -162,3 +162,60 @@ def test_intermediates_live_only_as_row_tiles(pattern, vertical_first):
     shapes = re.findall(r"sblock_alloc_buffer\(\((\d+), (\d+), (\d+), (\d+)\)", lowered.script())
     full_rows = 28 if pattern == "reduce_chain" and vertical_first else 55
     assert shapes and all(int(rows) < full_rows for _, _, rows, _ in shapes), shapes
+
+
+def _chain_stage(out, kernel=(1, 1), stride=1, groups=1, bias=True, relu=True):
+    from sqnxt_compiler.passes.fuse_conv_chain import ChainStage
+
+    pad = tuple(k // 2 for k in kernel) * 2
+    return ChainStage(out, kernel, (stride, stride), (pad[0], pad[1], pad[2], pad[3]), groups, bias, relu)
+
+
+@pytest.mark.parametrize("data_shape, stages, residual", [
+    ((1, 16, 55, 55), [_chain_stage(32, relu=False)], True),  # 3025 pixels: the last chunk overlaps
+    ((1, 64, 28, 28), [_chain_stage(32), _chain_stage(16)], False),  # 784 = 49 whole chunks
+    ((2, 32, 7, 7), [_chain_stage(64, groups=2, bias=False), _chain_stage(16, relu=False)], True),
+    ((1, 8, 4, 4), [_chain_stage(8)], False),  # exactly one chunk
+])
+def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual):
+    """The pixel-chunk kernel computes what the row kernel computes, scheduled by default and as sampled
+    by its design space; its loads and stores stay contiguous vectors (no gathers), which is its point."""
+    from tvm import s_tir
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from sqnxt_compiler.passes.fuse_conv_chain import conv_chain_kernel
+    from sqnxt_compiler.passes.pointwise_chain import is_pointwise_chain, pointwise_chain_kernel
+    from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunks_design_space, schedule_pixel_chunks
+
+    assert is_pointwise_chain(data_shape, stages)
+    rows = conv_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
+    chunks = pointwise_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal([int(d) for d in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(rows)]
+    target = SPEC.tvm_target()
+
+    def run(func):
+        tensors = [tvm.runtime.tensor(a) for a in args[:-1]] + [tvm.runtime.tensor(np.full_like(args[-1], np.nan))]
+        library = tvm.compile(tvm.IRModule({"main": func}), target)
+        library(*tensors)
+        return tensors[-1].numpy(), library
+
+    expected, _ = run(rows)
+    sch = s_tir.Schedule(chunks)
+    schedule_pixel_chunks(sch, SPEC)
+    actual, library = run(sch.mod["main"])
+    assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()  # NaN (a pixel never written) fails
+    assembly = library.mod.inspect_source("asm")
+    assert "main" in assembly and "gather" not in assembly
+    with target:
+        spaces = pixel_chunks_design_space(s_tir.Schedule(chunks, seed=5))
+    for space in spaces:
+        assert np.abs(run(space.mod["main"])[0] - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_only_pointwise_stride_1_chains_over_a_chunk_use_pixel_chunks():
+    from sqnxt_compiler.passes.pointwise_chain import is_pointwise_chain
+
+    assert not is_pointwise_chain((1, 8, 55, 55), [_chain_stage(16, stride=2), _chain_stage(8)])
+    assert not is_pointwise_chain((1, 8, 55, 55), [_chain_stage(16, kernel=(3, 1))])
+    assert not is_pointwise_chain((1, 8, 3, 5), [_chain_stage(16)])  # 15 pixels: less than one chunk

@@ -1,4 +1,4 @@
-"""The fused kernels' design spaces: every sampled row tile / channel tile computes the same result."""
+"""The fused kernels' design spaces: every sampled row tile / pixel chunk / channel tile computes the same result."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def fused_tasks():
 
 def test_sampled_fused_schedules_match_the_unscheduled_kernel(fused_tasks) -> None:
     spec, tasks = fused_tasks
-    assert {rule.name for _, rule in tasks} == {"fused_low_rank", "fused_bottleneck"}
+    assert {rule.name for _, rule in tasks} == {"fused_low_rank", "fused_bottleneck", "fused_pixel_chunks"}
     target = spec.tvm_target()
     for task, rule in tasks:
         rng = np.random.default_rng(0)
@@ -44,7 +44,7 @@ def test_sampled_fused_schedules_match_the_unscheduled_kernel(fused_tasks) -> No
         for seed in (1, 7):
             with target:
                 spaces = rule.design_space(s_tir.Schedule(task.mod, seed=seed))
-            assert len(spaces) == 2  # one core / parallel row tiles
+            assert len(spaces) == 2  # one core / in parallel
             for space in spaces:
                 assert any(inst.kind.name == "SamplePerfectTile" for inst in space.trace.insts)
                 actual = _run(space.mod, target, args)

@@ -281,9 +281,13 @@ def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.
                pattern: str, residual: relax.Expr | None = None, final_relu: bool = False) -> relax.Expr:
     """A call_tir of the fused kernel for `units` (first to last), added to `builder`'s module; `remap`
     maps the caller's original vars to the rewritten ones."""
+    from .pointwise_chain import is_pointwise_chain, pointwise_chain_kernel
+
     data = remap(units[0].data)
+    data_shape = [int(d) for d in data.ty.shape]
     stages = [ChainStage.of(u) for u in units]
-    func = conv_chain_kernel([int(d) for d in data.ty.shape], stages, residual is not None, final_relu, pattern)
+    build = pointwise_chain_kernel if is_pointwise_chain(data_shape, stages) else conv_chain_kernel
+    func = build(data_shape, stages, residual is not None, final_relu, pattern)
     gvar = builder.add_func(func, f"fused_{pattern}")
     args = [data]
     for unit in units:
