@@ -82,18 +82,24 @@ def _buffer_shape(sch: "s_tir.Schedule", block_name: str) -> list[int]:
     return [int(d) for d in sch.get(sch.get_sblock(block_name)).writes[0].source.shape]
 
 
+def _computed_rows(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> int:
+    """Rows of the last stage: the output's, or one more (see `fuse_conv_chain._row_margins`)."""
+    return _buffer_shape(sch, f"{CONV_BLOCK}{len(stages) - 1}")[2]
+
+
 def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
     return int(sch.get(sch.get_sblock(conv)).iter_vars[5].dom.extent)
 
 
 def _fitting_row_tiles(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> tuple[list[int], int]:
     """Tile heights whose per-thread intermediates fit TILE_BYTES_BUDGET, and the halo rows per tile."""
-    _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
+    height = _computed_rows(sch, stages)
     halo = sum(_kernel_height(sch, f"{CONV_BLOCK}{i}") - 1 for i in range(1, len(stages)))
     intermediates = [_buffer_shape(sch, f"{CONV_BLOCK}{i}") for i in range(len(stages) - 1)]
     row_bytes = sum(4 * channels * width for _, channels, _, width in intermediates)
     # With a halo, a ragged last tile would read margin rows the kernel does not have; TIR then clips the
-    # region and keeps that intermediate full-size, so such tiles must divide the height.
+    # region and keeps that intermediate full-size, so such tiles must divide the rows the last stage
+    # computes (made even by the kernel, see `fuse_conv_chain._row_margins`).
     fitting = [r for r in range(1, height + 1)
                if row_bytes * (r + halo) <= TILE_BYTES_BUDGET and (halo == 0 or height % r == 0)] or [1]
     return fitting, halo
@@ -102,7 +108,7 @@ def _fitting_row_tiles(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> 
 def _row_tile(sch: "s_tir.Schedule", stages: list[tuple[str, ...]], cores: int) -> int:
     """Rows of final output per tile: minimises (rounds of tiles over the cores) x (rows + halo rows
     recomputed), among the fitting heights. On one core that can be the whole image, within the budget."""
-    _, _, height, _ = _buffer_shape(sch, OUTPUT_BLOCK)
+    height = _computed_rows(sch, stages)
     cores = max(1, cores)
     fitting, halo = _fitting_row_tiles(sch, stages)
 
