@@ -46,8 +46,8 @@ def _channel_tile(sch: "s_tir.Schedule", channels, sampled: bool):
 
 
 def _accumulate(sch: "s_tir.Schedule", block, channels, lanes, rc) -> None:
-    """(channels, lanes, rc) of a channel tile -> rc, channels[unroll], lanes[vector]: the accumulators stay
-    in registers for the whole reduction; the init is split off before it."""
+    """(channels, .., lanes, rc) of a channel tile -> rc, channels[unroll], lanes[vector]: the accumulators
+    stay in registers for the whole reduction; the init is split off before it."""
     sch.reorder(rc, channels, lanes)
     sch.unroll(channels)
     sch.vectorize(lanes)
@@ -74,16 +74,18 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         sch.parallel(chunks)
     tiles, _ = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
     sch.vectorize(lanes)
+    # unit loops preserved: a tile of one channel keeps its channel loop, so the loop nest has one shape
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    sch.compute_at(last, tiles)
-    _accumulate(sch, last, *sch.get_loops(last)[-3:])
+    sch.compute_at(last, tiles, preserve_unit_loops=True)
+    _, channels, _, lanes, rc = sch.get_loops(last)[-5:]  # (batch, channels, chunk, lanes, rc) of the tile
+    _accumulate(sch, last, channels, lanes, rc)
     for index in range(stages - 2, -1, -1):  # consumers before their producers, as compute_at requires
         epilogue = sch.get_sblock(f"{CONV_BLOCK}{index}_epilogue")
-        sch.compute_at(epilogue, chunks)
+        sch.compute_at(epilogue, chunks, preserve_unit_loops=True)
         sch.vectorize(sch.get_loops(epilogue)[-1])
         conv = sch.get_sblock(f"{CONV_BLOCK}{index}")
-        sch.compute_at(conv, chunks)
-        channels, lanes, rc = sch.get_loops(conv)[-3:]
+        sch.compute_at(conv, chunks, preserve_unit_loops=True)
+        _, channels, _, lanes, rc = sch.get_loops(conv)[-5:]
         _, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
         _accumulate(sch, conv, inner, lanes, rc)
     return f"{stages} stages in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")

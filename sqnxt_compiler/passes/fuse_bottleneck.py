@@ -66,7 +66,8 @@ class FuseBottleneck:
     """Two fusions around SqueezeNext's low-rank pair, chosen by measurement (see `benchmarks/fusion.py`):
 
     - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that holds the
-      C/2-channel intermediate only for the current row tile;
+      C/2-channel intermediate only for the current row tile (stride 2) or 16-pixel chunk (stride 1: such
+      chains, and the expand below, are built by `pointwise_chain.pointwise_chain_kernel`);
     - expand epilogue: relu([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or
       the projection's output) is read in the epilogue, so the C-channel expand result is never written.
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
