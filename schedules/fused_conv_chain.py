@@ -201,11 +201,17 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
     return f"{len(stages)} stages in row tiles of {rows}" + (", parallel" if parallel else "")
 
 
-def conv_chain_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
-    """One space with the row tiles on one core, one with them in parallel; tiles sampled in each."""
+def serial_and_parallel_spaces(sch: "s_tir.Schedule", schedule) -> list["s_tir.Schedule"]:
+    """A fused kernel's two design spaces: `schedule(space, None, sampled_parallel=...)` with its tiles on one
+    core, and with them in parallel; the tiles are sampled in each."""
     spaces = []
     for parallel in (False, True):
         space = sch.copy()
-        schedule_conv_chain(space, None, sampled_parallel=parallel)
+        schedule(space, None, sampled_parallel=parallel)
         spaces.append(space)
     return spaces
+
+
+def conv_chain_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
+    """Row tiles on one core or in parallel; row and channel tiles sampled."""
+    return serial_and_parallel_spaces(sch, schedule_conv_chain)

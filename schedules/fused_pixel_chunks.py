@@ -24,7 +24,7 @@ from sqnxt_compiler.passes.pointwise_chain import PIXEL_CHUNK, PIXEL_CHUNK_ATTR
 
 from . import ScheduleRule
 from ._common import largest_divisor_at_most
-from .fused_conv_chain import stage_blocks
+from .fused_conv_chain import serial_and_parallel_spaces, stage_blocks
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -92,13 +92,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
-    """One space with the chunks on one core, one with them in parallel; channel tiles sampled in each."""
-    spaces = []
-    for parallel in (False, True):
-        space = sch.copy()
-        schedule_pixel_chunks(space, None, sampled_parallel=parallel)
-        spaces.append(space)
-    return spaces
+    """Chunks on one core or in parallel; every stage's channel tile sampled."""
+    return serial_and_parallel_spaces(sch, schedule_pixel_chunks)
 
 
 RULE = ScheduleRule("fused_pixel_chunks", lambda func, _spec: pixel_chunked(func), schedule_pixel_chunks,
