@@ -1,7 +1,8 @@
 """Latency of SqueezeNext on this machine, side by side in one run: ONNX Runtime, stock TVM (`tvm.compile`
 untuned on the same Relax import) and sqnxt-compiler with its default (untuned) schedules; then, per conv
-layer, whether the output-stationary or the weight-stationary schedule wins and by how much; and how much
-slower our network runs than the sum of its kernels timed alone.
+layer, whether the output-stationary or the weight-stationary schedule wins and by how much; how much
+slower our network runs than the sum of its kernels timed alone; and what computing the 1x1 chains over
+16-pixel chunks of the flattened image gains over rows padded to whole vectors, per kernel.
 
     python benchmarks/latency.py                    # 1.0-SqNxt-23 and 1.0-SqNxt-23v5, batch 1 and 8
     python benchmarks/latency.py --models 1.0-SqNxt-23 --batches 1 --rounds 10 --no-layers
@@ -236,6 +237,56 @@ def per_layer(model: str, reps: int) -> None:
     print(f"\nThe rule's pick matched the faster order on {agree} of {len(rows)} layers.")
 
 
+def _scheduled_module(model: str, spec):
+    """`model` (batch 1) through every phase but the VM lowering: its kernels, scheduled by default."""
+    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+    from sqnxt_compiler.models import build_model
+    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+
+    proto = build_model(model)
+    return run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec),
+                        [p for p in PHASES if p.name != "lower_to_vm"])
+
+
+def pixel_chunks_vs_rows(model: str, reps: int) -> None:
+    """Each pointwise-chain kernel of the model (1x1 reduce pair, 1x1 expand + residual + ReLU) as built
+    (over 16-pixel chunks of the flattened image) and as the row kernel the fusion passes build otherwise
+    (rows padded to whole vectors), both with their default schedules, timed alone and interleaved."""
+    from unittest import mock
+
+    import tvm
+
+    from sqnxt_compiler.passes import pointwise_chain
+    from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
+    from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunked
+    from sqnxt_compiler.target import load_target
+
+    spec = load_target("host")
+    target = spec.tvm_target()
+    chunked = _scheduled_module(model, spec)
+    with mock.patch.object(pointwise_chain, "is_pointwise_chain", lambda *_: False):  # what we built before
+        rows = _scheduled_module(model, spec)
+    device = tvm.cpu()
+    print(f"\n## {model} batch 1: 1x1 chains over pixel chunks vs padded rows (kernel alone, default schedules, "
+          f"medians of {reps} interleaved reps)\n")
+    print("| kernel | output | MMAC | rows us | chunks us | speedup |")
+    print("|---|---|---|---|---|---|")
+    for gvar, func in sorted(chunked.functions.items(), key=lambda kv: kv[0].name_hint):
+        if not isinstance(func, tvm.tirx.PrimFunc) or not pixel_chunked(func):
+            continue
+        args = _random_arguments(func, device)
+        timers = [tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target).mod
+                  .time_evaluator("main", device, number=10, repeat=1) for f in (rows[gvar.name_hint], func)]
+        times: list[list[float]] = [[], []]
+        for _ in range(reps):
+            for timer, measured in zip(timers, times):
+                measured.append(timer(*args).mean * 1e6)
+        row_us, chunk_us = (statistics.median(t) for t in times)
+        output = "x".join(str(d) for d in args[-1].shape[1:])
+        print(f"| {gvar.name_hint} | {output} | {int(func.attrs[MACS_ATTR]) / 1e6:.2f} | {row_us:.1f} | "
+              f"{chunk_us:.1f} | {row_us / chunk_us:.2f}x |", flush=True)
+
+
 def network_vs_kernels(model: str, rounds: int) -> None:
     """Our default build of `model` (batch 1) end to end vs the sum of its kernels, each built and timed
     alone (x its number of calls), alternating in rounds: how much the network loses to launches, the VM
@@ -245,16 +296,12 @@ def network_vs_kernels(model: str, rounds: int) -> None:
     import tvm
     from tvm import relax
 
-    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
-    from sqnxt_compiler.models import build_model
     from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
     from sqnxt_compiler.target import load_target
 
     spec = load_target("host")
     target = spec.tvm_target()
-    proto = build_model(model)
-    scheduled = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec),
-                             [p for p in PHASES if p.name != "lower_to_vm"])
+    scheduled = _scheduled_module(model, spec)
     calls: collections.Counter = collections.Counter()
     relax.analysis.post_order_visit(scheduled["main"].body, lambda e: calls.update(
         [e.args[0].name_hint] if isinstance(e, relax.Call) and e.op.name == "relax.call_tir" else []))
@@ -302,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer OS/WS table")
     parser.add_argument("--layer-reps", type=int, default=7)
     parser.add_argument("--no-gap", action="store_true", help="skip the network vs kernels-alone table")
+    parser.add_argument("--no-chunks", action="store_true", help="skip the pixel chunks vs padded rows table")
     parser.add_argument("--tvm-runtime-defaults", action="store_true",
                         help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
@@ -310,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     end_to_end(args.models, args.batches, args, args.peak or blas_gemm_gflops())
     if not args.no_gap:
         network_vs_kernels(args.models[0], rounds=5)
+    if not args.no_chunks:
+        pixel_chunks_vs_rows(args.models[0], args.layer_reps)
     if not args.no_layers:
         per_layer(args.models[0], args.layer_reps)
     return 0
