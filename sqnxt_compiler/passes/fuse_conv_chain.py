@@ -18,7 +18,7 @@ FUSION_ATTR = "sqnxt.fusion"
 MACS_ATTR = "sqnxt.macs"  # multiply-accumulates of the real convolutions (not the padded columns/margins)
 CONV_BLOCK = "sqnxt_conv"
 OUTPUT_BLOCK = "sqnxt_out"
-_OPAQUE = 8  # relax's OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
+OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
         args += [shortcut] if shortcut is not None else []
         current = _epilogue(conv, bias, stage.relu, OUTPUT_BLOCK, width, shortcut, final_relu, height=height)
     func = te.create_prim_func([*args, current])
-    return func.with_attrs({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": _OPAQUE})
+    return func.with_attrs({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN})
 
 
 def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.Expr], units: Sequence[ConvUnit],

@@ -16,20 +16,21 @@ PIXEL_CHUNK (whole vectors); every stage of the chain is computed for a chunk be
 
 Measured on this host (AVX-512, 2 cores, interleaved medians, each kernel alone): the 1x1 expand with
 residual add + ReLU of 1.0-SqNxt-23, row kernel -> pixel chunks: 16->32 at 55x55 30.0 -> 17.9 us, 32->64 at
-28x28 24.5 -> 16.4 us, 64->128 at 14x14 21.5 -> 17.6 us, 128->256 at 7x7 22.4 -> 19.7 us.
+28x28 24.5 -> 16.4 us, 64->128 at 14x14 21.5 -> 17.6 us, 128->256 at 7x7 22.4 -> 19.7 us. Every kernel of a
+model: `python benchmarks/latency.py` ("1x1 chains over pixel chunks vs padded rows").
 
 The kernel is written with TVMScript's IR builder rather than TE because the output block writes through
 that index map (TE writes every output element exactly once, at its own index)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
-from .fuse_conv_chain import _OPAQUE, CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OUTPUT_BLOCK, ChainStage
+from .fuse_conv_chain import CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, ChainStage
 
 PIXEL_CHUNK = 16  # pixels per chunk: one AVX-512 vector of fp32, two AVX2 vectors, four NEON vectors
 PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # set on these kernels (value: PIXEL_CHUNK) for the schedule rules
@@ -47,6 +48,15 @@ def _activate(value, bias, channel, relu: bool):
     if bias is not None:
         value = value + bias[channel]
     return tirx.max(value, _ZERO) if relu else value
+
+
+def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:
+    """A block over (batch, channel, chunk, lane[, rc]) with these extents; `emit(*block_vars)` writes its body."""
+    names = ["b", "o", "k", "lane", "rc"][:len(extents)]
+    with T.grid(*extents) as loops:
+        IRBuilder.name_many(names, loops)
+        with T.sblock(name):
+            emit(*IRBuilder.name_many([f"v{n}" for n in names], T.axis.remap(kinds, loops)))
 
 
 def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
@@ -67,58 +77,62 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
         with T.prim_func(s_tir=True):
             T.func_name("main")
             data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
-            weights, in_channels = [], channels
+            params, in_channels = [], channels
             for index, stage in enumerate(stages):
                 weight = T.arg(f"w{index}", T.buffer(
                     (stage.out_channels, in_channels // stage.groups, 1, 1), "float32"))
                 bias = T.arg(f"b{index}", T.buffer((stage.out_channels,), "float32")) if stage.has_bias else None
-                weights.append((weight, bias, in_channels))
+                params.append((stage, in_channels, weight, bias))
                 in_channels = stage.out_channels
             out_shape = (batch, in_channels, height, width)
             shortcut = T.arg("residual", T.buffer(out_shape, "float32")) if residual else None
             output = T.arg("output", T.buffer(out_shape, "float32"))
-            macs = batch * pixels * sum(s.out_channels * c // s.groups for s, (_, _, c) in zip(stages, weights))
-            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": _OPAQUE,
+            macs = batch * pixels * sum(s.out_channels * c // s.groups for s, c, _, _ in params)
+            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN,
                          PIXEL_CHUNK_ATTR: PIXEL_CHUNK, "tirx.noalias": True})
             with T.sblock("root"):
-
-                def source(b, c, k, lane):
-                    return data[(b, c, *image_index(k, lane))]
-
-                for index, (stage, (weight, bias, cin)) in enumerate(zip(stages, weights)):
-                    cin_per_group, out_per_group = cin // stage.groups, stage.out_channels // stage.groups
+                source = lambda b, c, k, lane: data[(b, c, *image_index(k, lane))]  # noqa: E731
+                for index, (stage, cin, weight, bias) in enumerate(params):
                     shape = (batch, stage.out_channels, chunks, PIXEL_CHUNK)
-                    conv = IRBuilder.name(f"{CONV_BLOCK}{index}_acc", T.sblock_alloc_buffer(shape, "float32"))
-                    with T.grid(*shape[:2], chunks, PIXEL_CHUNK, cin_per_group) as loops:
-                        IRBuilder.name_many(["b", "o", "k", "lane", "rc"], loops)
-                        with T.sblock(f"{CONV_BLOCK}{index}"):
-                            vb, vo, vk, vl, vrc = IRBuilder.name_many(["vb", "vo", "vk", "vl", "vrc"],
-                                                                      T.axis.remap("SSSSR", loops))
-                            c = vrc if stage.groups == 1 else vo // out_per_group * cin_per_group + vrc
-                            with T.init():
-                                T.buffer_store(conv, _ZERO, [vb, vo, vk, vl])
-                            T.buffer_store(conv, conv[vb, vo, vk, vl] + source(vb, c, vk, vl) * weight[vo, vrc, 0, 0],
-                                           [vb, vo, vk, vl])
-                    if index + 1 < len(stages):
-                        activated = IRBuilder.name(f"{CONV_BLOCK}{index}_out", T.sblock_alloc_buffer(shape, "float32"))
-                        with T.grid(*shape) as loops:
-                            IRBuilder.name_many(["b", "o", "k", "lane"], loops)
-                            with T.sblock(f"{CONV_BLOCK}{index}_epilogue"):
-                                vb, vo, vk, vl = IRBuilder.name_many(["vb", "vo", "vk", "vl"], T.axis.remap("SSSS", loops))
-                                T.buffer_store(activated, _activate(conv[vb, vo, vk, vl], bias, vo, stage.relu),
-                                               [vb, vo, vk, vl])
+                    conv = _accumulate(f"{CONV_BLOCK}{index}", shape, stage, cin, weight, source)
+                    if index + 1 == len(stages):
+                        break
+                    activated = _activated(f"{CONV_BLOCK}{index}_epilogue", conv, bias, stage.relu)
+                    source = lambda b, c, k, lane, a=activated: a[b, c, k, lane]  # noqa: E731 - next stage's input
 
-                        def source(b, c, k, lane, activated=activated):  # noqa: F811 - the next stage's input
-                            return activated[b, c, k, lane]
-                        continue
-                    with T.grid(*shape) as loops:
-                        IRBuilder.name_many(["b", "o", "k", "lane"], loops)
-                        with T.sblock(OUTPUT_BLOCK):
-                            vb, vo, vk, vl = IRBuilder.name_many(["vb", "vo", "vk", "vl"], T.axis.remap("SSSS", loops))
-                            where = (vb, vo, *image_index(vk, vl))
-                            value = _activate(conv[vb, vo, vk, vl], bias, vo, stage.relu)
-                            if shortcut is not None:
-                                value = value + shortcut[where]
-                            T.buffer_store(output, tirx.max(value, _ZERO) if final_relu else value, list(where))
+                def store_output(vb, vo, vk, vl):
+                    where = (vb, vo, *image_index(vk, vl))
+                    value = _activate(conv[vb, vo, vk, vl], bias, vo, stage.relu)
+                    if shortcut is not None:
+                        value = value + shortcut[where]
+                    T.buffer_store(output, tirx.max(value, _ZERO) if final_relu else value, list(where))
+
+                _block(OUTPUT_BLOCK, shape, "SSSS", store_output)
     return builder.get()
 
+
+def _accumulate(name: str, shape: tuple, stage: ChainStage, in_channels: int, weight, source: Callable):
+    """The reduction block `name`: [batch, out channels, chunk, lane] accumulators of `source` x `weight`."""
+    cin_per_group, out_per_group = in_channels // stage.groups, stage.out_channels // stage.groups
+    acc = IRBuilder.name(f"{name}_acc", T.sblock_alloc_buffer(shape, "float32"))
+
+    def emit(vb, vo, vk, vl, vrc):
+        c = vrc if stage.groups == 1 else vo // out_per_group * cin_per_group + vrc
+        with T.init():
+            T.buffer_store(acc, _ZERO, [vb, vo, vk, vl])
+        T.buffer_store(acc, acc[vb, vo, vk, vl] + source(vb, c, vk, vl) * weight[vo, vrc, 0, 0], [vb, vo, vk, vl])
+
+    _block(name, (*shape, cin_per_group), "SSSSR", emit)
+    return acc
+
+
+def _activated(name: str, conv, bias, relu: bool):
+    """The elementwise block `name` between two stages: [relu](conv + bias), chunk-shaped like `conv`."""
+    shape = tuple(int(d) for d in conv.shape)
+    activated = IRBuilder.name(f"{name}_out", T.sblock_alloc_buffer(shape, "float32"))
+
+    def emit(vb, vo, vk, vl):
+        T.buffer_store(activated, _activate(conv[vb, vo, vk, vl], bias, vo, relu), [vb, vo, vk, vl])
+
+    _block(name, shape, "SSSS", emit)
+    return activated
