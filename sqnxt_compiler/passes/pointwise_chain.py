@@ -8,8 +8,9 @@ PIXEL_CHUNK (whole vectors); every stage of the chain is computed for a chunk be
 - No row padding: the row kernels of `fuse_conv_chain` compute 55-wide rows as 64 columns (14% waste) and
   28-wide rows as 32. Here only the last chunk of the image is partial.
 - The last chunk is moved back to end at the last pixel, so it overlaps the chunk before it and writes
-  some outputs a second time, with the same values. No chunk then has a ragged tail for TIR to predicate:
-  a predicated chunk loop is scalarized (the 16->32 expand at 55x55: ~380 us instead of 16 us).
+  some outputs a second time, with the same values (the same instructions on the same inputs, so bit for
+  bit, even when the two chunks run on different cores). No chunk then has a ragged tail for TIR to
+  predicate: a predicated chunk loop is scalarized (the 16->32 expand at 55x55: ~380 us instead of 16 us).
 - The flat pixel index is mapped back to (row, column) for every read and write of an image tensor; once
   TIR flattens the buffers, `(p // W) * W + p % W` simplifies back to `p`, so the loads and stores of a
   chunk stay contiguous vectors (checked in the assembly: no gathers).
