@@ -149,6 +149,14 @@ def _vectorize_innermost(sch: "s_tir.Schedule", block) -> None:
     sch.vectorize(sch.get_loops(block)[-1])
 
 
+def runs_in_parallel(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled_parallel: bool | None) -> bool:
+    """A fused kernel's tiles run on all cores: as a design space says (`sampled_parallel`), else when the
+    kernel has at least the target's `parallel_min_macs`."""
+    if sampled_parallel is not None:
+        return sampled_parallel
+    return int(sch.mod["main"].attrs[MACS_ATTR]) >= int(spec.cpu.get("parallel_min_macs", 0))
+
+
 def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled_parallel: bool | None = None) -> str:
     """Schedule a fused conv-chain kernel in place; returns a one-line description for --explain.
 
@@ -164,13 +172,12 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
     the tiles run in parallel or not as given."""
     stages = stage_blocks(sch)
     sampled = sampled_parallel is not None
+    parallel = runs_in_parallel(sch, spec, sampled_parallel)
     if sampled:
-        parallel = sampled_parallel
         fitting, _ = _fitting_row_tiles(sch, stages)
         rows = sch.sample_perfect_tile(sch.get_loops(sch.get_sblock(f"{CONV_BLOCK}{len(stages) - 1}"))[2],
                                        n=2, max_innermost_factor=max(fitting))[1]
     else:
-        parallel = int(sch.mod["main"].attrs[MACS_ATTR]) >= int(spec.cpu.get("parallel_min_macs", 0))
         rows = _row_tile(sch, stages, cores=int(spec.cpu.get("cores", 1)) if parallel else 1)
     last = sch.get_sblock(f"{CONV_BLOCK}{len(stages) - 1}")
     b, o, y, x, rc, ry, rx = sch.get_loops(last)

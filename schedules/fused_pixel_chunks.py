@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 from tvm import tirx
 
-from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, MACS_ATTR, OUTPUT_BLOCK
+from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, OUTPUT_BLOCK
 from sqnxt_compiler.passes.pointwise_chain import PIXEL_CHUNK, PIXEL_CHUNK_ATTR
 
 from . import ScheduleRule
 from ._common import largest_divisor_at_most
-from .fused_conv_chain import serial_and_parallel_spaces, stage_blocks
+from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -61,10 +61,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     parallel or not as given; otherwise they run in parallel when the kernel has the target's
     `parallel_min_macs`."""
     sampled = sampled_parallel is not None
-    if sampled:
-        parallel = sampled_parallel
-    else:
-        parallel = int(sch.mod["main"].attrs[MACS_ATTR]) >= int(spec.cpu.get("parallel_min_macs", 0))
+    parallel = runs_in_parallel(sch, spec, sampled_parallel)
     stages = len(stage_blocks(sch))
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, chunk, lanes = sch.get_loops(out)

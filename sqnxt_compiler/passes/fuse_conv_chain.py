@@ -225,6 +225,19 @@ def _conv_te(data: te.Tensor, width: int, height: int, weight: te.Tensor, stage:
     return conv, out_h, out_w
 
 
+def epilogue_value(value, bias, channel, relu: bool, residual=None, final_relu: bool = False):
+    """[final_relu]([relu](value + bias[channel]) [+ residual]): what every fused kernel applies to a conv
+    result, in TE (`_epilogue`) and in the pixel-chunk kernels (`pointwise_chain`)."""
+    zero = tvm.tirx.const(0.0, "float32")
+    if bias is not None:
+        value = value + bias[channel]
+    if relu:
+        value = tvm.tirx.max(value, zero)
+    if residual is not None:
+        value = value + residual
+    return tvm.tirx.max(value, zero) if final_relu else value
+
+
 def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, width: int,
               residual: te.Tensor | None = None, final_relu: bool = False,
               rows: tuple[int, int] | None = None, height: int | None = None) -> te.Tensor:
@@ -233,15 +246,8 @@ def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, wi
     are zero."""
 
     def value(b, o, y, x):
-        v = conv[b, o, y, x]
-        if bias is not None:
-            v = v + bias[o]
-        if relu:
-            v = tvm.tirx.max(v, tvm.tirx.const(0.0, "float32"))
-        if residual is not None:
-            v = v + residual[b, o, y, x]
-        if final_relu:
-            v = tvm.tirx.max(v, tvm.tirx.const(0.0, "float32"))
+        v = epilogue_value(conv[b, o, y, x], bias, o, relu, None if residual is None else residual[b, o, y, x],
+                           final_relu)
         if rows is not None and int(conv.shape[2]) != rows[1]:
             v = te.if_then_else(tvm.tirx.all(y >= rows[0], y < rows[0] + rows[1]), v,
                                 tvm.tirx.const(0.0, "float32"))
@@ -288,7 +294,7 @@ def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.
                pattern: str, residual: relax.Expr | None = None, final_relu: bool = False) -> relax.Expr:
     """A call_tir of the fused kernel for `units` (first to last), added to `builder`'s module; `remap`
     maps the caller's original vars to the rewritten ones."""
-    from .pointwise_chain import is_pointwise_chain, pointwise_chain_kernel
+    from .pointwise_chain import is_pointwise_chain, pointwise_chain_kernel  # here: it imports this module
 
     data = remap(units[0].data)
     data_shape = [int(d) for d in data.ty.shape]

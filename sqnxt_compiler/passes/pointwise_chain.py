@@ -31,7 +31,8 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
-from .fuse_conv_chain import CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, ChainStage
+from .fuse_conv_chain import (CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, ChainStage,
+                              epilogue_value)
 
 PIXEL_CHUNK = 16  # pixels per chunk: one AVX-512 vector of fp32, two AVX2 vectors, four NEON vectors
 PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # set on these kernels (value: PIXEL_CHUNK) for the schedule rules
@@ -43,12 +44,6 @@ def is_pointwise_chain(data_shape: Sequence[int], stages: Sequence[ChainStage]) 
     """True when every stage is a 1x1 stride-1 conv without padding and the image has a whole chunk."""
     return int(data_shape[2]) * int(data_shape[3]) >= PIXEL_CHUNK and all(
         stage.kernel == (1, 1) and stage.strides == (1, 1) and not any(stage.padding) for stage in stages)
-
-
-def _activate(value, bias, channel, relu: bool):
-    if bias is not None:
-        value = value + bias[channel]
-    return tirx.max(value, _ZERO) if relu else value
 
 
 def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:
@@ -103,10 +98,9 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
 
                 def store_output(vb, vo, vk, vl):
                     where = (vb, vo, *image_index(vk, vl))
-                    value = _activate(conv[vb, vo, vk, vl], bias, vo, stage.relu)
-                    if shortcut is not None:
-                        value = value + shortcut[where]
-                    T.buffer_store(output, tirx.max(value, _ZERO) if final_relu else value, list(where))
+                    value = epilogue_value(conv[vb, vo, vk, vl], bias, vo, stage.relu,
+                                           None if shortcut is None else shortcut[where], final_relu)
+                    T.buffer_store(output, value, list(where))
 
                 _block(OUTPUT_BLOCK, shape, "SSSS", store_output)
     return builder.get()
@@ -133,7 +127,7 @@ def _activated(name: str, conv, bias, relu: bool):
     activated = IRBuilder.name(f"{name}_out", T.sblock_alloc_buffer(shape, "float32"))
 
     def emit(vb, vo, vk, vl):
-        T.buffer_store(activated, _activate(conv[vb, vo, vk, vl], bias, vo, relu), [vb, vo, vk, vl])
+        T.buffer_store(activated, epilogue_value(conv[vb, vo, vk, vl], bias, vo, relu), [vb, vo, vk, vl])
 
     _block(name, shape, "SSSS", emit)
     return activated
