@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import sqnxt_compiler
 from sqnxt_compiler.models import OFFICIAL_SQUEEZENEXT, build_model
-from utils import compile_and_compare, elf_machine
+from sqnxt_compiler.verify import reference_outputs, relative_error
+from utils import compile_and_compare, elf_machine, seeded_input
 
 HOST_MODELS = [*OFFICIAL_SQUEEZENEXT, "sqnxt23_w1", "sqnxt23v5_w1", "squeezenet1.0", "resnet-tiny"]
 
@@ -40,3 +42,21 @@ def test_arm_cross_compiles_to_aarch64(name, tmp_path):
 def test_other_arm_boards(target, tmp_path):
     result = sqnxt_compiler.compile(build_model("resnet-tiny"), target=target, output=tmp_path / "m.so")
     assert elf_machine(result.library) == "aarch64"
+
+
+def test_repeated_runs_read_each_new_input(tmp_path):
+    """`run` copies every call's inputs into tensors it keeps between runs: each run must see its own input
+    (a stale or aliased buffer would repeat the first result), including inputs it has to convert."""
+    model = build_model("1.0-SqNxt-23", resolution=64)
+    result = sqnxt_compiler.compile(model, target="host", output=tmp_path / "m.so")
+    loaded = sqnxt_compiler.load(result.library)
+    name, shape = result.inputs[0].name, result.inputs[0].shape
+    first, second = seeded_input(shape, 1), seeded_input(shape, 2)
+    kept = None
+    for x in (first, second, np.asfortranarray(first.astype("float64"))):
+        (actual,) = loaded.run(x)
+        kept = kept or [id(t) for t in loaded._input_tensors]
+        assert [id(t) for t in loaded._input_tensors] == kept, "run allocated new input tensors"  # the speed-up
+        (expected,) = reference_outputs(model, {name: x.astype("float32")})
+        assert relative_error(actual, expected) <= 1e-4
+    assert not np.allclose(loaded.run(first)[0], loaded.run(second)[0])
