@@ -32,6 +32,11 @@ CASES = {
     "dense-batch3-odd": (lambda bb, x: bb.emit(relax.op.matmul(x, weights(40, 72))), (3, 40), "dense"),
     "maxpool-ceil": (lambda bb, x: bb.emit(relax.op.nn.max_pool2d(x, (3, 3), (2, 2), ceil_mode=True)),
                      (1, 32, 27, 27), "pooling-elementwise"),
+    # the last output row and column read the ceil-mode padding (the 1.0-SqNxt-23v5 case): rows apart
+    "maxpool-ceil-padding-read": (lambda bb, x: bb.emit(relax.op.nn.max_pool2d(x, (3, 3), (2, 2), ceil_mode=True)),
+                                  (1, 16, 28, 28), "pooling-elementwise"),
+    "maxpool-pad-first-row": (lambda bb, x: bb.emit(relax.op.nn.max_pool2d(x, (3, 3), (2, 2), padding=(1, 1))),
+                              (1, 16, 21, 21), "pooling-elementwise"),
     "avgpool": (lambda bb, x: bb.emit(relax.op.nn.avg_pool2d(x, (3, 3), (1, 1), padding=(1, 1))),
                 (2, 8, 20, 20), "pooling-elementwise"),
     "mean": (lambda bb, x: bb.emit(relax.op.mean(x, axis=[2, 3], keepdims=True)), (2, 64, 33, 33),
