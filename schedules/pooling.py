@@ -33,7 +33,8 @@ def applies(func: "tirx.PrimFunc", spec: "TargetSpec") -> bool:
 
 def _parallel_each_block(sch, blocks) -> None:
     """Run each block's outer spatial loops in parallel (all but the innermost, which stays contiguous for
-    LLVM's vectorizer). No compute_at: with several reductions in a chain (fused conv chains) it would
+    LLVM's vectorizer); a pooling window instead runs its (batch x channel) planes in parallel, with its last
+    output row apart (`_parallel_planes_border_rows_apart`). No compute_at: with several reductions in a chain (fused conv chains) it would
     recompute producers per output channel, and on max-pool it was 4x slower than this."""
     for block in blocks:
         stmt = sch.get(block)

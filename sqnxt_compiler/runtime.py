@@ -45,7 +45,8 @@ class LoadedModel:
                     raise SqnxtError(f"input '{info['name']}' must have shape {tuple(info['shape'])}, "
                                      f"got {tuple(array.shape)}")
             arrays = tuple(np.ascontiguousarray(a, dtype=i["dtype"]) for a, i in zip(arrays, expected))
-        arrays = tuple(np.ascontiguousarray(a) for a in arrays)
+        else:
+            arrays = tuple(np.ascontiguousarray(a) for a in arrays)
         tensors = self._input_tensors
         if len(tensors) != len(arrays) or any(tuple(t.shape) != a.shape or str(t.dtype) != str(a.dtype)
                                               for t, a in zip(tensors, arrays)):
