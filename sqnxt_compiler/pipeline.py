@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -11,7 +9,7 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv
+from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv, WinogradStem
 from .passes.fuse_conv_chain import summarize
 from .target import TargetSpec
 
@@ -87,6 +85,8 @@ def _lower_to_vm(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 
 PHASES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
+    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),
+          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
           "fuse each 3x1/1x3 conv pair into one kernel"),
     Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),
@@ -131,21 +131,11 @@ ACCEL_PHASES: list[Phase] = [
           "composite functions"),
     Phase("lower_accel", _lower_accel, "compile each composite to an accelerator program, called from the host "
           "through sqnxt.accel.run_layer"),
-] + [p for p in PHASES if p.name not in ("fold_batchnorm", "fuse_low_rank", "fuse_bottleneck")]
+] + [p for p in PHASES if p.name not in ("fold_batchnorm", "winograd_stem", "fuse_low_rank", "fuse_bottleneck")]
 
 
 def phases_for(ctx: CompileContext) -> list[Phase]:
     return ACCEL_PHASES if ctx.accel is not None else PHASES
-
-
-def operator_counts(mod: tvm.IRModule) -> Counter:
-    """How many calls of each Relax operator / TIR kernel the main function makes."""
-    text = mod["main"].script() if "main" in mod.get_global_vars_names() else ""
-    counts = Counter(re.findall(r"R\.(nn\.\w+|\w+)\(", text))
-    counts.update(f"call_tir:{m}" for m in re.findall(r"R\.call_tir\(cls\.(\w+?)(?:\d*),", text))
-    for noise in ("Tensor", "Tuple", "dataflow", "output", "func_attr", "const", "call_tir", "shape"):
-        counts.pop(noise, None)
-    return counts
 
 
 def run_pipeline(mod: tvm.IRModule, ctx: CompileContext, phases: list[Phase] | None = None) -> tvm.IRModule:

@@ -3,5 +3,6 @@
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
+from .winograd_stem import WinogradStem
 
-__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv"]
+__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "WinogradStem"]

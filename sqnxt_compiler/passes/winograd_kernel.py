@@ -1,0 +1,175 @@
+"""Shared by `winograd_stem`: a stride-2 KxK convolution computed as polyphase Winograd, and its matrices.
+
+Why: the 7x7/2 stem of 1.0-SqNxt-23 is 42% of the network's multiply-adds (116M of 278M) and already ran at
+~91% of this host's FMA peak as a direct convolution (1.10 ms); only fewer multiplies make it faster.
+
+How, in two steps:
+1. Polyphase. Split the input by the parity of its row and column, x[c, 2Y + py, 2X + px]. Each of the four
+   phase images, convolved at stride 1 with the taps of matching parity (w[o, c, 2q + py, 2s + px]), gives
+   a quarter of the sum; a stride-2 KxK conv is their total. Stride 1 makes the columns contiguous, so the
+   kernel vectorizes over output columns with plain loads.
+2. Winograd F(m, r) along rows, r = ceil(K / 2) row taps per phase: each output tile of m rows reads m + r - 1
+   input rows, transformed by BT; the weights are transformed by G at compile time (constants); the
+   product is a dense multiply-add over (row phase, input channel, column tap) per transformed row j, and AT
+   maps the m + r - 1 products back to m rows. With m = 4, K = 7: 7 x 42 multiply-adds per 4 output pixels
+   of a channel, vs 4 x 147 direct (2.0x fewer); K = 5: 6 x 30 vs 4 x 75 (1.67x). The odd row phase has one
+   tap fewer; it gets a zero tap so both phases share one transform.
+   Columns are not transformed: Winograd along the vector dimension would need lane shuffles.
+
+Tiles never need predicates: like `pointwise_chain`'s chunks, the last row tile and the last 16-column chunk
+are moved back to end at the last output row / column, so they overlap the tile before and write a few
+outputs twice with identical values. The phase images read zeros outside the input (padding, and the rows
+and columns past it that only zero taps or discarded outputs touch).
+
+Accuracy: the interpolation points 0, -1, 1, 1/2, -2, -1/2 (Barabasz et al., "Error analysis and improving
+the accuracy of Winograd convolution", 2018: the points TVM's own winograd_util uses); float32 error on the
+stem of 1.0-SqNxt-23 vs a float64 direct conv ~1e-6 of the output's range."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.tirx.script.builder import ir as T
+
+from .fuse_conv_chain import FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, epilogue_value
+
+PATTERN = "winograd_stem"
+ROWS_PER_TILE = 4  # m of F(m, r)
+COLUMN_CHUNK = 16  # output columns per vector chunk (one AVX-512 vector, two AVX2, four NEON)
+PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_transform", "sqnxt_wino_product"
+TAPS_ATTR = "sqnxt.winograd_taps"  # r: row taps per phase; the schedule reads the transformed rows m + r - 1
+
+# Interpolation points in order of use; F(m, r) takes the first m + r - 2 and infinity.
+_POINTS = (0.0, -1.0, 1.0, 0.5, -2.0, -0.5, 2.0, -0.25)
+
+
+def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AT (m x a), G (a x r), BT (a x a), a = m + r - 1, of F(m, r): for rows d (a) and taps g (r),
+    AT @ ((G @ g) * (BT @ d)) == [sum_q g[q] d[i + q] for i in range(m)]. AT and G are the Vandermonde
+    matrices of the points (infinity: the last row / column); BT is the unique solution of that identity,
+    which is linear in BT."""
+    a = m + r - 1
+    if a - 1 > len(_POINTS):
+        raise ValueError(f"F({m}, {r}) needs {a - 1} interpolation points; {len(_POINTS)} are defined")
+    points = np.array(_POINTS[:a - 1])
+    at = np.zeros((m, a))
+    g = np.zeros((a, r))
+    at[:, :a - 1] = points[None, :] ** np.arange(m)[:, None]
+    g[:a - 1, :] = points[:, None] ** np.arange(r)[None, :]
+    at[m - 1, a - 1] = g[a - 1, r - 1] = 1.0
+    # sum_k AT[i, k] G[k, q] BT[k, p] = [p == i + q] for all i, q, p: one equation per (i, q, p)
+    equations = np.einsum("ik,kq,kl,pn->iqpln", at, g, np.eye(a), np.eye(a)).reshape(m * r * a, a * a)
+    wanted = np.array([float(p == i + q) for i in range(m) for q in range(r) for p in range(a)])
+    bt = np.linalg.solve(equations.T @ equations, equations.T @ wanted).reshape(a, a)
+    bt[np.abs(bt) < 1e-12] = 0.0  # solver noise on the exact zeros, which the unrolled transform then skips
+    if not np.allclose(np.einsum("ik,kq,kp->iqp", at, g, bt),
+                       np.array([[[float(p == i + q) for p in range(a)] for q in range(r)] for i in range(m)])):
+        raise ValueError(f"no Winograd F({m}, {r}) for these points")
+    return at, g, bt
+
+
+def row_taps(kernel: int) -> int:
+    return -(-kernel // 2)
+
+
+def transform_weights(weight: np.ndarray) -> np.ndarray:
+    """OIHW weights of a KxK stride-2 conv -> u[o, py, c, kx, j] = sum_q G[j, q] w[o, c, 2q + py, kx]."""
+    out_channels, in_channels, kernel, _ = weight.shape
+    r = row_taps(kernel)
+    _, g, _ = winograd_matrices(ROWS_PER_TILE, r)
+    by_phase = np.zeros((out_channels, 2, in_channels, r, kernel))
+    for py in range(2):
+        taps = weight[:, :, py::2, :].astype(np.float64)
+        by_phase[:, py, :, :taps.shape[2], :] = taps
+    return np.einsum("jq,opcqk->opckj", g, by_phase).astype(np.float32)
+
+
+def _coefficient(matrix: np.ndarray, row, col: int):
+    """matrix[row, col] for a loop variable `row`: a Select chain that folds to a constant once the schedule
+    unrolls `row`."""
+    value = tirx.const(float(matrix[-1, col]), "float32")
+    for index in range(matrix.shape[0] - 2, -1, -1):
+        value = tirx.Select(row == index, tirx.const(float(matrix[index, col]), "float32"), value)
+    return value
+
+
+def _grid_block(name: str, extents: Sequence[int], kinds: str, names: str, emit) -> None:
+    """A block `name` over loops of these extents (`kinds`: S/R per loop); `emit(*block_vars)` writes its body."""
+    with T.grid(*extents) as loops:
+        IRBuilder.name_many(names.split(), loops)
+        with T.sblock(name):
+            emit(*IRBuilder.name_many([f"v{n}" for n in names.split()], T.axis.remap(kinds, loops)))
+
+
+def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: int,
+                         padding: tuple[int, int, int, int], has_bias: bool, relu: bool) -> tirx.PrimFunc:
+    """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KxK, stride 2, `padding`)
+    [+ bias][+ ReLU], NCHW. Blocks: PHASE_BLOCK (the input rows a row tile needs, split by parity),
+    TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK (reduction), OUTPUT_BLOCK (AT, bias, ReLU, store)."""
+    batch, channels, height, width = (int(d) for d in data_shape)
+    top, left, bottom, right = padding
+    out_h = (height + top + bottom - kernel) // 2 + 1
+    out_w = (width + left + right - kernel) // 2 + 1
+    m, r = ROWS_PER_TILE, row_taps(kernel)
+    a = m + r - 1
+    at, _, bt = winograd_matrices(m, r)
+    tiles, chunks = -(-out_h // m), -(-out_w // COLUMN_CHUNK)
+    phase_width = -(-(out_w + r - 1) // COLUMN_CHUNK) * COLUMN_CHUNK  # whole vectors
+    zero = tirx.const(0.0, "float32")
+
+    def first_row(tile):
+        return tirx.min(tile * m, out_h - m)
+
+    def first_column(chunk):
+        return tirx.min(chunk * COLUMN_CHUNK, out_w - COLUMN_CHUNK)
+
+    with IRBuilder() as builder:
+        with T.prim_func(s_tir=True):
+            T.func_name("main")
+            data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
+            u = T.arg("u", T.buffer((out_channels, 2, channels, kernel, a), "float32"))
+            bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
+            output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
+            macs = batch * out_channels * out_h * out_w * channels * kernel * kernel
+            T.func_attr({FUSION_ATTR: PATTERN, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
+                         "tirx.noalias": True})
+            with T.sblock("root"):
+                tile_shape = (batch, tiles, 2, 2, channels, a, phase_width)
+                phase = IRBuilder.name("phase", T.sblock_alloc_buffer(tile_shape, "float32"))
+                transformed = IRBuilder.name("transformed", T.sblock_alloc_buffer(tile_shape, "float32"))
+                product = IRBuilder.name("product", T.sblock_alloc_buffer(
+                    (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK), "float32"))
+
+                def split_by_parity(b, t, py, px, c, k, x):
+                    row, col = 2 * (first_row(t) + k) + py - top, 2 * x + px - left
+                    inside = tirx.all(row >= 0, row < height, col >= 0, col < width)
+                    T.buffer_store(phase, tirx.if_then_else(inside, data[b, c, row, col], zero),
+                                   [b, t, py, px, c, k, x])
+
+                def transform_rows(b, t, py, px, c, j, x):
+                    value = sum((_coefficient(bt, j, k) * phase[b, t, py, px, c, k, x] for k in range(a)), zero)
+                    T.buffer_store(transformed, value, [b, t, py, px, c, j, x])
+
+                def multiply_add(b, o, t, j, chunk, lane, py, c, kx):
+                    with T.init():
+                        T.buffer_store(product, zero, [b, o, t, j, chunk, lane])
+                    column = first_column(chunk) + lane + tirx.floordiv(kx, 2)
+                    T.buffer_store(product, product[b, o, t, j, chunk, lane] + u[o, py, c, kx, j]
+                                   * transformed[b, t, py, tirx.floormod(kx, 2), c, j, column],
+                                   [b, o, t, j, chunk, lane])
+
+                def store_output(b, o, t, i, chunk, lane):
+                    value = sum((_coefficient(at, i, j) * product[b, o, t, j, chunk, lane] for j in range(a)), zero)
+                    T.buffer_store(output, epilogue_value(value, bias, o, relu),
+                                   [b, o, first_row(t) + i, first_column(chunk) + lane])
+
+                _grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x", split_by_parity)
+                _grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x", transform_rows)
+                _grid_block(PRODUCT_BLOCK, (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK, 2, channels, kernel),
+                            "SSSSSSRRR", "b o t j chunk lane py c kx", multiply_add)
+                _grid_block(OUTPUT_BLOCK, (batch, out_channels, tiles, m, chunks, COLUMN_CHUNK), "SSSSSS",
+                            "b o t i chunk lane", store_output)
+    return builder.get()

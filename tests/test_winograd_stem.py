@@ -1,0 +1,106 @@
+"""The polyphase Winograd stem: its matrices, its kernel under every schedule, and where the pass applies it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, s_tir
+
+from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+from sqnxt_compiler.models import build_model
+from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+from sqnxt_compiler.passes.winograd_kernel import transform_weights, winograd_matrices, winograd_stem_kernel
+from sqnxt_compiler.schedules import find_rule
+from sqnxt_compiler.target import load_target
+
+SPEC = load_target("host")
+
+
+@pytest.mark.parametrize("rows, taps", [(4, 2), (4, 3), (4, 4)])
+def test_matrices_compute_a_correlation(rows, taps) -> None:
+    at, g, bt = winograd_matrices(rows, taps)
+    rng = np.random.default_rng(rows * taps)
+    for _ in range(5):
+        d, w = rng.standard_normal(rows + taps - 1), rng.standard_normal(taps)
+        expected = [sum(w[q] * d[i + q] for q in range(taps)) for i in range(rows)]
+        np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
+
+
+def _direct_conv(data, weight, bias, padding, relu) -> np.ndarray:
+    """float64 reference: conv2d(stride 2) [+ bias] [+ ReLU]."""
+    top, left, bottom, right = padding
+    kernel = weight.shape[2]
+    padded = np.pad(data.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
+    out_h, out_w = (padded.shape[2] - kernel) // 2 + 1, (padded.shape[3] - kernel) // 2 + 1
+    out = np.zeros((data.shape[0], weight.shape[0], out_h, out_w))
+    for ky in range(kernel):
+        for kx in range(kernel):
+            window = padded[:, :, ky:ky + 2 * out_h - 1:2, kx:kx + 2 * out_w - 1:2]
+            out += np.einsum("oc,ncyx->noyx", weight[:, :, ky, kx].astype(np.float64), window)
+    if bias is not None:
+        out += bias[None, :, None, None]
+    return np.maximum(out, 0) if relu else out
+
+
+CASES = [  # data shape, out channels, kernel, padding (top, left, bottom, right), bias, relu
+    ((1, 3, 227, 227), 64, 7, (0, 0, 0, 0), True, True),     # 1.0-SqNxt-23's stem
+    ((2, 1, 37, 45), 16, 5, (2, 2, 2, 2), False, False),     # batch 2, one channel, a partial last row tile
+    ((1, 4, 40, 33), 12, 7, (3, 1, 2, 3), True, False),      # asymmetric padding, odd width
+    ((1, 3, 23, 39), 8, 5, (0, 2, 1, 0), True, True),        # 10 rows: the last row tile overlaps by 2
+]
+
+
+@pytest.mark.parametrize("shape, out_channels, kernel, padding, bias, relu", CASES)
+def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, kernel, padding, bias, relu) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal(shape).astype(np.float32)
+    weight = (rng.standard_normal((out_channels, shape[1], kernel, kernel)) / kernel).astype(np.float32)
+    bias_values = rng.standard_normal(out_channels).astype(np.float32) if bias else None
+    expected = _direct_conv(data, weight, bias_values, padding, relu)
+    func = winograd_stem_kernel(shape, out_channels, kernel, padding, bias, relu)
+    rule = find_rule(func, SPEC)
+    assert rule is not None and rule.name == "winograd_stem"
+    target = SPEC.tvm_target()
+    default = s_tir.Schedule(func)
+    rule.apply(default, SPEC)
+    schedules = [s_tir.Schedule(func).mod, default.mod]
+    for seed in (1, 7):
+        with target:
+            schedules += [space.mod for space in rule.design_space(s_tir.Schedule(func, seed=seed))]
+    inputs = [data, transform_weights(weight)] + ([bias_values] if bias else [])
+    for index, mod in enumerate(schedules):
+        tensors = [tvm.runtime.tensor(a) for a in inputs] + [tvm.runtime.tensor(np.full(expected.shape, np.nan,
+                                                                                         np.float32))]
+        tvm.compile(mod, target)(*tensors)
+        error = np.abs(tensors[-1].numpy() - expected).max() / np.abs(expected).max()
+        assert error <= 2e-6, f"schedule {index}: relative error {error:.2e}"
+
+
+def _calls_after_winograd_stem(model: str) -> Counter:
+    """Calls in `main` after the winograd_stem phase: operator names, and the names of call_tir'd kernels."""
+    proto = build_model(model)
+    phases = [p for p in PHASES if p.name in ("fold_batchnorm", "winograd_stem")]
+    mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(SPEC), phases)
+    counts: Counter = Counter()
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            counts[expr.args[0].name_hint if expr.op.name == "relax.call_tir" else expr.op.name] += 1
+
+    relax.analysis.post_order_visit(mod["main"].body, visit)
+    return counts
+
+
+@pytest.mark.parametrize("model", ["1.0-SqNxt-23", "1.0-SqNxt-23v5", "squeezenet1.0", "alexnet", "resnet-tiny"])
+def test_pass_replaces_the_stride_2_stem_and_nothing_else(model) -> None:
+    proto = build_model(model)
+    stem = next(node for node in proto.graph.node if node.op_type == "Conv")
+    attrs = {a.name: list(a.ints) for a in stem.attribute}
+    kernel = attrs.get("kernel_shape", [0])[0]
+    expected = int(kernel in (5, 7) and attrs.get("strides") == [2, 2])  # alexnet: 11x11/4; resnet-tiny: 3x3
+    counts = _calls_after_winograd_stem(model)
+    assert counts["fused_winograd_stem"] == expected
+    assert counts["relax.nn.conv2d"] == sum(node.op_type == "Conv" for node in proto.graph.node) - expected
