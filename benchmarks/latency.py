@@ -1,8 +1,9 @@
 """Latency of SqueezeNext on this machine, side by side in one run: ONNX Runtime, stock TVM (`tvm.compile`
 untuned on the same Relax import) and sqnxt-compiler with its default (untuned) schedules; then, per conv
 layer, whether the output-stationary or the weight-stationary schedule wins and by how much; how much
-slower our network runs than the sum of its kernels timed alone; and what computing the 1x1 chains over
-16-pixel chunks of the flattened image gains over rows padded to whole vectors, per kernel.
+slower our network runs than the sum of its kernels timed alone; what computing the 1x1 chains over
+16-pixel chunks of the flattened image gains over rows padded to whole vectors, per kernel; and what the
+polyphase Winograd stem gains over the direct conv.
 
     python benchmarks/latency.py                    # 1.0-SqNxt-23 and 1.0-SqNxt-23v5, batch 1 and 8
     python benchmarks/latency.py --models 1.0-SqNxt-23 --batches 1 --rounds 10 --no-layers
@@ -248,6 +249,21 @@ def _scheduled_module(model: str, spec):
                         [p for p in PHASES if p.name != "lower_to_vm"])
 
 
+def _interleaved_medians_us(funcs: list, target, reps: int) -> list[float]:
+    """Median time in us of each PrimFunc (on random arguments), built alone and timed in interleaved reps."""
+    import tvm
+
+    device = tvm.cpu()
+    arguments = [_random_arguments(f, device) for f in funcs]
+    timers = [tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target).mod
+              .time_evaluator("main", device, number=10, repeat=1) for f in funcs]
+    times: list[list[float]] = [[] for _ in funcs]
+    for _ in range(reps):
+        for timer, args, measured in zip(timers, arguments, times):
+            measured.append(timer(*args).mean * 1e6)
+    return [statistics.median(t) for t in times]
+
+
 def pixel_chunks_vs_rows(model: str, reps: int) -> None:
     """Each pointwise-chain kernel of the model (1x1 reduce pair, 1x1 expand + residual + ReLU) as built
     (over 16-pixel chunks of the flattened image) and as the row kernel the fusion passes build otherwise
@@ -266,7 +282,6 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
     chunked = _scheduled_module(model, spec)
     with mock.patch.object(pointwise_chain, "is_pointwise_chain", lambda *_: False):  # what we built before
         rows = _scheduled_module(model, spec)
-    device = tvm.cpu()
     print(f"\n## {model} batch 1: 1x1 chains over pixel chunks vs padded rows (kernel alone, default schedules, "
           f"medians of {reps} interleaved reps)\n")
     print("| kernel | output | MMAC | rows us | chunks us | speedup |")
@@ -274,17 +289,45 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
     for gvar, func in sorted(chunked.functions.items(), key=lambda kv: kv[0].name_hint):
         if not isinstance(func, tvm.tirx.PrimFunc) or not pixel_chunked(func):
             continue
-        args = _random_arguments(func, device)
-        timers = [tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target).mod
-                  .time_evaluator("main", device, number=10, repeat=1) for f in (rows[gvar.name_hint], func)]
-        times: list[list[float]] = [[], []]
-        for _ in range(reps):
-            for timer, measured in zip(timers, times):
-                measured.append(timer(*args).mean * 1e6)
-        row_us, chunk_us = (statistics.median(t) for t in times)
-        output = "x".join(str(d) for d in args[-1].shape[1:])
+        row_us, chunk_us = _interleaved_medians_us([rows[gvar.name_hint], func], target, reps)
+        output = "x".join(str(d) for d in func.params[-1].ty.shape[1:])
         print(f"| {gvar.name_hint} | {output} | {int(func.attrs[MACS_ATTR]) / 1e6:.2f} | {row_us:.1f} | "
               f"{chunk_us:.1f} | {row_us / chunk_us:.2f}x |", flush=True)
+
+
+def winograd_vs_direct(model: str, reps: int) -> None:
+    """The model's stem as built (polyphase Winograd, `passes/winograd_kernel.py`) and as the direct conv
+    kernel the pipeline builds without the winograd_stem phase, both with their default schedules, alone."""
+    from unittest import mock
+
+    import tvm
+
+    from sqnxt_compiler.passes import winograd_stem
+    from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
+    from sqnxt_compiler.schedules._common import find_conv
+    from sqnxt_compiler.schedules.fused_conv_chain import fusion_pattern
+    from sqnxt_compiler.target import load_target
+
+    spec = load_target("host")
+    target = spec.tvm_target()
+    winograd = _scheduled_module(model, spec)
+    with mock.patch.object(winograd_stem, "is_winograd_stem", lambda *_: False):  # what we built before
+        direct = _scheduled_module(model, spec)
+    print(f"\n## {model} batch 1: stride-2 stem as polyphase Winograd vs direct (kernel alone, default "
+          f"schedules, medians of {reps} interleaved reps)\n")
+    print("| stem | output | MMAC | direct ms | Winograd ms | speedup |")
+    print("|---|---|---|---|---|---|")
+    direct_convs = {gv.name_hint: shape for gv, f in direct.functions.items()
+                    if isinstance(f, tvm.tirx.PrimFunc) and (shape := find_conv(f)) is not None}
+    for func in (f for f in winograd.functions.values()
+                 if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == winograd_stem.PATTERN):
+        out_shape = [int(d) for d in func.params[-1].ty.shape]
+        name, shape = next((n, s) for n, s in direct_convs.items() if s.stride_h == 2 and
+                           [s.batch, s.out_channels, s.out_height, s.out_width] == out_shape)
+        direct_us, winograd_us = _interleaved_medians_us([direct[name], func], target, reps)
+        print(f"| {shape.kernel_h}x{shape.kernel_w}/2 {shape.reduce_channels}->{shape.out_channels} | "
+              f"{'x'.join(map(str, out_shape[1:]))} | {int(func.attrs[MACS_ATTR]) / 1e6:.1f} | "
+              f"{direct_us / 1e3:.3f} | {winograd_us / 1e3:.3f} | {direct_us / winograd_us:.2f}x |", flush=True)
 
 
 def network_vs_kernels(model: str, rounds: int) -> None:
@@ -350,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer-reps", type=int, default=7)
     parser.add_argument("--no-gap", action="store_true", help="skip the network vs kernels-alone table")
     parser.add_argument("--no-chunks", action="store_true", help="skip the pixel chunks vs padded rows table")
+    parser.add_argument("--no-winograd", action="store_true", help="skip the Winograd vs direct stem table")
     parser.add_argument("--tvm-runtime-defaults", action="store_true",
                         help="leave TVM's thread-pool defaults alone (see the module docstring)")
     args = parser.parse_args(argv)
@@ -360,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         network_vs_kernels(args.models[0], rounds=5)
     if not args.no_chunks:
         pixel_chunks_vs_rows(args.models[0], args.layer_reps)
+    if not args.no_winograd:
+        for model in args.models:
+            winograd_vs_direct(model, args.layer_reps)
     if not args.no_layers:
         per_layer(args.models[0], args.layer_reps)
     return 0
