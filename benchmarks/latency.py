@@ -13,7 +13,8 @@ runs (TVM's pool; ORT's allow_spinning), as in a deployment that serves requests
 therefore run in blocks, not rep by rep: each round runs every engine --block+1 times in turn, after a
 pause of --settle seconds (default 0.3) in which the previous engine's idle pool stops spinning, and drops
 the first run of each block (it wakes the pool); the median is over all kept runs (rounds x block), so a
-load change on this shared machine still hits every engine. Both pools spin far longer than one run: TVM's
+load change on this shared machine still hits every engine, and "vs ORT" is the median of the per-round
+ratios (`SideBySide`). Both pools spin far longer than one run: TVM's
 workers ~100 ms after a run, ORT's ~40 ms; without the pause, ORT measured 8-13 ms for the ~9 runs after
 a block of ours and ours 7.2-7.6 ms for ~5 runs after ORT (3.0 and 3.9 ms once the other pool slept), and
 medians swung by 2x between runs of this script. Run rep by rep, a spinning pool took the core the
@@ -45,6 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -112,32 +114,50 @@ def ours_runner(proto, data: np.ndarray, workdir: Path, tuning_log: Path | None 
     return lambda: model.run(data)
 
 
-def side_by_side_medians(runners: dict[str, Callable[[], object]], rounds: int, block: int, spin: bool,
-                         slow: set[str], slow_rounds: int, settle_s: float) -> dict[str, float]:
-    """Median ms per engine under the protocol of the module docstring: blocks of `block` kept runs per
-    engine and round when pools spin, else one run per engine and rep (rounds x block reps). Engines in
-    `slow` run once per round, in the first `slow_rounds` rounds."""
+@dataclass
+class SideBySide:
+    """What `side_by_side` measured: per engine, the median ms over all kept runs, and its ratio to the first
+    engine (the reference, ONNX Runtime), taken round by round - this round's median / the reference's this
+    round - and then the median of those ratios. The paired ratio is what to quote: this shared machine
+    drifts between speed modes for seconds at a time (the same build measured 3.2 and 4.6 ms), and a drift
+    within a round hits both engines of a pair, while one that straddles rounds can move one engine's
+    overall median alone."""
+
+    median_ms: dict[str, float]
+    ratio: dict[str, float]
+
+
+def side_by_side(runners: dict[str, Callable[[], object]], rounds: int, block: int, spin: bool,
+                 slow: set[str], slow_rounds: int, settle_s: float) -> SideBySide:
+    """Time the engines under the protocol of the module docstring: blocks of `block` kept runs per engine
+    and round when pools spin, else one run per engine and rep (rounds x block reps). Engines in `slow` run
+    once per round, in the first `slow_rounds` rounds."""
     if not spin:
         rounds, block = rounds * block, 1
     for run in runners.values():  # warm-up: first-touch allocations, thread pools
         run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
+    per_round: dict[str, list[list[float]]] = {name: [] for name in runners}
     for round_index in range(rounds):
         for name, run in runners.items():
             if name in slow:
                 if round_index < slow_rounds:
-                    times[name].append(_timer(run))
+                    per_round[name].append([_timer(run)])
                 continue
             if spin:
                 time.sleep(settle_s)  # the previous engine's pool stops spinning
                 run()  # dropped: it wakes this engine's pool
-            times[name].extend(_timer(run) for _ in range(block))
-    return {name: statistics.median(t) for name, t in times.items() if t}  # --stock-rounds 0: not measured
+            per_round[name].append([_timer(run) for _ in range(block)])
+    measured = {name: blocks for name, blocks in per_round.items() if blocks}  # --stock-rounds 0: not measured
+    reference = [statistics.median(b) for b in measured[next(iter(runners))]]
+    return SideBySide(
+        {name: statistics.median(t for b in blocks for t in b) for name, blocks in measured.items()},
+        {name: statistics.median(statistics.median(b) / ref for b, ref in zip(blocks, reference))
+         for name, blocks in measured.items()})
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=8, help="rounds over the engines (default 8)")
-    parser.add_argument("--block", type=int, default=10, help="kept runs per engine and round (default 10)")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds over the engines (default 12)")
+    parser.add_argument("--block", type=int, default=8, help="kept runs per engine and round (default 8)")
     parser.add_argument("--stock-rounds", type=int, default=3, help="runs of the (slow) stock TVM build (0: skip)")
     parser.add_argument("--settle", type=float, default=0.3, help="seconds of pause before each block (default 0.3)")
     parser.add_argument("--no-spin", action="store_true", help="idle pools sleep; engines interleave rep by rep")
@@ -168,11 +188,11 @@ def end_to_end(models: list[str], batches: list[int], protocol: argparse.Namespa
                 data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
                 runners = {"ONNX Runtime": ort_runner(proto, data, spin), **stock_runner(proto, data, protocol),
                            "ours (default)": ours_runner(proto, data, Path(tmp))}
-                medians = side_by_side_medians(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
-                                               protocol.stock_rounds, protocol.settle)
-                for engine, ms in medians.items():
+                measured = side_by_side(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
+                                        protocol.stock_rounds, protocol.settle)
+                for engine, ms in measured.median_ms.items():
                     gflops = 2 * macs / ms / 1e6
-                    print(f"| {name} | {batch} | {engine} | {ms:.2f} | {ms / medians['ONNX Runtime']:.2f}x"
+                    print(f"| {name} | {batch} | {engine} | {ms:.2f} | {measured.ratio[engine]:.2f}x"
                           f" | {gflops:.1f} | {100 * gflops / peak:.0f}% |", flush=True)
 
 
@@ -304,7 +324,6 @@ def winograd_vs_direct(model: str, reps: int) -> None:
 
     from sqnxt_compiler.passes import winograd_stem
     from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
-    from sqnxt_compiler.schedules._common import find_conv
     from sqnxt_compiler.schedules.fused_conv_chain import fusion_pattern
     from sqnxt_compiler.target import load_target
 
@@ -317,17 +336,16 @@ def winograd_vs_direct(model: str, reps: int) -> None:
           f"schedules, medians of {reps} interleaved reps)\n")
     print("| stem | output | MMAC | direct ms | Winograd ms | speedup |")
     print("|---|---|---|---|---|---|")
-    direct_convs = {gv.name_hint: shape for gv, f in direct.functions.items()
-                    if isinstance(f, tvm.tirx.PrimFunc) and (shape := find_conv(f)) is not None}
     for func in (f for f in winograd.functions.values()
                  if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == winograd_stem.PATTERN):
-        out_shape = [int(d) for d in func.params[-1].ty.shape]
-        name, shape = next((n, s) for n, s in direct_convs.items() if s.stride_h == 2 and
-                           [s.batch, s.out_channels, s.out_height, s.out_width] == out_shape)
-        direct_us, winograd_us = _interleaved_medians_us([direct[name], func], target, reps)
-        print(f"| {shape.kernel_h}x{shape.kernel_w}/2 {shape.reduce_channels}->{shape.out_channels} | "
-              f"{'x'.join(map(str, out_shape[1:]))} | {int(func.attrs[MACS_ATTR]) / 1e6:.1f} | "
-              f"{direct_us / 1e3:.3f} | {winograd_us / 1e3:.3f} | {direct_us / winograd_us:.2f}x |", flush=True)
+        shapes = [[int(d) for d in p.ty.shape] for p in func.params]
+        data_shape, kernel, out_shape = shapes[0], shapes[1][3], shapes[-1]
+        direct_stem = next(f for gv, f in direct.functions.items() if isinstance(f, tvm.tirx.PrimFunc)
+                           and "conv2d" in gv.name_hint and [int(d) for d in f.params[-1].ty.shape] == out_shape)
+        direct_us, winograd_us = _interleaved_medians_us([direct_stem, func], target, reps)
+        print(f"| {kernel}x{kernel}/2 {data_shape[1]}->{out_shape[1]} | {'x'.join(map(str, out_shape[1:]))} | "
+              f"{int(func.attrs[MACS_ATTR]) / 1e6:.1f} | {direct_us / 1e3:.3f} | {winograd_us / 1e3:.3f} | "
+              f"{direct_us / winograd_us:.2f}x |", flush=True)
 
 
 def network_vs_kernels(model: str, rounds: int) -> None:

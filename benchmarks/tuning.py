@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import (add_protocol_arguments, describe_protocol, ort_runner, ours_runner, stock_runner,  # noqa: E402
-                     restart_with_thread_settings, side_by_side_medians)
+                     restart_with_thread_settings, side_by_side)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,8 @@ def end_to_end(model_names: list[str], protocol: argparse.Namespace) -> None:
     from sqnxt_compiler.models import build_model
 
     spin = not protocol.no_spin
-    print(f"\n## Batch 1 on host: tuned vs default vs peers (medians; {describe_protocol(spin, protocol.settle)})\n")
+    print(f"\n## Batch 1 on host: tuned vs default vs peers (medians; {describe_protocol(spin, protocol.settle)}; "
+          "vs ORT: median of per-round ratios)\n")
     print("| model | engine | median ms | vs ORT |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,10 +47,10 @@ def end_to_end(model_names: list[str], protocol: argparse.Namespace) -> None:
             runners = {"ONNX Runtime": ort_runner(proto, data, spin), **stock_runner(proto, data, protocol),
                        "ours (default)": ours_runner(proto, data, Path(tmp) / "default"),
                        "ours (tuned)": ours_runner(proto, data, Path(tmp) / "tuned", tuning_log=log)}
-            medians = side_by_side_medians(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
-                                           protocol.stock_rounds, protocol.settle)
-            for engine, ms in medians.items():
-                print(f"| {name} | {engine} | {ms:.2f} | {ms / medians['ONNX Runtime']:.2f}x |", flush=True)
+            measured = side_by_side(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
+                                    protocol.stock_rounds, protocol.settle)
+            for engine, ms in measured.median_ms.items():
+                print(f"| {name} | {engine} | {ms:.2f} | {measured.ratio[engine]:.2f}x |", flush=True)
 
 
 def compare_spaces(model_name: str, top_tasks: int, trials: int, checkpoints: int) -> None:
