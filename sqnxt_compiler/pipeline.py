@@ -9,7 +9,7 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv, WinogradStem
+from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradStem
 from .passes.fuse_conv_chain import summarize
 from .target import TargetSpec
 
@@ -91,6 +91,8 @@ PHASES: list[Phase] = [
           "fuse each 3x1/1x3 conv pair into one kernel"),
     Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
+    Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
+          "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
     Phase("legalize", _sequential(relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
                                   relax.transform.FoldConstant()), "lower graph ops to TensorIR"),
     Phase("fuse_operators", _sequential(relax.transform.FuseOps(), relax.transform.FuseTIR()),
@@ -131,7 +133,8 @@ ACCEL_PHASES: list[Phase] = [
           "composite functions"),
     Phase("lower_accel", _lower_accel, "compile each composite to an accelerator program, called from the host "
           "through sqnxt.accel.run_layer"),
-] + [p for p in PHASES if p.name not in ("fold_batchnorm", "winograd_stem", "fuse_low_rank", "fuse_bottleneck")]
+] + [p for p in PHASES if p.name not in ("fold_batchnorm", "winograd_stem", "fuse_low_rank", "fuse_bottleneck",
+                                                 "pointwise_conv")]
 
 
 def phases_for(ctx: CompileContext) -> list[Phase]:

@@ -19,7 +19,7 @@ from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import relative_error
 
-FUSION_PHASES = {"fuse_low_rank", "fuse_bottleneck"}
+FUSION_PHASES = {"fuse_low_rank", "fuse_bottleneck", "pointwise_conv"}
 BOUND = 1e-5
 SPEC = load_target("host")
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
@@ -108,6 +108,22 @@ def test_low_rank_pair_alone(cin, mid, height, width, vertical_first, bias, seco
 
 def _folded(model) -> tvm.IRModule:
     return run_pipeline(import_to_relax(model, resolve_inputs(model)), CompileContext(SPEC), PHASES[:1])
+
+
+@pytest.mark.parametrize("height, width, stride, chunked", [(55, 55, 1, True), (8, 16, 1, True), (7, 7, 1, False),
+                                                            (9, 14, 1, False), (28, 28, 2, False)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lone_pointwise_conv_over_chunks(height, width, stride, chunked, bias):
+    """A 1x1 conv left alone by the bottleneck fusions runs over pixel chunks when the image has at least
+    MIN_CHUNKS of them and the stride is 1; either way it computes what the unfused graph does."""
+    g = GraphBuilder(seed=height * width)
+    x = Tensor("data", (1, 24, height, width))
+    model = g.finish("lone", x, _unit(g, x, 40, (1, 1), stride, bias=bias))
+    data = _seeded_input(model)
+    fused, notes = compile_and_run(model, True, data)
+    unfused, _ = compile_and_run(model, False, data)
+    assert relative_error(fused, unfused) <= BOUND
+    assert notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
 
 
 @pytest.mark.parametrize("name", ["alexnet", "squeezenet1.0"])

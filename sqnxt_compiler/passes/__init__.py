@@ -3,6 +3,7 @@
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
+from .pointwise_conv import PointwiseConvOverChunks
 from .winograd_stem import WinogradStem
 
-__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "WinogradStem"]
+__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradStem"]

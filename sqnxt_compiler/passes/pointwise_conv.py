@@ -1,0 +1,44 @@
+"""Compute each remaining 1x1 stride-1 conv (a projection shortcut, a SqueezeNet squeeze or expand) over
+chunks of the flattened image, like the fused 1x1 chains."""
+
+from __future__ import annotations
+
+import tvm
+
+from .fuse_conv_chain import ConvGraph, ConvUnit, FusionRecord, Reporter, rewrite_module
+from .fuse_conv_chain import ChainStage
+from .pointwise_chain import PIXEL_CHUNK, is_pointwise_chain
+
+PATTERN = "pointwise"
+# Below this many chunks the generic conv schedule is faster: the 256->128 projection of 1.0-SqNxt-23 at
+# 7x7 (49 pixels: 4 chunks, the last mostly overlap) took 26.5 us over chunks, 19.0 us as a conv.
+MIN_CHUNKS = 8
+
+
+def _over_chunks(unit: ConvUnit) -> bool:
+    shape = [int(d) for d in unit.data.ty.shape]
+    return shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK and is_pointwise_chain(shape, [ChainStage.of(unit)])
+
+
+@tvm.transform.module_pass(opt_level=0, name="PointwiseConvOverChunks")
+class PointwiseConvOverChunks:
+    """conv2d(1x1, stride 1, no padding)[+bias][+ReLU] becomes a one-stage `pointwise_chain` kernel: the
+    generic conv schedules compute it in rows padded to whole vectors (55 -> 64 columns), the chunk kernel
+    has no padding. Run after the bottleneck fusions, so it only takes the convs they left."""
+
+    def __init__(self, report: Reporter | None = None) -> None:
+        self.report = report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        def plan(graph: ConvGraph) -> dict:
+            plans = {}
+            for unit in graph.outermost_units():
+                if not _over_chunks(unit):
+                    continue
+                plans[unit.output] = lambda rw, unit=unit: rw.emit_chain([unit], PATTERN)
+                if self.report is not None:
+                    shape = unit.output.ty.shape
+                    self.report(FusionRecord(PATTERN, "1x1", (int(shape[2]), int(shape[3]))))
+            return plans
+
+        return rewrite_module(mod, plan)
