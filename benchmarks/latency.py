@@ -284,28 +284,39 @@ def _interleaved_medians_us(funcs: list, target, reps: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+def _built_with_and_without(model: str, module, predicate: str) -> tuple:
+    """(target, `model`'s kernels as built, as built with `module.predicate` always False): the same
+    model with and without one of the pipeline's choices, both with default schedules."""
+    from unittest import mock
+
+    from sqnxt_compiler.target import load_target
+
+    spec = load_target("host")
+    built = _scheduled_module(model, spec)
+    with mock.patch.object(module, predicate, lambda *_: False):
+        without = _scheduled_module(model, spec)
+    return spec.tvm_target(), built, without
+
+
+def _comparison_header(title: str, reps: int, columns: list[str]) -> None:
+    print(f"\n## {title} (kernel alone, default schedules, medians of {reps} interleaved reps)\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
 def pixel_chunks_vs_rows(model: str, reps: int) -> None:
     """Each pointwise-chain kernel of the model (1x1 reduce pair, 1x1 expand + residual + ReLU) as built
     (over 16-pixel chunks of the flattened image) and as the row kernel the fusion passes build otherwise
     (rows padded to whole vectors), both with their default schedules, timed alone and interleaved."""
-    from unittest import mock
-
     import tvm
 
     from sqnxt_compiler.passes import pointwise_chain
     from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
     from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunked
-    from sqnxt_compiler.target import load_target
 
-    spec = load_target("host")
-    target = spec.tvm_target()
-    chunked = _scheduled_module(model, spec)
-    with mock.patch.object(pointwise_chain, "is_pointwise_chain", lambda *_: False):  # what we built before
-        rows = _scheduled_module(model, spec)
-    print(f"\n## {model} batch 1: 1x1 chains over pixel chunks vs padded rows (kernel alone, default schedules, "
-          f"medians of {reps} interleaved reps)\n")
-    print("| kernel | output | MMAC | rows us | chunks us | speedup |")
-    print("|---|---|---|---|---|---|")
+    target, chunked, rows = _built_with_and_without(model, pointwise_chain, "is_pointwise_chain")
+    _comparison_header(f"{model} batch 1: 1x1 chains over pixel chunks vs padded rows", reps,
+                       ["kernel", "output", "MMAC", "rows us", "chunks us", "speedup"])
     for gvar, func in sorted(chunked.functions.items(), key=lambda kv: kv[0].name_hint):
         if not isinstance(func, tvm.tirx.PrimFunc) or not pixel_chunked(func):
             continue
@@ -318,24 +329,15 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
 def winograd_vs_direct(model: str, reps: int) -> None:
     """The model's stem as built (polyphase Winograd, `passes/winograd_kernel.py`) and as the direct conv
     kernel the pipeline builds without the winograd_stem phase, both with their default schedules, alone."""
-    from unittest import mock
-
     import tvm
 
     from sqnxt_compiler.passes import winograd_stem
     from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
     from sqnxt_compiler.schedules.fused_conv_chain import fusion_pattern
-    from sqnxt_compiler.target import load_target
 
-    spec = load_target("host")
-    target = spec.tvm_target()
-    winograd = _scheduled_module(model, spec)
-    with mock.patch.object(winograd_stem, "is_winograd_stem", lambda *_: False):  # what we built before
-        direct = _scheduled_module(model, spec)
-    print(f"\n## {model} batch 1: stride-2 stem as polyphase Winograd vs direct (kernel alone, default "
-          f"schedules, medians of {reps} interleaved reps)\n")
-    print("| stem | output | MMAC | direct ms | Winograd ms | speedup |")
-    print("|---|---|---|---|---|---|")
+    target, winograd, direct = _built_with_and_without(model, winograd_stem, "is_winograd_stem")
+    _comparison_header(f"{model} batch 1: stride-2 stem as polyphase Winograd vs direct", reps,
+                       ["stem", "output", "MMAC", "direct ms", "Winograd ms", "speedup"])
     for func in (f for f in winograd.functions.values()
                  if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == winograd_stem.PATTERN):
         shapes = [[int(d) for d in p.ty.shape] for p in func.params]

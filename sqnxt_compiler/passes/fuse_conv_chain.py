@@ -366,6 +366,26 @@ def rewrite_module(mod: tvm.IRModule, plan_function: Callable[[ConvGraph], dict]
     return rewriter.builder_.get() if changed else mod
 
 
+def rewrite_units(mod: tvm.IRModule, applies: Callable[[ConvUnit], bool],
+                  emit: Callable[["ChainRewriter", ConvUnit], relax.Expr], pattern: str,
+                  describe: Callable[[ConvUnit], str], report: Reporter | None) -> tvm.IRModule:
+    """The single-unit rewrites (`winograd_stem`, `pointwise_conv`): every outermost conv unit for which
+    `applies` holds becomes `emit(rewriter, unit)`, reported as `pattern` with `describe(unit)`."""
+
+    def plan(graph: ConvGraph) -> dict:
+        plans = {}
+        for unit in graph.outermost_units():
+            if not applies(unit):
+                continue
+            plans[unit.output] = lambda rw, unit=unit: emit(rw, unit)
+            if report is not None:
+                shape = unit.output.ty.shape
+                report(FusionRecord(pattern, describe(unit), (int(shape[2]), int(shape[3]))))
+        return plans
+
+    return rewrite_module(mod, plan)
+
+
 def summarize(records: Sequence[FusionRecord]) -> list[str]:
     """`--explain` lines: per pattern, the total, the count per variant and per stage (output resolution)."""
     lines = []

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import tvm
 
-from .fuse_conv_chain import ConvGraph, ConvUnit, FusionRecord, Reporter, rewrite_module
-from .fuse_conv_chain import ChainStage
+from .fuse_conv_chain import ChainStage, ConvUnit, Reporter, rewrite_units
 from .pointwise_chain import PIXEL_CHUNK, is_pointwise_chain
 
 PATTERN = "pointwise"
@@ -30,15 +29,5 @@ class PointwiseConvOverChunks:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        def plan(graph: ConvGraph) -> dict:
-            plans = {}
-            for unit in graph.outermost_units():
-                if not _over_chunks(unit):
-                    continue
-                plans[unit.output] = lambda rw, unit=unit: rw.emit_chain([unit], PATTERN)
-                if self.report is not None:
-                    shape = unit.output.ty.shape
-                    self.report(FusionRecord(PATTERN, "1x1", (int(shape[2]), int(shape[3]))))
-            return plans
-
-        return rewrite_module(mod, plan)
+        return rewrite_units(mod, _over_chunks, lambda rw, unit: rw.emit_chain([unit], PATTERN), PATTERN,
+                             lambda _unit: "1x1", self.report)
