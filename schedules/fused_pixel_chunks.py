@@ -85,7 +85,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         _, channels, _, lanes, rc = sch.get_loops(conv)[-5:]
         _, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
         _accumulate(sch, conv, inner, lanes, rc)
-    return f"{stages} stages in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")
+    what = f"{stages} stages" if stages > 1 else "1 stage"
+    return f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
