@@ -32,13 +32,13 @@ FREE_REGISTERS = 4  # the transformed-row vector and the loop's addresses; broad
 MAX_CHANNEL_TILE = 8
 
 
-def _transformed_rows(sch: "s_tir.Schedule") -> int:
-    return ROWS_PER_TILE + int(sch.mod["main"].attrs[TAPS_ATTR]) - 1
+def _row_taps(sch: "s_tir.Schedule") -> int:
+    return int(sch.mod["main"].attrs[TAPS_ATTR])
 
 
 def default_channel_tile(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> int:
     machine = machine_knobs(spec)
-    vectors_per_channel = _transformed_rows(sch) * max(1, COLUMN_CHUNK // machine.lanes)
+    vectors_per_channel = (ROWS_PER_TILE + _row_taps(sch) - 1) * max(1, COLUMN_CHUNK // machine.lanes)
     out_channels = int(sch.get(sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1]).extent)
     return largest_divisor_at_most(out_channels, (machine.vector_registers - FREE_REGISTERS) // vectors_per_channel)
 
@@ -78,7 +78,7 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool) -> str:
             sch.unroll(loops[-2])  # the transformed row: its BT coefficients become constants
         sch.vectorize(sch.split(loops[-1], [None, COLUMN_CHUNK])[1])
     tile_text = "sampled" if channel_tile is SAMPLE else str(channel_tile)
-    return (f"F({ROWS_PER_TILE},{_transformed_rows(sch) - ROWS_PER_TILE + 1}) row tiles, {tile_text} channels x "
+    return (f"F({ROWS_PER_TILE},{_row_taps(sch)}) row tiles, {tile_text} channels x "
             f"{COLUMN_CHUNK} columns in registers" + (", parallel" if parallel else ""))
 
 

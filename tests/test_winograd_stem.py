@@ -79,9 +79,8 @@ def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, 
         assert error <= 2e-6, f"schedule {index}: relative error {error:.2e}"
 
 
-def _calls_after_winograd_stem(model: str) -> Counter:
+def _calls_after_winograd_stem(proto) -> Counter:
     """Calls in `main` after the winograd_stem phase: operator names, and the names of call_tir'd kernels."""
-    proto = build_model(model)
     phases = [p for p in PHASES if p.name in ("fold_batchnorm", "winograd_stem")]
     mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(SPEC), phases)
     counts: Counter = Counter()
@@ -101,6 +100,6 @@ def test_pass_replaces_the_stride_2_stem_and_nothing_else(model) -> None:
     attrs = {a.name: list(a.ints) for a in stem.attribute}
     kernel = attrs.get("kernel_shape", [0])[0]
     expected = int(kernel in (5, 7) and attrs.get("strides") == [2, 2])  # alexnet: 11x11/4; resnet-tiny: 3x3
-    counts = _calls_after_winograd_stem(model)
+    counts = _calls_after_winograd_stem(proto)
     assert counts["fused_winograd_stem"] == expected
     assert counts["relax.nn.conv2d"] == sum(node.op_type == "Conv" for node in proto.graph.node) - expected

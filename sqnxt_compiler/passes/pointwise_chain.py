@@ -46,13 +46,18 @@ def is_pointwise_chain(data_shape: Sequence[int], stages: Sequence[ChainStage]) 
         stage.kernel == (1, 1) and stage.strides == (1, 1) and not any(stage.padding) for stage in stages)
 
 
-def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:
-    """A block over (batch, channel, chunk, lane[, rc]) with these extents; `emit(*block_vars)` writes its body."""
-    names = ["b", "o", "k", "lane", "rc"][:len(extents)]
+def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None]) -> None:
+    """In an IR-builder kernel: a block `name` over loops of these extents and `names` (`kinds`: S or R per
+    loop); `emit(*block_vars)` writes its body. Also used by `winograd_kernel`."""
     with T.grid(*extents) as loops:
-        IRBuilder.name_many(names, loops)
+        IRBuilder.name_many(list(names), loops)
         with T.sblock(name):
             emit(*IRBuilder.name_many([f"v{n}" for n in names], T.axis.remap(kinds, loops)))
+
+
+def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:
+    """A block over (batch, channel, chunk, lane[, rc]) with these extents; `emit(*block_vars)` writes its body."""
+    grid_block(name, extents, kinds, ["b", "o", "k", "lane", "rc"][:len(extents)], emit)
 
 
 def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,

@@ -35,6 +35,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .fuse_conv_chain import FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, epilogue_value
+from .pointwise_chain import grid_block
 
 PATTERN = "winograd_stem"
 ROWS_PER_TILE = 4  # m of F(m, r)
@@ -94,14 +95,6 @@ def _coefficient(matrix: np.ndarray, row, col: int):
     for index in range(matrix.shape[0] - 2, -1, -1):
         value = tirx.Select(row == index, tirx.const(float(matrix[index, col]), "float32"), value)
     return value
-
-
-def _grid_block(name: str, extents: Sequence[int], kinds: str, names: str, emit) -> None:
-    """A block `name` over loops of these extents (`kinds`: S/R per loop); `emit(*block_vars)` writes its body."""
-    with T.grid(*extents) as loops:
-        IRBuilder.name_many(names.split(), loops)
-        with T.sblock(name):
-            emit(*IRBuilder.name_many([f"v{n}" for n in names.split()], T.axis.remap(kinds, loops)))
 
 
 def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: int,
@@ -166,10 +159,10 @@ def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: i
                     T.buffer_store(output, epilogue_value(value, bias, o, relu),
                                    [b, o, first_row(t) + i, first_column(chunk) + lane])
 
-                _grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x", split_by_parity)
-                _grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x", transform_rows)
-                _grid_block(PRODUCT_BLOCK, (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK, 2, channels, kernel),
-                            "SSSSSSRRR", "b o t j chunk lane py c kx", multiply_add)
-                _grid_block(OUTPUT_BLOCK, (batch, out_channels, tiles, m, chunks, COLUMN_CHUNK), "SSSSSS",
-                            "b o t i chunk lane", store_output)
+                grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)
+                grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x".split(), transform_rows)
+                grid_block(PRODUCT_BLOCK, (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK, 2, channels, kernel),
+                            "SSSSSSRRR", "b o t j chunk lane py c kx".split(), multiply_add)
+                grid_block(OUTPUT_BLOCK, (batch, out_channels, tiles, m, chunks, COLUMN_CHUNK), "SSSSSS",
+                            "b o t i chunk lane".split(), store_output)
     return builder.get()

@@ -6,7 +6,7 @@ import tvm
 from tvm import relax
 
 from .fuse_conv_chain import ConvUnit, Reporter, rewrite_units
-from .winograd_kernel import COLUMN_CHUNK, PATTERN, ROWS_PER_TILE, transform_weights, winograd_stem_kernel
+from .winograd_kernel import COLUMN_CHUNK, PATTERN, ROWS_PER_TILE, row_taps, transform_weights, winograd_stem_kernel
 
 KERNELS = (5, 7)  # F(4, 3) and F(4, 4): 6 and 7 transformed rows, the accuracy TVM's own Winograd accepts
 MAX_IN_CHANNELS = 4  # an image's channels: the transforms are per input channel, the savings per output
@@ -20,7 +20,7 @@ def is_winograd_stem(unit: ConvUnit) -> bool:
 
 
 def _describe(unit: ConvUnit) -> str:
-    return f"{unit.kernel[0]}x{unit.kernel[1]}/s2, F({ROWS_PER_TILE},{-(-unit.kernel[0] // 2)})"
+    return f"{unit.kernel[0]}x{unit.kernel[1]}/s2, F({ROWS_PER_TILE},{row_taps(unit.kernel[0])})"
 
 
 def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
