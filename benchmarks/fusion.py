@@ -24,7 +24,7 @@ from tvm import relax
 from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.passes.fuse_bottleneck import residual_epilogue
-from sqnxt_compiler.passes.fuse_conv_chain import ConvGraph, rewrite_module
+from sqnxt_compiler.passes._conv_graph import ConvGraph, rewrite_module
 from sqnxt_compiler.pipeline import PHASES, CompileContext, Phase, run_pipeline
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import reference_outputs, relative_error

@@ -212,7 +212,7 @@ def per_layer(model: str, reps: int) -> None:
 
     from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
     from sqnxt_compiler.models import build_model
-    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+    from sqnxt_compiler.pipeline import GRAPH_REWRITES, LOWERING, CompileContext, run_pipeline
     from sqnxt_compiler.schedules import conv2d_output_stationary as output_stationary
     from sqnxt_compiler.schedules import conv2d_weight_stationary as weight_stationary
     from sqnxt_compiler.schedules._common import find_conv, machine_knobs
@@ -223,7 +223,7 @@ def per_layer(model: str, reps: int) -> None:
     target = spec.tvm_target()
     machine = machine_knobs(spec)
     proto = build_model(model)
-    lowering = [p for p in PHASES if p.name in ("fold_batchnorm", "legalize", "fuse_operators")]
+    lowering = [p for p in GRAPH_REWRITES if p.name == "fold_batchnorm"] + LOWERING
     mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec), lowering)
     print(f"\n## Per conv layer, {model} batch 1: OS vs WS default schedules (kernel alone, medians of "
           f"{reps} interleaved reps; each build packs its weights in the kernel, equally for both)\n")
@@ -262,11 +262,11 @@ def _scheduled_module(model: str, spec):
     """`model` (batch 1) through every phase but the VM lowering: its kernels, scheduled by default."""
     from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
     from sqnxt_compiler.models import build_model
-    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+    from sqnxt_compiler.pipeline import SCHEDULING, UNSCHEDULED, CompileContext, run_pipeline
 
     proto = build_model(model)
     return run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec),
-                        [p for p in PHASES if p.name != "lower_to_vm"])
+                        UNSCHEDULED + SCHEDULING)
 
 
 def _interleaved_medians_us(funcs: list, target, reps: int) -> list[float]:
@@ -310,11 +310,10 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
     (rows padded to whole vectors), both with their default schedules, timed alone and interleaved."""
     import tvm
 
-    from sqnxt_compiler.passes import pointwise_chain
-    from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
-    from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunked
+    from sqnxt_compiler import kernels
+    from sqnxt_compiler.kernels.contract import MACS_ATTR, pixel_chunked
 
-    target, chunked, rows = _built_with_and_without(model, pointwise_chain, "is_pointwise_chain")
+    target, chunked, rows = _built_with_and_without(model, kernels, "is_pointwise_chain")
     _comparison_header(f"{model} batch 1: 1x1 chains over pixel chunks vs padded rows", reps,
                        ["kernel", "output", "MMAC", "rows us", "chunks us", "speedup"])
     for gvar, func in sorted(chunked.functions.items(), key=lambda kv: kv[0].name_hint):
@@ -327,19 +326,18 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
 
 
 def winograd_vs_direct(model: str, reps: int) -> None:
-    """The model's stem as built (polyphase Winograd, `passes/winograd_kernel.py`) and as the direct conv
+    """The model's stem as built (polyphase Winograd, `kernels/winograd.py`) and as the direct conv
     kernel the pipeline builds without the winograd_stem phase, both with their default schedules, alone."""
     import tvm
 
+    from sqnxt_compiler.kernels.contract import MACS_ATTR, WINOGRAD_STEM, fusion_pattern
     from sqnxt_compiler.passes import winograd_stem
-    from sqnxt_compiler.passes.fuse_conv_chain import MACS_ATTR
-    from sqnxt_compiler.schedules.fused_conv_chain import fusion_pattern
 
     target, winograd, direct = _built_with_and_without(model, winograd_stem, "is_winograd_stem")
     _comparison_header(f"{model} batch 1: stride-2 stem as polyphase Winograd vs direct", reps,
                        ["stem", "output", "MMAC", "direct ms", "Winograd ms", "speedup"])
     for func in (f for f in winograd.functions.values()
-                 if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == winograd_stem.PATTERN):
+                 if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == WINOGRAD_STEM):
         shapes = [[int(d) for d in p.ty.shape] for p in func.params]
         data_shape, kernel, out_shape = shapes[0], shapes[1][3], shapes[-1]
         direct_stem = next(f for gv, f in direct.functions.items() if isinstance(f, tvm.tirx.PrimFunc)
@@ -359,7 +357,7 @@ def network_vs_kernels(model: str, rounds: int) -> None:
     import tvm
     from tvm import relax
 
-    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+    from sqnxt_compiler.pipeline import FINALIZING, CompileContext, run_pipeline
     from sqnxt_compiler.target import load_target
 
     spec = load_target("host")
@@ -375,7 +373,7 @@ def network_vs_kernels(model: str, rounds: int) -> None:
             lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
             kernels.append((lib.mod.time_evaluator("main", device, number=1, repeat=30),
                             _random_arguments(func, device), calls[gvar.name_hint]))
-    lowered = run_pipeline(scheduled, CompileContext(spec), [p for p in PHASES if p.name == "lower_to_vm"])
+    lowered = run_pipeline(scheduled, CompileContext(spec), FINALIZING)
     network = relax.VirtualMachine(relax.build(lowered, target, relax_pipeline=None), device)["main"]
     data = tvm.runtime.tensor(np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype("float32"), device)
     alone, whole = [], []

@@ -1,42 +1,38 @@
 """TensorIR schedule families for our lowered operators, one family per file.
 
-Each family registers a `ScheduleRule`: when it applies (a predicate on the PrimFunc), its deterministic
-default schedule (derived from the target file), and optionally a meta_schedule design space. Rules are
-tried in registration order, the first that applies wins (as in TVM's dlight `ApplyDefaultSchedule`)."""
+Each family's `RULE` says when it applies (a predicate on the PrimFunc), gives its deterministic default
+schedule (derived from the target) and a meta_schedule design space. `RULES` is the explicit, ordered list
+(as TVM dlight's `ApplyDefaultSchedule(*rules)`): the first rule that applies wins. The fused-kernel rules
+recognise their kernels by the attributes of `sqnxt_compiler.kernels.contract`; their predicates do not
+overlap. The pooling/elementwise rule is the catch-all and comes last."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import tvm
 from tvm import tirx
+
+from . import dataflow_choice, dense, fused_bottleneck, fused_low_rank, fused_pixel_chunks, fused_winograd_stem, pooling
+from .rule import ScheduleRule
 
 if TYPE_CHECKING:
     from ..pipeline import CompileContext
     from ..target import TargetSpec
 
-
-@dataclass(frozen=True)
-class ScheduleRule:
-    """A schedule family. `apply` schedules in place and returns a one-line description for --explain."""
-
-    name: str
-    applies: Callable[[tirx.PrimFunc, "TargetSpec"], bool]
-    apply: Callable[["tvm.s_tir.Schedule", "TargetSpec"], str]
-    design_space: Callable | None = None
-
-
-RULES: list[ScheduleRule] = []
+RULES: tuple[ScheduleRule, ...] = (
+    fused_winograd_stem.RULE,   # the polyphase Winograd stems
+    fused_pixel_chunks.RULE,    # 1x1 chains over pixel chunks
+    fused_low_rank.RULE,        # 3x1/1x3 pairs, in row tiles
+    fused_bottleneck.RULE,      # 1x1 chains that are not over chunks (stride 2, tiny images), in row tiles
+    dataflow_choice.RULE,       # any other conv2d: output- or weight-stationary, chosen per layer
+    dense.RULE,                 # matmul / dense
+    pooling.RULE,               # pooling, reductions and elementwise: the catch-all
+)
 
 # What TVM 0.27 itself sets on a scheduled PrimFunc (MetaScheduleApplyDatabase for tuned kernels); later
 # phases and this registry leave such functions alone.
 SCHEDULED_ATTR = "tirx.is_scheduled"
-
-
-def register(rule: ScheduleRule) -> ScheduleRule:
-    RULES.append(rule)
-    return rule
 
 
 def find_rule(func: tirx.PrimFunc, spec: "TargetSpec") -> ScheduleRule | None:
@@ -75,38 +71,3 @@ def pack_weights_at_compile_time(mod: tvm.IRModule, ctx: "CompileContext") -> tv
         mod = relax.transform.SplitLayoutRewritePreproc()(mod)
         mod = relax.transform.FoldConstant()(mod)
         return relax.transform.DeadCodeElimination()(mod)
-
-
-# Schedule families register themselves on import, most specific first.
-
-
-def _register_builtin_rules() -> None:
-    """Register the families, most specific first: fused kernels (schedules/fused_*.py, from the graph
-    fusion work), then single convolutions (the WS/OS choice first, so it wins; the two families stay
-    registered for tuning and for name lookup), dense, and the pooling/elementwise catch-all."""
-    import importlib
-    import pkgutil
-
-    fused = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.startswith("fused_"))
-    modules = [*fused, "dataflow_choice", "conv2d_output_stationary", "conv2d_weight_stationary", "dense",
-               "pooling"]
-    for name in modules:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except Exception as err:  # noqa: BLE001 - a family under construction must not break every build
-            if name.startswith("fused_"):
-                import warnings
-
-                warnings.warn(f"schedule family {name} failed to import ({err}); its kernels stay unscheduled")
-                continue
-            raise
-        rule = getattr(module, "RULE", None)
-        if rule is not None and all(existing.name != rule.name for existing in RULES):
-            register(rule)
-
-
-def rule_by_name(name: str) -> ScheduleRule:
-    return next(rule for rule in RULES if rule.name == name)
-
-
-_register_builtin_rules()

@@ -31,8 +31,7 @@ class MachineKnobs:
     vector_registers: int
     cores: int
     l1d_bytes: int
-    # Kernels below this many MACs run on one core: a parallel launch and barrier cost more than they save
-    # (on this shared 2-vCPU host, 1.0-SqNxt-23 ran 2x slower with every small layer parallel).
+    # Kernels below this many MACs run on one core: a parallel launch and barrier cost more than they save.
     parallel_min_macs: int = 4_000_000
 
     @property
@@ -43,9 +42,8 @@ class MachineKnobs:
     @property
     def accumulator_budget(self) -> int:
         """Vector registers for a conv register tile's accumulators: half the register file. The rest hold
-        the weight vectors and input broadcasts of the taps LLVM unrolls and interleaves; with all but six
-        registers as accumulators (the old budget) the tile spilled: the 5x5/2 stem of 1.0-SqNxt-23v5 took
-        1.15 ms with a 6 x 4x16 tile vs 0.73 ms with 4 x 4x16 (AVX-512), and the network 3.7 -> 3.3 ms."""
+        the weight vectors and input broadcasts of the taps LLVM unrolls and interleaves; with more
+        accumulators the tile spills."""
         return max(4, self.vector_registers // 2)
 
 
@@ -300,11 +298,7 @@ def transpose_epilogue(sch, epilogue, column_lanes: int) -> None:
       vectors: strided loads from the accumulator, contiguous stores. Its channel loop stays rolled:
       unrolled too, it ran faster on one kernel and slower on another, and took seconds to compile (a
       whole WS design-space candidate of the stem, minutes).
-    Left to itself, LLVM vectorized the channel loop into scatter stores (vscatterdps on AVX-512): the
-    7x7/2 stem spent ~22% of its time there. Measured per kernel on this host, before -> after: OS stem
-    1.23 -> 1.12 ms, 1x1/2 32->64 at 55x55 32.7 -> 24.0 us, 1x1 64->32 at 55x55 102 -> 70 us; WS 1x1/2
-    49.5 -> 40.6 us, 1x1 64->32 241 -> 171 us, 1x1 128->64 at 14x14 28.7 -> 26.6 us (the WS stem, which
-    the rule does not pick, 1.39 -> 1.49 ms)."""
+    Left to itself, LLVM vectorizes the channel loop into scatter stores (vscatterdps on AVX-512)."""
     loops = sch.get_loops(epilogue)
     channels, columns = loops[-3], loops[-1]   # (.., f, y, x): the epilogue's NCHW write order
     if column_lanes:

@@ -1,11 +1,10 @@
-"""Output-stationary conv2d: a tile of output columns x output-channel vectors stays in registers while the
+"""Output-stationary conv2d (a family that `dataflow_choice` picks per layer): a tile of output columns x output-channel vectors stays in registers while the
 whole reduction (input channels x kernel window) streams past it; the epilogue runs on that tile."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import ScheduleRule
 from ._common import SAMPLE, ConvKnobs, ConvShape, MachineKnobs, find_conv, finish_register_tile, \
     machine_knobs, prepare_conv, register_tile, split_channels, tile
 
@@ -66,5 +65,3 @@ def design_space(sch: "tvm.s_tir.Schedule") -> list["tvm.s_tir.Schedule"]:
         spaces.append(space)
     return spaces
 
-
-RULE = ScheduleRule("conv2d-output-stationary", lambda func, spec: find_conv(func) is not None, apply, design_space)

@@ -1,11 +1,10 @@
-"""Weight-stationary conv2d: a weight tile (input-channel slice x kernel window x channel vectors) stays in
+"""Weight-stationary conv2d (a family that `dataflow_choice` picks per layer): a weight tile (input-channel slice x kernel window x channel vectors) stays in
 L1/registers while a block of output rows streams past it; partial sums accumulate in the output tile."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import ScheduleRule
 from ._common import SAMPLE, ConvKnobs, ConvShape, MachineKnobs, find_conv, finish_register_tile, \
     largest_divisor_at_most, machine_knobs, prepare_conv, register_tile, split_channels, tile
 
@@ -66,5 +65,3 @@ def design_space(sch: "tvm.s_tir.Schedule") -> "tvm.s_tir.Schedule":
     schedule(sch, ConvKnobs(lanes, SAMPLE, SAMPLE, rc_inner=SAMPLE, rows_per_task=SAMPLE, unroll_max_step=SAMPLE))
     return sch
 
-
-RULE = ScheduleRule("conv2d-weight-stationary", lambda func, spec: find_conv(func) is not None, apply, design_space)

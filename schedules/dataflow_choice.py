@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import ScheduleRule
+from ..kernels.contract import fusion_pattern
 from . import conv2d_output_stationary as output_stationary
 from . import conv2d_weight_stationary as weight_stationary
 from ._common import ConvShape, MachineKnobs, find_conv, machine_knobs
+from .rule import ScheduleRule
 
 if TYPE_CHECKING:
     import tvm
+    from tvm import tirx
 
     from ..target import TargetSpec
 
@@ -65,4 +67,9 @@ def design_space(sch: "tvm.s_tir.Schedule") -> list["tvm.s_tir.Schedule"]:
     return [*output_stationary.design_space(sch.copy()), weight_stationary.design_space(sch.copy())]
 
 
-RULE = ScheduleRule("conv2d-dataflow-choice", lambda func, spec: find_conv(func) is not None, apply, design_space)
+def applies(func: "tirx.PrimFunc", _spec: "TargetSpec") -> bool:
+    """A single conv2d (with elementwise epilogues) that is not one of the fused kernels."""
+    return fusion_pattern(func) is None and find_conv(func) is not None
+
+
+RULE = ScheduleRule("conv2d-dataflow-choice", applies, apply, design_space)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import ScheduleRule
+from .rule import ScheduleRule
 from ._common import SAMPLE, Knob, root_blocks, inline_elementwise_chain, machine_knobs, pow2_lanes, tile
 
 if TYPE_CHECKING:

@@ -4,14 +4,13 @@ image smaller than one chunk."""
 
 from __future__ import annotations
 
-from . import ScheduleRule
-from .fused_conv_chain import conv_chain_design_space, fusion_pattern, schedule_conv_chain
-from .fused_pixel_chunks import pixel_chunked
+from ..kernels.contract import EXPAND_EPILOGUE, REDUCE_CHAIN, fusion_pattern, pixel_chunked
+from .fused_conv_chain import conv_chain_design_space, schedule_conv_chain
+from .rule import ScheduleRule
 
 RULE = ScheduleRule(
     name="fused_bottleneck",
-    applies=lambda func, _spec: (fusion_pattern(func) in ("reduce_chain", "expand_epilogue")
-                                and not pixel_chunked(func)),
+    applies=lambda func, _spec: fusion_pattern(func) in (REDUCE_CHAIN, EXPAND_EPILOGUE) and not pixel_chunked(func),
     apply=schedule_conv_chain,
     design_space=conv_chain_design_space,
 )

@@ -1,15 +1,11 @@
-"""Shared by the fused-kernel schedule families: schedule a `sqnxt_compiler.passes.fuse_conv_chain` kernel.
+"""Shared by the fused-kernel schedule families: schedule a `sqnxt_compiler.kernels.conv_chain` kernel.
 
 The kernel computes conv stage after stage; this schedule tiles the final output by rows, runs the row
 tiles in parallel, and computes every earlier stage inside the tile (`compute_at`), so each intermediate
 lives only as a (rows + halo) x width x channels buffer per thread (at most TILE_BYTES_BUDGET). Inside a stage,
 a register tile of output channels x a whole row (vectorized along the width) accumulates in a local
-buffer over input channels and kernel taps.
-
-Measured per kernel on this host (median of interleaved runs, vs the same kernel unscheduled): low-rank
-pair 8->16->16 at 55x55 1.0 -> 0.10 ms, 32->64->64 at 14x14 7.0 -> 0.08 ms. Rows must be whole vectors:
-with 55-wide rows the TIR-vectorized loop was 5x slower than at 64 (hence `padded_width` in the kernel),
-and leaving the row to LLVM's auto-vectorizer was 1.5-2x slower than TIR vectorization."""
+buffer over input channels and kernel taps. Rows are whole vectors (`padded_width` in the kernel): a ragged
+TIR-vectorized row is predicated and slow."""
 
 from __future__ import annotations
 
@@ -17,9 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tvm import tirx
 
-from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OUTPUT_BLOCK
+from ..kernels.contract import CONV_BLOCK, MACS_ATTR, OUTPUT_BLOCK
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -28,8 +23,7 @@ if TYPE_CHECKING:
 
 # From the target's vector width and register count: a row chunk of 4 vectors (64 columns with AVX-512,
 # 16 with NEON) and half the registers as accumulators, so a stage accumulates as many output channels as
-# fit, e.g. 4 channels for 64-column rows and 16 for 16-column rows with AVX-512 (at 7x7, 16 channels
-# instead of 4 took the low-rank pair from 0.15 to 0.10 ms; elsewhere no change).
+# fit, e.g. 4 channels for 64-column rows and 16 for 16-column rows with AVX-512.
 @dataclass(frozen=True)
 class RegisterBudget:
     lanes: int  # fp32 lanes of one vector register
@@ -49,15 +43,9 @@ class RegisterBudget:
         return RegisterBudget(machine.lanes, machine.accumulator_budget)
 
 
-# Per-thread intermediates of one row tile. A 55x55 stage's whole 16-channel intermediate (~230 KB) would
-# fit this host's 2 MB L2, and one whole-image tile was the fastest (0.088 ms for the stage-1 low-rank pair
-# vs 0.093 ms at 64 KB, 0.100 ms at 32 KB; other stages equal), but the point of the fusion is that the
-# intermediate exists only as a tile, also on ARM cores with 32 KB L1 and a shared 1 MB L2: 64 KB.
+# Per-thread intermediates of one row tile: the point of the fusion is that the intermediate exists only as
+# a tile, also on ARM cores with 32 KB L1 and a shared 1 MB L2.
 TILE_BYTES_BUDGET = 64 * 1024
-
-
-def fusion_pattern(func: tirx.PrimFunc) -> str | None:
-    return str(func.attrs[FUSION_ATTR]) if func.attrs is not None and FUSION_ATTR in func.attrs else None
 
 
 def stage_blocks(sch: "s_tir.Schedule") -> list[tuple[str, ...]]:
@@ -83,7 +71,7 @@ def _buffer_shape(sch: "s_tir.Schedule", block_name: str) -> list[int]:
 
 
 def _computed_rows(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> int:
-    """Rows of the last stage: the output's, or one more (see `fuse_conv_chain._row_margins`)."""
+    """Rows of the last stage: the output's, or one more (see `kernels.conv_chain._row_margins`)."""
     return _buffer_shape(sch, f"{CONV_BLOCK}{len(stages) - 1}")[2]
 
 
@@ -99,7 +87,7 @@ def _fitting_row_tiles(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> 
     row_bytes = sum(4 * channels * width for _, channels, _, width in intermediates)
     # With a halo, a ragged last tile would read margin rows the kernel does not have; TIR then clips the
     # region and keeps that intermediate full-size, so such tiles must divide the rows the last stage
-    # computes (made even by the kernel, see `fuse_conv_chain._row_margins`).
+    # computes (made even by the kernel, see `kernels.conv_chain._row_margins`).
     fitting = [r for r in range(1, height + 1)
                if row_bytes * (r + halo) <= TILE_BYTES_BUDGET and (halo == 0 or height % r == 0)] or [1]
     return fitting, halo
@@ -161,10 +149,7 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
     """Schedule a fused conv-chain kernel in place; returns a one-line description for --explain.
 
     The last conv is the anchor: its rows are split into tiles (run in parallel when the kernel has at
-    least the target's `parallel_min_macs`, as the conv families do: on this host, with TVM's pool
-    spinning between kernels, every fused kernel of 1.0-SqNxt-23 runs faster on both cores, e.g. the
-    14x14 low-rank pair 49 us vs 72 us on one; with a sleeping pool, one core won),
-    every earlier stage is computed at the tile, and the output epilogue (bias, residual, ReLU) reads
+    least the target's `parallel_min_macs`, as the conv families do), every earlier stage is computed at the tile, and the output epilogue (bias, residual, ReLU) reads
     the accumulator row.
 
     With `sampled_parallel` set (a design space, which sees no target file), the row tile and every

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from . import ScheduleRule
-from .fused_conv_chain import conv_chain_design_space, fusion_pattern, schedule_conv_chain
+from ..kernels.contract import LOW_RANK, fusion_pattern
+from .fused_conv_chain import conv_chain_design_space, schedule_conv_chain
+from .rule import ScheduleRule
 
 RULE = ScheduleRule(
     name="fused_low_rank",
-    applies=lambda func, _spec: fusion_pattern(func) == "low_rank",
+    applies=lambda func, _spec: fusion_pattern(func) == LOW_RANK,
     apply=schedule_conv_chain,
     design_space=conv_chain_design_space,
 )

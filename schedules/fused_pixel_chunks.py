@@ -1,4 +1,4 @@
-"""Schedule family for the pointwise-chain kernels (`passes/pointwise_chain.py`): a 1x1 reduce pair, or a
+"""Schedule family for the pixel-chunk kernels (`kernels/pixel_chunks.py`): a 1x1 reduce pair, or a
 1x1 expand with its residual epilogue, computed over chunks of the flattened image.
 
 The chunks run in parallel. In a chunk, every stage but the last is computed for all its channels into a
@@ -7,22 +7,16 @@ of output channels, each tile's accumulators (channels x one chunk) in registers
 (bias, ReLU, residual add) consumes the tile right away. The rc loop sits outside the tile's channels, so
 each input vector is loaded once per tile and broadcast weights do the rest.
 
-Default tile: 4 output channels. Measured on this host (AVX-512, interleaved medians) for the expands of
-1.0-SqNxt-23, 4 channels x 1 chunk beat 8 x 1, 4 x 2 and 2 x 2 (chunks) on every stage: e.g. 16->32 at
-55x55 17.9 us vs 20.0 (8 channels), 29.7 (4 x 2 chunks) and 35.2 (2 x 2); at 28x28 16.4 vs 18.6, 18.4,
-18.8. These kernels stream their input, residual and output once; a bigger tile only adds register
-pressure."""
+Default tile: 4 output channels. These kernels stream their input, residual and output once; a bigger
+tile only adds register pressure."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tvm import tirx
-
-from sqnxt_compiler.passes.fuse_conv_chain import CONV_BLOCK, OUTPUT_BLOCK
-from sqnxt_compiler.passes.pointwise_chain import PIXEL_CHUNK, PIXEL_CHUNK_ATTR
-
-from . import ScheduleRule
+from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, pixel_chunked
+from ..kernels.pixel_chunks import PIXEL_CHUNK
+from .rule import ScheduleRule
 from ._common import largest_divisor_at_most
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
 
@@ -32,10 +26,6 @@ if TYPE_CHECKING:
     from ..target import TargetSpec
 
 CHANNELS_PER_TILE = 4
-
-
-def pixel_chunked(func: tirx.PrimFunc) -> bool:
-    return func.attrs is not None and PIXEL_CHUNK_ATTR in func.attrs
 
 
 def _channel_tile(sch: "s_tir.Schedule", channels, sampled: bool):

@@ -1,4 +1,4 @@
-"""Schedule family for the polyphase Winograd stems (`passes/winograd_kernel.py`).
+"""Schedule family for the polyphase Winograd stems (`kernels/winograd.py`).
 
 Row tiles (m = 4 output rows each) run in parallel. A tile first splits the input rows it needs by parity and
 transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per tile of output channels and
@@ -7,21 +7,19 @@ transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per 
 weights, and AT + bias + ReLU turn them into the tile's 4 output rows.
 
 Default channel tile: as many channels as keep the accumulators in all but 4 vector registers (AVX-512:
-4 channels x 7 rows = 28 of 32; measured on the 7x7/2 stem of 1.0-SqNxt-23, kernel alone: 4 channels 0.67 ms,
-2 channels 0.87 ms, 1 channel 1.35 ms). The column-tap loop stays rolled: unrolled, the 4-channel tile took
-0.80 ms."""
+4 channels x 7 rows = 28 of 32). The column-tap loop stays rolled: unrolled, it was slower."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqnxt_compiler.passes.fuse_conv_chain import OUTPUT_BLOCK
-from sqnxt_compiler.passes.winograd_kernel import (COLUMN_CHUNK, PATTERN, PHASE_BLOCK, PRODUCT_BLOCK, ROWS_PER_TILE,
-                                                   TAPS_ATTR, TRANSFORM_BLOCK)
+from ..kernels.contract import (OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM,
+                                fusion_pattern)
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
-from . import ScheduleRule
+from .rule import ScheduleRule
 from ._common import SAMPLE, Knob, largest_divisor_at_most, machine_knobs, tile
-from .fused_conv_chain import fusion_pattern, runs_in_parallel
+from .fused_conv_chain import runs_in_parallel
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -88,5 +86,5 @@ def winograd_stem_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
     return [sch]
 
 
-RULE = ScheduleRule(PATTERN, lambda func, _spec: fusion_pattern(func) == PATTERN, schedule_winograd_stem,
+RULE = ScheduleRule(WINOGRAD_STEM, lambda func, _spec: fusion_pattern(func) == WINOGRAD_STEM, schedule_winograd_stem,
                     winograd_stem_design_space)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import ScheduleRule
+from .rule import ScheduleRule
 from ._common import root_blocks
 
 if TYPE_CHECKING:
@@ -58,10 +58,8 @@ def _is_pooling_window(sch, stmt, spatial) -> bool:
 def _parallel_planes_border_rows_apart(sch, spatial: list) -> None:
     """(batch x channel) planes in parallel, and each plane's last output row as a loop of its own. That row's
     windows are the ones a ceil-mode pool reads past the input with; apart, the rows before it read no
-    padding, and LLVM vectorizes them with strided loads instead of gathering under the padding condition:
-    the 3x3/2 ceil-mode max-pool of 1.0-SqNxt-23v5 (64x112x112 -> 56x56, last row and column padding) took
-    129 us before and 42.6 us after; 1.0-SqNxt-23's (111 -> 55, no padding read) 47.8 vs 48.3 us. Splitting the
-    first row off as well (for padding on top) made LLVM gather again on both (122 and 162 us)."""
+    padding, and LLVM vectorizes them with strided loads instead of gathering under the padding condition.
+    Splitting the first row off as well (for padding on top) makes LLVM gather again."""
     batch, channels, rows, _ = spatial
     sch.parallel(sch.fuse(batch, channels))
     sch.loop_partition(rows, [int(sch.get(rows).extent) - 1, None])
@@ -69,8 +67,7 @@ def _parallel_planes_border_rows_apart(sch, spatial: list) -> None:
 
 def schedule(sch: "tvm.s_tir.Schedule") -> str:
     """Inline the spatial producers (padding, copies) into their consumers, then parallelize every block
-    that remains. (Measured on the 3x3/2 ceil-mode max-pool at 64x111x111: unscheduled 0.15 ms, padding
-    computed inside the parallel row loop 0.41-0.65 ms, this 0.10 ms.)"""
+    that remains (padding computed inside the parallel row loop instead was slower than no schedule)."""
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
     reductions = sum(any(iv.iter_type == 2 for iv in sch.get(b).iter_vars) for b in blocks)
     inlined = 0

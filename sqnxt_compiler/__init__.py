@@ -1,8 +1,7 @@
 """sqnxt-compiler: a SqueezeNext-aware deep-learning compiler on Apache TVM (Relax + TensorIR)."""
 
-__version__ = "0.1.0"
-
-from .errors import SqnxtError  # noqa: E402
+from ._version import __version__
+from .errors import SqnxtError
 
 
 def compile(*args, **kwargs):  # noqa: A001

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import __version__
+from ._version import __version__
 from .accel.config import AccelConfig
 from .errors import SqnxtError
-from .frontend import ModelSource, TensorInfo, import_to_relax, load_onnx, output_infos, resolve_inputs
+from .frontend import (ModelSource, TensorInfo, import_to_relax, load_onnx, output_infos, resolve_inputs,
+                       with_input_shape)
 from .pipeline import CompileContext, run_pipeline
 from .target import TargetSpec, load_target
 from .toolchain import library_compiler
@@ -85,15 +86,15 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
         raise SqnxtError(f"tuning log '{log}' is not a directory (expected a folder written by sqnxt-tune)")
     config = AccelConfig.load(spec.path) if spec.kind == "accel" else None
     if config is None and log is not None:
-        from .tuning.accel_log import LOG_FILE
-        from .tuning.database import WORKLOADS
+        from .records.accel_log import LOG_FILE
+        from .records.database import WORKLOADS
 
         if (log / LOG_FILE).is_file() and not (log / WORKLOADS).is_file():
             raise SqnxtError(f"tuning log '{log}' holds accelerator tilings ({LOG_FILE}), not CPU schedules; "
                              "use it with an accelerator target")
     tuned = None
     if config is not None and log is not None:
-        from .tuning.accel_log import TunedTilings
+        from .records.accel_log import TunedTilings
 
         tuned = TunedTilings(log, config)   # the log tunes the accelerator's layers, not the host's kernels
     accel = None
@@ -144,7 +145,7 @@ def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: 
     AccelConfig.load(spec.path)   # a broken accelerator file fails before the quantization
     if len(inputs) != 1:
         raise SqnxtError(f"accelerator targets take models with one input; '{proto.graph.name}' has {len(inputs)}")
-    fixed = _with_input_shape(proto, inputs[0])
+    fixed = with_input_shape(proto, inputs[0])
     if calibration is None:
         samples = synthetic_inputs(fixed, SYNTHETIC_CALIBRATION, seed=CALIBRATION_SEED)
         source = f"{SYNTHETIC_CALIBRATION} synthetic inputs"
@@ -158,17 +159,6 @@ def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: 
     qdq = quantize_qdq(fixed, samples)
     entry = {"config": spec.name, "dataflow": dataflow, "calibration": source, "runtime_function": RUN_LAYER}
     return qdq, entry, {"quantize": [note]}
-
-
-def _with_input_shape(proto: onnx.ModelProto, info: TensorInfo) -> onnx.ModelProto:
-    """A copy whose first input has the resolved static shape (the quantizer and calibration read it)."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(proto)
-    value = next(v for v in fixed.graph.input if v.name == info.name)
-    for dim, size in zip(value.type.tensor_type.shape.dim, info.shape):
-        dim.Clear()
-        dim.dim_value = size
-    return fixed
 
 
 def _build(mod, spec: TargetSpec):

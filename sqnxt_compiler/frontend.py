@@ -161,3 +161,14 @@ def output_infos(model: onnx.ModelProto, inputs: list[TensorInfo]) -> list[Tenso
         shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
         outs.append(TensorInfo(value.name, shape, onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name))
     return outs
+
+
+def with_input_shape(proto: onnx.ModelProto, info: TensorInfo) -> onnx.ModelProto:
+    """A copy whose first input has the resolved static shape (the quantizer and calibration read it)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    value = next(v for v in fixed.graph.input if v.name == info.name)
+    for dim, size in zip(value.type.tensor_type.shape.dim, info.shape):
+        dim.Clear()
+        dim.dim_value = size
+    return fixed

@@ -9,8 +9,7 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradStem
-from .passes.fuse_conv_chain import summarize
+from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradStem, summarize
 from .target import TargetSpec
 
 
@@ -67,7 +66,7 @@ def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .schedules import apply_default_schedules
 
     if ctx.tuning_log is not None:
-        from .tuning.apply import apply_tuning_log
+        from .records.apply import apply_tuning_log
 
         mod, lines = apply_tuning_log(mod, ctx.tuning_log, ctx.target_spec)
         for line in lines:
@@ -81,25 +80,6 @@ def _lower_to_vm(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     target = ctx.target
     with target:
         return tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(mod)
-
-
-PHASES: list[Phase] = [
-    Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
-    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),
-          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time"),
-    Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
-          "fuse each 3x1/1x3 conv pair into one kernel"),
-    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),
-          "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
-    Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
-          "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
-    Phase("legalize", _sequential(relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                                  relax.transform.FoldConstant()), "lower graph ops to TensorIR"),
-    Phase("fuse_operators", _sequential(relax.transform.FuseOps(), relax.transform.FuseTIR()),
-          "fuse elementwise epilogues into their producers"),
-    Phase("schedule", _schedule, "tuned records, then default WS/OS schedules"),
-    Phase("lower_to_vm", _lower_to_vm, "memory planning and VM lowering"),
-]
 
 
 def _partition_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
@@ -126,15 +106,38 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     return mod
 
 
-# An accelerator target: the model arrives as a QDQ int8 graph (accel/quantize.py). Its conv/dense layers
-# go to the accelerator first; the host part has no float conv left, so the SqueezeNext fusions do not apply.
-ACCEL_PHASES: list[Phase] = [
+# The phases in groups. A CPU build runs GRAPH_REWRITES, LOWERING, SCHEDULING, FINALIZING; an accelerator
+# build replaces the graph rewrites by ACCEL_OFFLOAD (its model is a QDQ int8 graph with no float conv left).
+GRAPH_REWRITES: list[Phase] = [
+    Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
+    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),
+          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time"),
+    Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
+          "fuse each 3x1/1x3 conv pair into one kernel"),
+    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),
+          "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
+    Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
+          "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
+]
+ACCEL_OFFLOAD: list[Phase] = [
     Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "
           "composite functions"),
     Phase("lower_accel", _lower_accel, "compile each composite to an accelerator program, called from the host "
           "through sqnxt.accel.run_layer"),
-] + [p for p in PHASES if p.name not in ("fold_batchnorm", "winograd_stem", "fuse_low_rank", "fuse_bottleneck",
-                                                 "pointwise_conv")]
+]
+LOWERING: list[Phase] = [
+    Phase("legalize", _sequential(relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+                                  relax.transform.FoldConstant()), "lower graph ops to TensorIR"),
+    Phase("fuse_operators", _sequential(relax.transform.FuseOps(), relax.transform.FuseTIR()),
+          "fuse elementwise epilogues into their producers"),
+]
+SCHEDULING: list[Phase] = [Phase("schedule", _schedule, "tuned records, then default WS/OS schedules")]
+FINALIZING: list[Phase] = [Phase("lower_to_vm", _lower_to_vm, "memory planning and VM lowering")]
+
+PHASES: list[Phase] = GRAPH_REWRITES + LOWERING + SCHEDULING + FINALIZING
+ACCEL_PHASES: list[Phase] = ACCEL_OFFLOAD + LOWERING + SCHEDULING + FINALIZING
+# The kernels exactly as the schedule phase sees them (what the tuner extracts).
+UNSCHEDULED: list[Phase] = GRAPH_REWRITES + LOWERING
 
 
 def phases_for(ctx: CompileContext) -> list[Phase]:

@@ -24,9 +24,8 @@ class LoadedModel:
     _vm: object
     _device: object
     accel_reports: list = field(default_factory=list)   # accelerator libraries: one Report per layer, last run
-    # One device tensor per input, reused by every run: a fresh tensor per run cost ~0.1 ms at 1x3x227x227
-    # (allocation and first-touch page faults before the copy), ~3% of 1.0-SqNxt-23 on this host. Like the
-    # VM itself, a model is therefore not meant to be run from two threads at once.
+    # One device tensor per input, reused by every run: a fresh tensor per run costs an allocation and
+    # first-touch page faults. Like the VM itself, a model is therefore not meant to be run from two threads at once.
     _input_tensors: list = field(default_factory=list, repr=False)
 
     @property
@@ -128,9 +127,8 @@ def read_sidecar(library: str | os.PathLike) -> dict:
 def use_all_cores(cores: int | None = None) -> None:
     """Give TVM's runtime thread pool every core this process may use, unpinned, unless the user chose.
 
-    Left alone, TVM assumes hyper-threading on x86 and starts cores/2 threads (one on a 2-vCPU machine:
-    the 7x7/2 stem of 1.0-SqNxt-23 takes 2.4 ms instead of 1.2 ms), pinned to cores (a pinned worker whose
-    core is busy stalls every parallel loop). The pool reads these variables when it is first used."""
+    Left alone, TVM assumes hyper-threading on x86 and starts cores/2 threads (one on a 2-vCPU machine),
+    pinned to cores (a pinned worker whose core is busy stalls every parallel loop). The pool reads these variables when it is first used."""
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     os.environ.setdefault("TVM_NUM_THREADS", str(cores or available))
     os.environ.setdefault("TVM_BIND_THREADS", "0")

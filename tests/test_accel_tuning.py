@@ -17,9 +17,9 @@ from sqnxt_compiler.accel.quantize import synthetic_inputs
 from sqnxt_compiler.accel.tiling import overflows
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.target import load_target
-from sqnxt_compiler.tuning.accel_log import LOG_FILE, AccelLog, TunedTilings, layer_key
+from sqnxt_compiler.records.accel_log import LOG_FILE, AccelLog, TunedTilings, layer_key
 from sqnxt_compiler.tuning.accel_tuner import allocate, extract_accel_tasks, tune_accel
-from sqnxt_compiler.tuning.database import TuningLogWarning
+from sqnxt_compiler.records.database import TuningLogWarning
 
 RESOLUTION = 64      # 1.0-SqNxt-23 at 64x64: every layer kind, 36 distinct shapes, fast to simulate
 TRIALS = 100         # 72 default tilings (WS and OS per shape), then warm-up and model-guided trials

@@ -157,7 +157,7 @@ def test_intermediates_live_only_as_row_tiles(pattern, vertical_first):
     """After scheduling and TIR's buffer compaction, no buffer inside a fused kernel spans the full height."""
     from tvm import s_tir
 
-    from sqnxt_compiler.passes.fuse_conv_chain import ChainStage, conv_chain_kernel
+    from sqnxt_compiler.kernels.conv_chain import ChainStage, conv_chain_kernel
     from sqnxt_compiler.schedules.fused_conv_chain import schedule_conv_chain
 
     def stage(out, kernel, pad, stride=1):
@@ -181,7 +181,7 @@ def test_intermediates_live_only_as_row_tiles(pattern, vertical_first):
 
 
 def _chain_stage(out, kernel=(1, 1), stride=1, groups=1, bias=True, relu=True):
-    from sqnxt_compiler.passes.fuse_conv_chain import ChainStage
+    from sqnxt_compiler.kernels.conv_chain import ChainStage
 
     pad = tuple(k // 2 for k in kernel) * 2
     return ChainStage(out, kernel, (stride, stride), (pad[0], pad[1], pad[2], pad[3]), groups, bias, relu)
@@ -200,8 +200,8 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
     from tvm import s_tir
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-    from sqnxt_compiler.passes.fuse_conv_chain import conv_chain_kernel
-    from sqnxt_compiler.passes.pointwise_chain import is_pointwise_chain, pointwise_chain_kernel
+    from sqnxt_compiler.kernels.conv_chain import conv_chain_kernel
+    from sqnxt_compiler.kernels.pixel_chunks import is_pointwise_chain, pointwise_chain_kernel
     from sqnxt_compiler.schedules import fused_pixel_chunks
     from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunks_design_space, schedule_pixel_chunks
 
@@ -233,7 +233,7 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
 
 
 def test_only_pointwise_stride_1_chains_over_a_chunk_use_pixel_chunks():
-    from sqnxt_compiler.passes.pointwise_chain import is_pointwise_chain
+    from sqnxt_compiler.kernels.pixel_chunks import is_pointwise_chain
 
     assert not is_pointwise_chain((1, 8, 55, 55), [_chain_stage(16, stride=2), _chain_stage(8)])
     assert not is_pointwise_chain((1, 8, 55, 55), [_chain_stage(16, kernel=(3, 1))])

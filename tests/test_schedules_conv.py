@@ -105,9 +105,9 @@ def test_register_tile_follows_the_target():
 
 def test_weights_are_packed_at_compile_time(host):
     """The packing block leaves the kernel: it becomes a separate PrimFunc folded on the constant weights."""
-    from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
+    from sqnxt_compiler.pipeline import LOWERING, SCHEDULING, CompileContext, run_pipeline
 
-    phases = [p for p in PHASES if p.name in ("legalize", "fuse_operators", "schedule")]
+    phases = LOWERING + SCHEDULING
     ctx = CompileContext(host)
     mod = run_pipeline(conv_graph(**SHAPES["3x1-pad"])(), ctx, phases)
     text = mod.script()

@@ -20,7 +20,7 @@ from sqnxt_compiler.models import build_model
 from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.tuning import extract_tuning_tasks, open_database, tune
-from sqnxt_compiler.tuning.database import RECORDS, WORKLOADS, TuningLogWarning
+from sqnxt_compiler.records.database import RECORDS, WORKLOADS, TuningLogWarning
 
 from utils import compile_and_compare
 

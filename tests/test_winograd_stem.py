@@ -12,7 +12,7 @@ from tvm import relax, s_tir
 from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
-from sqnxt_compiler.passes.winograd_kernel import transform_weights, winograd_matrices, winograd_stem_kernel
+from sqnxt_compiler.kernels.winograd import transform_weights, winograd_matrices, winograd_stem_kernel
 from sqnxt_compiler.schedules import find_rule
 from sqnxt_compiler.target import load_target
 

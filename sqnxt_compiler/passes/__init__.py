@@ -3,7 +3,9 @@
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
-from .pointwise_conv import PointwiseConvOverChunks
+from ._fusion_report import summarize
+from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_stem import WinogradStem
 
-__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradStem"]
+__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradStem",
+           "summarize"]

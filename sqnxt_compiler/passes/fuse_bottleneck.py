@@ -5,10 +5,9 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from .fuse_conv_chain import ConvGraph, ConvUnit, FusionRecord, Reporter, rewrite_module
-
-REDUCE_PATTERN = "reduce_chain"
-EPILOGUE_PATTERN = "expand_epilogue"
+from ..kernels.contract import EXPAND_EPILOGUE, REDUCE_CHAIN
+from ._conv_graph import ConvGraph, ConvUnit, rewrite_module
+from ._fusion_report import FusionRecord, Reporter
 
 
 def _is_pointwise(unit: ConvUnit) -> bool:
@@ -26,10 +25,10 @@ def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None) 
         if first is None or first.output in taken or not (_is_pointwise(first) and _is_pointwise(second)):
             continue
         taken.update((first.output, second.output))
-        plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, REDUCE_PATTERN)
+        plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, REDUCE_CHAIN)
         if report is not None:
             detail = f"1x1/s{first.strides[0]}->1x1" if first.strides != (1, 1) else "1x1->1x1"
-            report(FusionRecord(REDUCE_PATTERN, detail, _resolution(second.output)))
+            report(FusionRecord(REDUCE_CHAIN, detail, _resolution(second.output)))
 
 
 def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr] | None:
@@ -55,39 +54,27 @@ def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> N
         if found is None or var in plans:
             continue
         expand, shortcut = found
-        plans[var] = lambda rw, unit=expand, s=shortcut: rw.emit_chain([unit], EPILOGUE_PATTERN, s, final_relu=True)
+        plans[var] = lambda rw, unit=expand, s=shortcut: rw.emit_chain([unit], EXPAND_EPILOGUE, s, final_relu=True)
         if report is not None:
             kind = "projection" if graph.unit_at(shortcut) is not None else "identity"
-            report(FusionRecord(EPILOGUE_PATTERN, f"1x1+{kind}+relu", _resolution(var)))
+            report(FusionRecord(EXPAND_EPILOGUE, f"1x1+{kind}+relu", _resolution(var)))
 
 
 @tvm.transform.module_pass(opt_level=0, name="FuseBottleneck")
 class FuseBottleneck:
-    """Two fusions around SqueezeNext's low-rank pair, chosen by measurement (see `benchmarks/fusion.py`):
+    """Two fusions around SqueezeNext's low-rank pair:
 
     - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that holds the
       C/2-channel intermediate only for the current row tile (stride 2) or 16-pixel chunk (stride 1: such
-      chains, and the expand below, are built by `pointwise_chain.pointwise_chain_kernel`);
+      chains, and the expand below, are built by `kernels.pixel_chunks`);
     - expand epilogue: relu([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or
       the projection's output) is read in the epilogue, so the C-channel expand result is never written.
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
       schedule, and the official and third-party forms are recognised alike.)
 
-    Granularity, measured with `benchmarks/fusion.py --granularity` (1.0-SqNxt-23, host, 2 shared cores,
-    interleaved medians of 30 rounds), two of five runs (a quiet and a loaded machine):
-                                                          intermediates   quiet, 1 thread   loaded, 2 threads
-      unfused (FuseOps only)                                 16.7 MB        7.94 ms           24.0 ms
-      shipped: reduce pair | low-rank pair | expand+add+relu 12.4 MB        7.63 ms 1.04x     20.0 ms 1.20x
-      reduce pair | low-rank pair + expand+add+relu          10.2 MB        7.37 ms 1.08x     20.8 ms 1.15x
-      whole residual branch in one kernel                     9.1 MB        7.63 ms 1.04x     20.2 ms 1.19x
-    Across the five runs the three groupings stayed within ~4% of each other, in no stable order, while
-    all beat the unfused graph; writing less beyond the shipped cut buys nothing measurable, because a
-    bigger kernel recomputes the 3x1's halo rows through every earlier stage of each row tile and runs
-    its stages one after another. We keep the cut where the block's tensors are narrowest (C/4 after the
-    reduce pair, C/2 after the low-rank pair): the simplest kernels, each scheduled on its own.
-    Since the 1x1 reduce pairs and expands run over pixel chunks (`pointwise_chain`), the shipped cut leads
-    (re-measured on 2026-11-29, one run, 2 threads): shipped 4.55 ms (1.15x vs unfused 5.23), low-rank pair
-    + expand 4.80 ms (1.09x), whole branch 5.45 ms (0.96x): a larger kernel computes its 1x1s in padded rows.
+    The cut sits where the block's tensors are narrowest (C/4 after the reduce pair, C/2 after the low-rank
+    pair): larger kernels recompute the 3x1's halo rows through every earlier stage and compute their 1x1s
+    in padded rows, and measured no faster (`benchmarks/fusion.py --granularity`, docs/performance.md).
     """
 
     def __init__(self, report: Reporter | None = None) -> None:

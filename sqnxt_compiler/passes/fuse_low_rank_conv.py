@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import tvm
 
-from .fuse_conv_chain import ConvGraph, ConvUnit, FusionRecord, Reporter, rewrite_module
+from ..kernels.contract import LOW_RANK
+from ._conv_graph import ConvGraph, ConvUnit, rewrite_module
+from ._fusion_report import FusionRecord, Reporter
 
 LOW_RANK_KERNELS = {(3, 1), (1, 3)}
-PATTERN = "low_rank"
 
 
 def _is_low_rank_pair(first: ConvUnit, second: ConvUnit) -> bool:
@@ -21,10 +22,10 @@ def _plan(graph: ConvGraph, report: Reporter | None) -> dict:
         if first is None or first.output in taken or not _is_low_rank_pair(first, second):
             continue
         taken.update((first.output, second.output))
-        plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, PATTERN)
+        plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, LOW_RANK)
         if report is not None:
             shape = second.output.ty.shape
-            report(FusionRecord(PATTERN, f"{first.describe()}->{second.describe()}", (int(shape[2]), int(shape[3]))))
+            report(FusionRecord(LOW_RANK, f"{first.describe()}->{second.describe()}", (int(shape[2]), int(shape[3]))))
     return plans
 
 
@@ -32,11 +33,10 @@ def _plan(graph: ConvGraph, report: Reporter | None) -> dict:
 class FuseLowRankConv:
     """conv(3x1)[+bias][+ReLU] -> conv(1x3)[+bias][+ReLU] (either order, any groups) becomes one call_tir.
 
-    The kernel (`fuse_conv_chain.conv_chain_kernel`) holds the first conv's output only for the row tile
+    The kernel (`kernels.conv_chain.conv_chain_kernel`) holds the first conv's output only for the row tile
     the second conv is computing (`schedules/fused_low_rank.py` places it with compute_at; TIR compacts
     it to rows x width x C/2, ~13 x 64 x 16 floats at 55x55), so the C/2 intermediate never reaches
-    memory as a tensor. The first conv's output must have no other reader. Measured per kernel (2 cores):
-    the 8->16->16 pair at 55x55 takes 0.10 ms (the same kernel unscheduled: 1.0 ms)."""
+    memory as a tensor. The first conv's output must have no other reader."""
 
     def __init__(self, report: Reporter | None = None) -> None:
         self.report = report

@@ -5,8 +5,10 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from .fuse_conv_chain import ConvUnit, Reporter, rewrite_units
-from .winograd_kernel import COLUMN_CHUNK, PATTERN, ROWS_PER_TILE, row_taps, transform_weights, winograd_stem_kernel
+from ..kernels.contract import WINOGRAD_STEM
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, row_taps, transform_weights, winograd_stem_kernel
+from ._conv_graph import ConvUnit, rewrite_units
+from ._fusion_report import Reporter
 
 KERNELS = (5, 7)  # F(4, 3) and F(4, 4): 6 and 7 transformed rows, the accuracy TVM's own Winograd accepts
 MAX_IN_CHANNELS = 4  # an image's channels: the transforms are per input channel, the savings per output
@@ -27,7 +29,7 @@ def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
     data = rewriter.visit_expr(unit.data)
     func = winograd_stem_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel[0],
                                 unit.padding, unit.bias is not None, unit.relu)
-    gvar = rewriter.builder_.add_func(func, f"fused_{PATTERN}")
+    gvar = rewriter.builder_.add_func(func, f"fused_{WINOGRAD_STEM}")
     args = [data, relax.const(transform_weights(unit.weight))]
     if unit.bias is not None:
         args.append(relax.const(unit.bias))
@@ -37,12 +39,10 @@ def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
 @tvm.transform.module_pass(opt_level=0, name="WinogradStem")
 class WinogradStem:
     """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU] becomes one call_tir of
-    `winograd_kernel.winograd_stem_kernel`, its weights transformed at compile time. Measured on this host
-    (AVX-512, 2 cores, kernel alone): the 7x7/2 stem of 1.0-SqNxt-23 1.10 ms direct (OS schedule) ->
-    0.64 ms; the 5x5/2 stem of 1.0-SqNxt-23v5 0.73 -> 0.46 ms."""
+    `kernels.winograd.winograd_stem_kernel`, its weights transformed at compile time."""
 
     def __init__(self, report: Reporter | None = None) -> None:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return rewrite_units(mod, is_winograd_stem, _emit, PATTERN, _describe, self.report)
+        return rewrite_units(mod, is_winograd_stem, _emit, WINOGRAD_STEM, _describe, self.report)

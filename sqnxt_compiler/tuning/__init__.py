@@ -2,7 +2,7 @@
 for accelerator targets, per-layer dataflow and tiles in simulated cycles (accel_tuner.py)."""
 
 from .accel_tuner import AccelTuneReport, tune_accel
-from .database import open_database
+from ..records.database import open_database
 from .tasks import TuningTask, extract_tuning_tasks
 from .tuner import TuneReport, tune
 

@@ -34,9 +34,9 @@ from ..accel.planner import analytic_breakdown, default_tiling
 from ..accel.simulator import estimate
 from ..accel.tiling import DATAFLOWS, Tiling, ceil_div, overflows, tiling_space
 from ..errors import SqnxtError
-from ..frontend import load_onnx, resolve_inputs
+from ..frontend import load_onnx, resolve_inputs, with_input_shape
 from ..target import TargetSpec
-from .accel_log import AccelLog, AccelRecord, best_records, config_key, layer_key
+from ..records.accel_log import AccelLog, AccelRecord, best_records, config_key, layer_key
 from .cost_model import warmup_samples
 
 EXPLORE = 0.2        # chance that a trial after warm-up measures a random candidate instead of the model's pick
@@ -113,14 +113,12 @@ def extract_accel_tasks(model: onnx.ModelProto | str | os.PathLike, config: Acce
                         input_shapes: dict[str, tuple[int, ...]] | None = None) -> list[AccelTask]:
     """Distinct conv/dense layer shapes of the model (the layers `sqnxt-compile` puts on the accelerator),
     heaviest (occurrences x MACs) first, each with its candidate tilings."""
-    from ..compiler import _with_input_shape
-
     proto = load_onnx(model)   # the float model: quantization keeps every conv/dense shape
     inputs = resolve_inputs(proto, input_shapes)
     if len(inputs) != 1:
         raise SqnxtError(f"accelerator targets take models with one input; '{proto.graph.name}' has {len(inputs)}")
     tasks: dict[str, AccelTask] = {}
-    for layer in layers_of_onnx(_with_input_shape(proto, inputs[0])):
+    for layer in layers_of_onnx(with_input_shape(proto, inputs[0])):
         key = layer_key(layer)
         if key in tasks:
             tasks[key].occurrences += 1

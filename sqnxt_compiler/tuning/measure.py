@@ -65,9 +65,8 @@ def make_builder(spec: TargetSpec, remote: bool):
 
 def run_evaluator_after_warmup(rt_mod, device, evaluator_config, repeated_args) -> list[float]:
     """meta_schedule's evaluator with one more repeat whose time is dropped: the first repeat of a
-    parallel kernel in a fresh runner process also wakes and settles the thread pool (measured: 88, 47,
-    50 us for a kernel that runs at 48 us in the network), which biased the mean against parallel
-    schedules. This is the local runner's `f_run_evaluator`; it runs in the runner's worker process."""
+    parallel kernel in a fresh runner process also wakes and settles the thread pool, which biases the mean
+    against parallel schedules. This is the local runner's `f_run_evaluator`; it runs in the runner's worker process."""
     evaluator = rt_mod.time_evaluator(func_name=rt_mod.entry_name, dev=device, number=evaluator_config.number,
                                       repeat=evaluator_config.repeat + 1,
                                       min_repeat_ms=evaluator_config.min_repeat_ms)

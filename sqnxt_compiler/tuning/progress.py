@@ -10,10 +10,8 @@ from tvm_ffi import structural_hash
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
+from ..records.database import FAILED_RUN_S
 from .tasks import TuningTask
-
-FAILED_RECORD_S = 1e10  # what meta_schedule stores as the time of a failed build or run
-FAILED_RUN_S = 1e9  # any time above this is such a failure
 
 
 @dataclass

@@ -10,8 +10,8 @@ import tvm
 from tvm import tirx
 
 from ..frontend import import_to_relax, load_onnx, resolve_inputs
-from ..passes.fuse_conv_chain import MACS_ATTR
-from ..pipeline import PHASES, CompileContext, run_pipeline
+from ..kernels.contract import MACS_ATTR
+from ..pipeline import UNSCHEDULED, CompileContext, run_pipeline
 from ..target import TargetSpec
 
 
@@ -51,8 +51,7 @@ def _unscheduled_module(model: onnx.ModelProto, spec: TargetSpec,
                         input_shapes: dict[str, tuple[int, ...]] | None) -> tvm.IRModule:
     """Our pipeline up to (not including) scheduling: the kernels exactly as compile() will see them."""
     inputs = resolve_inputs(model, input_shapes)
-    stop = next(i for i, phase in enumerate(PHASES) if phase.name == "schedule")
-    return run_pipeline(import_to_relax(model, inputs), CompileContext(spec), PHASES[:stop])
+    return run_pipeline(import_to_relax(model, inputs), CompileContext(spec), UNSCHEDULED)
 
 
 def extract_tuning_tasks(model: onnx.ModelProto | str, spec: TargetSpec,

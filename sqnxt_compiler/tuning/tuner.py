@@ -21,9 +21,9 @@ from ..errors import SqnxtError
 from ..frontend import load_onnx
 from ..target import TargetSpec
 from .cost_model import TrackedXGBModel, warmup_samples
-from .database import open_database, record_counts
+from ..records.database import FAILED_RECORD_S, FAILED_RUN_S, open_database, record_counts
 from .measure import RpcOptions, make_builder, make_runner
-from .progress import FAILED_RECORD_S, FAILED_RUN_S, ProgressCallback, TaskProgress, estimated_latency_ms
+from .progress import ProgressCallback, TaskProgress, estimated_latency_ms
 from .tasks import TuningTask, extract_tuning_tasks
 
 SpaceKind = Literal["ours", "generic"]

@@ -1,24 +1,19 @@
-"""Shared by the fusion passes: a chain of 1x1 stride-1 convs computed over chunks of the flattened image.
+"""A chain of 1x1 stride-1 convs computed over chunks of the flattened image.
 
 A 1x1 conv does not care where a pixel sits in its row, and in NCHW the H*W pixels of a channel are
 contiguous, so such a chain is a small matrix product per stage, out[o, p] = sum_c w[o, c] * in[c, p],
 over the pixels p of the image taken as one flat row. The kernel walks those pixels in chunks of
 PIXEL_CHUNK (whole vectors); every stage of the chain is computed for a chunk before the next chunk starts.
 
-- No row padding: the row kernels of `fuse_conv_chain` compute 55-wide rows as 64 columns (14% waste) and
-  28-wide rows as 32. Here only the last chunk of the image is partial.
+- No row padding: the row kernels of `conv_chain` compute 55-wide rows as 64 columns and 28-wide rows as 32.
+  Here only the last chunk of the image is partial.
 - The last chunk is moved back to end at the last pixel, so it overlaps the chunk before it and writes
   some outputs a second time, with the same values (the same instructions on the same inputs, so bit for
   bit, even when the two chunks run on different cores). No chunk then has a ragged tail for TIR to
-  predicate: a predicated chunk loop is scalarized (the 16->32 expand at 55x55: ~380 us instead of 16 us).
+  predicate: a predicated chunk loop is scalarized.
 - The flat pixel index is mapped back to (row, column) for every read and write of an image tensor; once
   TIR flattens the buffers, `(p // W) * W + p % W` simplifies back to `p`, so the loads and stores of a
-  chunk stay contiguous vectors (checked in the assembly: no gathers).
-
-Measured on this host (AVX-512, 2 cores, interleaved medians, each kernel alone): the 1x1 expand with
-residual add + ReLU of 1.0-SqNxt-23, row kernel -> pixel chunks: 16->32 at 55x55 30.0 -> 17.9 us, 32->64 at
-28x28 24.5 -> 16.4 us, 64->128 at 14x14 21.5 -> 17.6 us, 128->256 at 7x7 22.4 -> 19.7 us. Every kernel of a
-model: `python benchmarks/latency.py` ("1x1 chains over pixel chunks vs padded rows").
+  chunk stay contiguous vectors (no gathers).
 
 The kernel is written with TVMScript's IR builder rather than TE because the output block writes through
 that index map (TE writes every output element exactly once, at its own index)."""
@@ -31,28 +26,17 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
-from .fuse_conv_chain import (CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, ChainStage,
-                              epilogue_value)
+from .common import ZERO, epilogue_value, grid_block
+from .contract import CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PIXEL_CHUNK_ATTR
+from .conv_chain import ChainStage
 
 PIXEL_CHUNK = 16  # pixels per chunk: one AVX-512 vector of fp32, two AVX2 vectors, four NEON vectors
-PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # set on these kernels (value: PIXEL_CHUNK) for the schedule rules
-
-_ZERO = tirx.const(0.0, "float32")
 
 
 def is_pointwise_chain(data_shape: Sequence[int], stages: Sequence[ChainStage]) -> bool:
     """True when every stage is a 1x1 stride-1 conv without padding and the image has a whole chunk."""
     return int(data_shape[2]) * int(data_shape[3]) >= PIXEL_CHUNK and all(
         stage.kernel == (1, 1) and stage.strides == (1, 1) and not any(stage.padding) for stage in stages)
-
-
-def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None]) -> None:
-    """In an IR-builder kernel: a block `name` over loops of these extents and `names` (`kinds`: S or R per
-    loop); `emit(*block_vars)` writes its body. Also used by `winograd_kernel`."""
-    with T.grid(*extents) as loops:
-        IRBuilder.name_many(list(names), loops)
-        with T.sblock(name):
-            emit(*IRBuilder.name_many([f"v{n}" for n in names], T.axis.remap(kinds, loops)))
 
 
 def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:
@@ -62,7 +46,7 @@ def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., No
 
 def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
                            final_relu: bool, pattern: str) -> tirx.PrimFunc:
-    """The same computation, arguments and block names as `fuse_conv_chain.conv_chain_kernel` (data, then per
+    """The same computation, arguments and block names as `conv_chain.conv_chain_kernel` (data, then per
     stage weight [and bias], then the residual; `sqnxt_conv<i>`, `sqnxt_conv<i>_epilogue`, `sqnxt_out`), with
     every intermediate laid out [batch, channels, chunk, PIXEL_CHUNK]."""
     batch, channels, height, width = (int(d) for d in data_shape)
@@ -119,7 +103,7 @@ def _accumulate(name: str, shape: tuple, stage: ChainStage, in_channels: int, we
     def emit(vb, vo, vk, vl, vrc):
         c = vrc if stage.groups == 1 else vo // out_per_group * cin_per_group + vrc
         with T.init():
-            T.buffer_store(acc, _ZERO, [vb, vo, vk, vl])
+            T.buffer_store(acc, ZERO, [vb, vo, vk, vl])
         T.buffer_store(acc, acc[vb, vo, vk, vl] + source(vb, c, vk, vl) * weight[vo, vrc, 0, 0], [vb, vo, vk, vl])
 
     _block(name, (*shape, cin_per_group), "SSSSR", emit)

@@ -1,7 +1,7 @@
-"""Shared by `winograd_stem`: a stride-2 KxK convolution computed as polyphase Winograd, and its matrices.
+"""A stride-2 KxK convolution computed as polyphase Winograd, and its matrices.
 
-Why: the 7x7/2 stem of 1.0-SqNxt-23 is 42% of the network's multiply-adds (116M of 278M) and already ran at
-~91% of this host's FMA peak as a direct convolution (1.10 ms); only fewer multiplies make it faster.
+Why: the 7x7/2 stem of 1.0-SqNxt-23 is 42% of the network's multiply-adds (116M of 278M) and as a direct
+convolution already runs near the FMA peak: only fewer multiplies make it faster.
 
 How, in two steps:
 1. Polyphase. Split the input by the parity of its row and column, x[c, 2Y + py, 2X + px]. Each of the four
@@ -16,7 +16,7 @@ How, in two steps:
    tap fewer; it gets a zero tap so both phases share one transform.
    Columns are not transformed: Winograd along the vector dimension would need lane shuffles.
 
-Tiles never need predicates: like `pointwise_chain`'s chunks, the last row tile and the last 16-column chunk
+Tiles never need predicates: like `pixel_chunks`' chunks, the last row tile and the last 16-column chunk
 are moved back to end at the last output row / column, so they overlap the tile before and write a few
 outputs twice with identical values. The phase images read zeros outside the input (padding, and the rows
 and columns past it that only zero taps or discarded outputs touch).
@@ -34,14 +34,12 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
-from .fuse_conv_chain import FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, epilogue_value
-from .pointwise_chain import grid_block
+from .common import epilogue_value, grid_block
+from .contract import (FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR,
+                       TRANSFORM_BLOCK, WINOGRAD_STEM)
 
-PATTERN = "winograd_stem"
 ROWS_PER_TILE = 4  # m of F(m, r)
 COLUMN_CHUNK = 16  # output columns per vector chunk (one AVX-512 vector, two AVX2, four NEON)
-PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_transform", "sqnxt_wino_product"
-TAPS_ATTR = "sqnxt.winograd_taps"  # r: row taps per phase; the schedule reads the transformed rows m + r - 1
 
 # Interpolation points in order of use; F(m, r) takes the first m + r - 2 and infinity.
 _POINTS = (0.0, -1.0, 1.0, 0.5, -2.0, -0.5, 2.0, -0.25)
@@ -127,7 +125,7 @@ def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: i
             bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
             output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
             macs = batch * out_channels * out_h * out_w * channels * kernel * kernel
-            T.func_attr({FUSION_ATTR: PATTERN, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
+            T.func_attr({FUSION_ATTR: WINOGRAD_STEM, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
                          "tirx.noalias": True})
             with T.sblock("root"):
                 tile_shape = (batch, tiles, 2, 2, channels, a, phase_width)

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import tvm
 
-from .fuse_conv_chain import ChainStage, ConvUnit, Reporter, rewrite_units
-from .pointwise_chain import PIXEL_CHUNK, is_pointwise_chain
+from ..kernels.contract import POINTWISE
+from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain
+from ._conv_graph import ConvUnit, rewrite_units
+from ._fusion_report import Reporter
 
-PATTERN = "pointwise"
-# Below this many chunks the generic conv schedule is faster: the 256->128 projection of 1.0-SqNxt-23 at
-# 7x7 (49 pixels: 4 chunks, the last mostly overlap) took 26.5 us over chunks, 19.0 us as a conv.
+# Below this many chunks the generic conv schedule is faster (at 7x7, 4 chunks, the last mostly overlap).
 MIN_CHUNKS = 8
 
 
 def _over_chunks(unit: ConvUnit) -> bool:
     shape = [int(d) for d in unit.data.ty.shape]
-    return shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK and is_pointwise_chain(shape, [ChainStage.of(unit)])
+    return shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK and is_pointwise_chain(shape, [unit.stage()])
 
 
 @tvm.transform.module_pass(opt_level=0, name="PointwiseConvOverChunks")
 class PointwiseConvOverChunks:
-    """conv2d(1x1, stride 1, no padding)[+bias][+ReLU] becomes a one-stage `pointwise_chain` kernel: the
+    """conv2d(1x1, stride 1, no padding)[+bias][+ReLU] becomes a one-stage `kernels.pixel_chunks` kernel: the
     generic conv schedules compute it in rows padded to whole vectors (55 -> 64 columns), the chunk kernel
     has no padding. Run after the bottleneck fusions, so it only takes the convs they left."""
 
@@ -29,5 +29,5 @@ class PointwiseConvOverChunks:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return rewrite_units(mod, _over_chunks, lambda rw, unit: rw.emit_chain([unit], PATTERN), PATTERN,
+        return rewrite_units(mod, _over_chunks, lambda rw, unit: rw.emit_chain([unit], POINTWISE), POINTWISE,
                              lambda _unit: "1x1", self.report)

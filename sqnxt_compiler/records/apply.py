@@ -13,9 +13,8 @@ from collections import Counter
 import tvm
 from tvm_ffi import get_global_func, structural_hash
 
-from .database import TuningLogWarning, open_database
 from ..target import TargetSpec
-from .progress import FAILED_RUN_S
+from .database import FAILED_RUN_S, TuningLogWarning, open_database
 
 
 def target_identity(target: tvm.target.Target, with_cpu: bool = True) -> tuple:

@@ -15,6 +15,8 @@ from ..errors import SqnxtError
 
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
+FAILED_RECORD_S = 1e10  # what meta_schedule stores as the time of a failed build or run
+FAILED_RUN_S = 1e9  # any time above this is such a failure
 
 
 class TuningLogWarning(UserWarning):

@@ -1,0 +1,33 @@
+"""Building blocks shared by the kernel builders: the fused epilogue expression and IR-builder grid blocks."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import tvm
+from tvm.script.ir_builder import IRBuilder
+from tvm.tirx.script.builder import ir as T
+
+ZERO = tvm.tirx.const(0.0, "float32")
+
+
+def epilogue_value(value, bias, channel, relu: bool, residual=None, final_relu: bool = False):
+    """[final_relu]([relu](value + bias[channel]) [+ residual]): what every fused kernel applies to a conv
+    result."""
+    zero = tvm.tirx.const(0.0, "float32")
+    if bias is not None:
+        value = value + bias[channel]
+    if relu:
+        value = tvm.tirx.max(value, zero)
+    if residual is not None:
+        value = value + residual
+    return tvm.tirx.max(value, zero) if final_relu else value
+
+
+def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None]) -> None:
+    """In an IR-builder kernel: a block `name` over loops of these extents and `names` (`kinds`: S or R per
+    loop); `emit(*block_vars)` writes its body."""
+    with T.grid(*extents) as loops:
+        IRBuilder.name_many(list(names), loops)
+        with T.sblock(name):
+            emit(*IRBuilder.name_many([f"v{n}" for n in names], T.axis.remap(kinds, loops)))

@@ -1,0 +1,36 @@
+"""The contract between the kernel builders and their readers (passes, schedules, tuning): the PrimFunc
+attributes every fused kernel carries, its block names and the pattern names."""
+
+from __future__ import annotations
+
+from tvm import tirx
+
+# Every fused kernel carries FUSION_ATTR (its value names the pattern), so the schedule rules recognise it.
+FUSION_ATTR = "sqnxt.fusion"
+MACS_ATTR = "sqnxt.macs"  # multiply-accumulates of the real convolutions (not the padded columns/margins)
+PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # on the pixel-chunk kernels: pixels per chunk
+TAPS_ATTR = "sqnxt.winograd_taps"  # on the Winograd stems: r, the row taps per phase
+OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
+
+# Blocks. Conv chains: `sqnxt_conv<i>` (reduction), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between
+# stages; every fused kernel writes its output in OUTPUT_BLOCK.
+CONV_BLOCK = "sqnxt_conv"
+OUTPUT_BLOCK = "sqnxt_out"
+PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_transform", "sqnxt_wino_product"
+
+# Patterns (the value of FUSION_ATTR), one per fusion pass rewrite.
+LOW_RANK = "low_rank"
+REDUCE_CHAIN = "reduce_chain"
+EXPAND_EPILOGUE = "expand_epilogue"
+POINTWISE = "pointwise"
+WINOGRAD_STEM = "winograd_stem"
+
+
+def fusion_pattern(func: tirx.PrimFunc) -> str | None:
+    """The pattern of a fused kernel, None for any other PrimFunc."""
+    return str(func.attrs[FUSION_ATTR]) if func.attrs is not None and FUSION_ATTR in func.attrs else None
+
+
+def pixel_chunked(func: tirx.PrimFunc) -> bool:
+    """True for a kernel built over chunks of the flattened image (`kernels.pixel_chunks`)."""
+    return func.attrs is not None and PIXEL_CHUNK_ATTR in func.attrs

@@ -1,0 +1,206 @@
+"""Shared by the fusion passes: find conv units (conv2d [+bias] [+ReLU]) in Relax and rewrite them into calls
+of fused kernels (`sqnxt_compiler.kernels`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from ..kernels import ChainStage, chain_kernel
+from ._fusion_report import FusionRecord, Reporter
+
+
+@dataclass(frozen=True)
+class ConvUnit:
+    """`output = [relu]([add](conv2d(data, weight), bias))` with constant weight and bias."""
+
+    output: relax.Var
+    data: relax.Expr
+    weight: np.ndarray  # OIHW
+    bias: np.ndarray | None  # (O,)
+    relu: bool
+    strides: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
+    groups: int
+    internal: tuple[relax.Var, ...]  # the vars between conv2d and `output`, used only inside the unit
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    def describe(self) -> str:
+        kh, kw = self.kernel
+        return f"{kh}x{kw}" + (f"/g{self.groups}" if self.groups > 1 else "")
+
+    def stage(self) -> ChainStage:
+        """This conv as a stage of a fused kernel (its arrays become kernel arguments)."""
+        return ChainStage(int(self.weight.shape[0]), self.kernel, self.strides, self.padding, self.groups,
+                          self.bias is not None, self.relu)
+
+
+def _constant(expr: relax.Expr, bindings: dict) -> np.ndarray | None:
+    """The value of a constant, also through the reshape/expand_dims that ONNX importers put on biases."""
+    if isinstance(expr, tvm.ir.Constant):
+        return expr.value.numpy()
+    value = bindings.get(expr) if isinstance(expr, relax.Var) else None
+    if isinstance(value, relax.Call) and value.op.name in ("relax.reshape", "relax.expand_dims"):
+        inner = _constant(value.args[0], bindings)
+        return None if inner is None else inner.reshape([int(d) for d in expr.ty.shape])
+    return None
+
+
+class ConvGraph:
+    """Bindings and uses of a Relax function's dataflow blocks, and the conv units found in them."""
+
+    def __init__(self, func: relax.Function) -> None:
+        self.bindings: dict[relax.Var, relax.Expr] = {}
+        self.users: dict[relax.Var, list[relax.Var]] = {}
+        self.order: list[relax.Var] = []
+        for block in func.body.blocks:
+            if not isinstance(block, relax.DataflowBlock):
+                continue
+            for binding in block.bindings:
+                if isinstance(binding, relax.VarBinding):
+                    self.bindings[binding.var] = binding.value
+                    self.order.append(binding.var)
+            self.users.update(relax.analysis.udchain(block))
+
+    def is_private(self, var: relax.Expr) -> bool:
+        """True for a dataflow var read exactly once (so fusing its producer into its reader loses nothing)."""
+        return isinstance(var, relax.DataflowVar) and len(self.users.get(var, ())) == 1
+
+    def call(self, var: relax.Expr, op: str) -> relax.Call | None:
+        value = self.bindings.get(var) if isinstance(var, relax.Var) else None
+        return value if isinstance(value, relax.Call) and value.op == tvm.ir.Op.get(op) else None
+
+    def unit_at(self, var: relax.Var) -> ConvUnit | None:
+        """The conv unit whose result is `var`, or None."""
+        cursor, relu, bias, internal = var, False, None, []
+        if (call := self.call(cursor, "relax.nn.relu")) is not None:
+            relu, cursor = True, call.args[0]
+            internal.append(cursor)
+        if (call := self.call(cursor, "relax.add")) is not None:
+            for conv_side, bias_side in ((0, 1), (1, 0)):
+                bias = _constant(call.args[bias_side], self.bindings)
+                if bias is not None and self.call(call.args[conv_side], "relax.nn.conv2d") is not None:
+                    cursor = call.args[conv_side]
+                    internal.append(cursor)
+                    break
+                bias = None
+            if bias is None:
+                return None
+        conv = self.call(cursor, "relax.nn.conv2d")
+        if conv is None or not all(self.is_private(v) for v in internal):
+            return None
+        weight = _constant(conv.args[1], self.bindings)
+        attrs = conv.attrs
+        out_channels = int(cursor.ty.shape[1])
+        if (weight is None or attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW"
+                or attrs.out_layout != "NCHW" or any(int(d) != 1 for d in attrs.dilation)
+                or cursor.ty.dtype != "float32" or conv.args[0].ty.dtype != "float32" or weight.dtype != np.float32
+                or not all(isinstance(d, tvm.tirx.IntImm) for d in cursor.ty.shape)):
+            return None
+        if bias is not None:
+            # only a per-channel bias broadcasts like a conv bias (a (C,) vector would broadcast along W)
+            if bias.shape not in ((1, out_channels, 1, 1), (out_channels, 1, 1)):
+                return None
+            bias = bias.reshape(-1).astype(np.float32)
+        return ConvUnit(output=var, data=conv.args[0], weight=weight, bias=bias, relu=relu,
+                        strides=tuple(int(s) for s in attrs.strides),
+                        padding=tuple(int(p) for p in attrs.padding), groups=int(attrs.groups),
+                        internal=tuple(internal))
+
+    def outermost_units(self) -> list[ConvUnit]:
+        """Every conv unit that is not the inside of a larger one (conv+bias inside conv+bias+ReLU)."""
+        units = [u for v in self.order if (u := self.unit_at(v)) is not None]
+        inner = {var for unit in units for var in unit.internal}
+        return [u for u in units if u.output not in inner]
+
+    def producer_unit(self, unit: ConvUnit) -> ConvUnit | None:
+        """The unit that computes `unit`'s input, when nothing else reads that input."""
+        data = unit.data
+        if not isinstance(data, relax.Var) or not self.is_private(data):
+            return None
+        return self.unit_at(data)
+
+
+def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.Expr], units: Sequence[ConvUnit],
+               pattern: str, residual: relax.Expr | None = None, final_relu: bool = False) -> relax.Expr:
+    """A call_tir of the fused kernel for `units` (first to last), added to `builder`'s module; `remap`
+    maps the caller's original vars to the rewritten ones."""
+    data = remap(units[0].data)
+    data_shape = [int(d) for d in data.ty.shape]
+    func = chain_kernel(data_shape, [unit.stage() for unit in units], residual is not None, final_relu, pattern)
+    gvar = builder.add_func(func, f"fused_{pattern}")
+    args = [data]
+    for unit in units:
+        args.append(relax.const(unit.weight))
+        if unit.bias is not None:
+            args.append(relax.const(unit.bias))
+    if residual is not None:
+        args.append(remap(residual))
+    return relax.call_tir(gvar, args, units[-1].output.ty)
+
+
+@mutator
+class ChainRewriter(PyExprMutator):
+    """Replaces the binding of each planned var by a fused kernel call; the bypassed bindings die."""
+
+    def __init__(self, mod: tvm.IRModule, plans: dict[relax.Var, Callable[["ChainRewriter"], relax.Expr]]):
+        super().__init__(mod)
+        self.plans = plans
+
+    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+        plan = self.plans.get(binding.var)
+        if plan is None:
+            super().visit_var_binding_(binding)
+            return
+        value = self.builder_.normalize(plan(self))
+        self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
+
+    def emit_chain(self, units: Sequence[ConvUnit], pattern: str, residual: relax.Expr | None = None,
+                   final_relu: bool = False) -> relax.Expr:
+        return emit_chain(self.builder_, self.visit_expr, units, pattern, residual, final_relu)
+
+
+def rewrite_module(mod: tvm.IRModule, plan_function: Callable[[ConvGraph], dict]) -> tvm.IRModule:
+    """Apply `plan_function` (graph -> {var: plan}) to every Relax function; unchanged when nothing is planned."""
+    changed = False
+    rewriter = None
+    for gvar, func in list(mod.functions.items()):
+        if not isinstance(func, relax.Function):
+            continue
+        plans = plan_function(ConvGraph(func))
+        if not plans:
+            continue
+        rewriter = rewriter or ChainRewriter(mod, plans)
+        rewriter.plans = plans
+        new_func = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
+        rewriter.builder_.update_func(gvar, new_func)
+        changed = True
+    return rewriter.builder_.get() if changed else mod
+
+
+def rewrite_units(mod: tvm.IRModule, applies: Callable[[ConvUnit], bool],
+                  emit: Callable[["ChainRewriter", ConvUnit], relax.Expr], pattern: str,
+                  describe: Callable[[ConvUnit], str], report: Reporter | None) -> tvm.IRModule:
+    """The single-unit rewrites (`winograd_stem`, `pointwise_conv`): every outermost conv unit for which
+    `applies` holds becomes `emit(rewriter, unit)`, reported as `pattern` with `describe(unit)`."""
+
+    def plan(graph: ConvGraph) -> dict:
+        plans = {}
+        for unit in graph.outermost_units():
+            if not applies(unit):
+                continue
+            plans[unit.output] = lambda rw, unit=unit: emit(rw, unit)
+            if report is not None:
+                shape = unit.output.ty.shape
+                report(FusionRecord(pattern, describe(unit), (int(shape[2]), int(shape[3]))))
+        return plans
+
+    return rewrite_module(mod, plan)
