@@ -1,5 +1,6 @@
-"""Latency of SqueezeNext on this machine, side by side in one run: ONNX Runtime, stock TVM (`tvm.compile`
-untuned on the same Relax import) and sqnxt-compiler with its default (untuned) schedules; then, per conv
+"""Latency of SqueezeNext on this machine, side by side in one run: the peers ONNX Runtime and OpenVINO (when
+installed; `benchmarks/engines.py`), stock TVM (`tvm.compile` untuned on the same Relax import) and
+sqnxt-compiler with its default (untuned) schedules, both built for --target (default host); then, per conv
 layer, whether the output-stationary or the weight-stationary schedule wins and by how much; how much
 slower our network runs than the sum of its kernels timed alone; what computing the 1x1 chains over
 16-pixel chunks of the flattened image gains over rows padded to whole vectors, per kernel; and what the
@@ -7,22 +8,28 @@ polyphase Winograd stem gains over the direct conv.
 
     python benchmarks/latency.py                    # 1.0-SqNxt-23 and 1.0-SqNxt-23v5, batch 1 and 8
     python benchmarks/latency.py --models 1.0-SqNxt-23 --batches 1 --rounds 10 --no-layers
+    python benchmarks/latency.py --target x86-avx2 --batch 8   # the AVX2 class, on this machine
 
-Every engine runs with its production defaults for idle threads: both thread pools spin briefly between
-runs (TVM's pool; ORT's allow_spinning), as in a deployment that serves requests back to back. Engines
-therefore run in blocks, not rep by rep: each round runs every engine --block+1 times in turn, after a
-pause of --settle seconds (default 0.3) in which the previous engine's idle pool stops spinning, and drops
-the first run of each block (it wakes the pool); the median is over all kept runs (rounds x block), so a
-load change on this shared machine still hits every engine, and "vs ORT" is the median of the per-round
-ratios (`SideBySide`). Both pools spin far longer than one run: TVM's
+Every table's heading names the target, its CPU class and the CPU it was measured on (/proc/cpuinfo's model
+name, and whether it has AVX-512 F: an x86-avx2 build measured on an AVX-512 machine says so).
+
+Every engine runs with its production defaults for idle threads: the thread pools spin briefly between
+runs (TVM's pool; ORT's allow_spinning; OpenVINO's, which has no such setting), as in a deployment that
+serves requests back to back. Engines therefore run in blocks, not rep by rep: each round runs every engine
+--block+1 times in turn, after a pause of --settle seconds (default 0.3) in which the previous engine's idle
+pool stops spinning, and drops the first run of each block (it wakes the pool); the median is over all kept
+runs (rounds x block), so a load change on this shared machine still hits every engine, and "vs ORT" is the
+median of the per-round ratios (`SideBySide`); "vs best peer" likewise, against the faster of ONNX Runtime
+and OpenVINO in each round. Both pools spin far longer than one run: TVM's
 workers ~100 ms after a run, ORT's ~40 ms; without the pause, ORT measured 8-13 ms for the ~9 runs after
 a block of ours and ours 7.2-7.6 ms for ~5 runs after ORT (3.0 and 3.9 ms once the other pool slept), and
 medians swung by 2x between runs of this script. Run rep by rep, a spinning pool took the core the
 other engine needed (ours 8-42 ms).
 `--no-spin` is the other fair protocol: neither pool spins (TVM_THREAD_POOL_SPIN_COUNT=0, ORT
-allow_spinning=0) and engines interleave rep by rep. It penalises whoever launches more parallel
-regions (each wakes a sleeping worker): 1.0-SqNxt-23 b1, ORT 2.95 ms spinning vs 4.17 ms not; ours
-tuned 4.64 vs 5.77 ms (tuned kernels parallelise more of the small kernels than the defaults do).
+allow_spinning=0; OpenVINO keeps its default) and engines interleave rep by rep. It penalises whoever
+launches more parallel regions (each wakes a sleeping worker): 1.0-SqNxt-23 b1, ORT 2.95 ms spinning vs
+4.17 ms not; ours tuned 4.64 vs 5.77 ms (tuned kernels parallelise more of the small kernels than the
+defaults do).
 "% of GEMM" is against what this machine's BLAS reaches on a 2048^3 fp32 GEMM (numpy/OpenBLAS, all cores),
 measured at start (--peak overrides): the attainable ceiling, not the datasheet one. On the development
 machine (AMD EPYC Zen 4, 2 vCPUs) that is ~205 GFLOP/s; a register-only FMA loop (12 independent chains,
@@ -52,6 +59,10 @@ from typing import Callable
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engines import (PEERS, describe_target, engine_threads, load_target_for_host, openvino_note,  # noqa: E402
+                     ours_runner, peer_runners, stock_tvm_runner)
+
 
 def blas_gemm_gflops(size: int = 2048, reps: int = 5) -> float:
     """Best of `reps` fp32 GEMMs of size^3 through numpy's BLAS, in GFLOP/s: the attainable peak."""
@@ -67,71 +78,41 @@ def _timer(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def ort_runner(proto, data: np.ndarray, spin: bool = True) -> Callable[[], object]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if not spin:  # the --no-spin protocol (module docstring)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda: session.run(None, {name: data})
-
-
-def _vm_runner(executable, data: np.ndarray) -> Callable[[], object]:
-    import tvm
-    from tvm import relax
-
-    device = tvm.cpu()
-    vm = relax.VirtualMachine(executable, device)
-    arg = tvm.runtime.tensor(data, device)
-    return lambda: vm["main"](arg)
-
-
-def stock_tvm_runner(proto, data: np.ndarray) -> Callable[[], object]:
-    import tvm
-
-    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
-    from sqnxt_compiler.target import load_target
-
-    mod = import_to_relax(proto, resolve_inputs(proto))
-    return _vm_runner(tvm.compile(mod, load_target("host").tvm_target()), data)
-
-
-def stock_runner(proto, data: np.ndarray, protocol: argparse.Namespace) -> dict[str, Callable[[], object]]:
-    """{"stock TVM": runner}, or nothing with --stock-rounds 0 (its untuned build takes ~30 s)."""
-    return {"stock TVM": stock_tvm_runner(proto, data)} if protocol.stock_rounds > 0 else {}
-
-
-def ours_runner(proto, data: np.ndarray, workdir: Path, tuning_log: Path | None = None) -> Callable[[], object]:
-    import sqnxt_compiler
-
-    # one file per model and batch: a reused path would hand back the already-loaded library
-    workdir.mkdir(parents=True, exist_ok=True)
-    result = sqnxt_compiler.compile(proto, target="host", output=workdir / f"{proto.graph.name}_b{data.shape[0]}.so",
-                                    tuning_log=tuning_log)
-    model = sqnxt_compiler.load(result.library)
-    return lambda: model.run(data)
+def peers_and_stock(proto, data: np.ndarray, spec, protocol: argparse.Namespace,
+                    notes: list[str]) -> dict[str, Callable[[], object]]:
+    """The engines every end-to-end table times before ours: the peers (`engines.peer_runners`, ONNX Runtime
+    first), then stock TVM unless --stock-rounds is 0 (its untuned build takes ~30 s)."""
+    runners = peer_runners(proto, data, not protocol.no_spin, notes)
+    if protocol.stock_rounds > 0:
+        runners["stock TVM"] = stock_tvm_runner(proto, data, spec)
+    return runners
 
 
 @dataclass
 class SideBySide:
-    """What `side_by_side` measured: per engine, the median ms over all kept runs, and its ratio to the first
+    """What `side_by_side` measured: per engine, the median ms over all kept runs; its ratio to the first
     engine (the reference, ONNX Runtime), taken round by round - this round's median / the reference's this
-    round - and then the median of those ratios. The paired ratio is what to quote: this shared machine
-    drifts between speed modes for seconds at a time (the same build measured 3.2 and 4.6 ms), and a drift
-    within a round hits both engines of a pair, while one that straddles rounds can move one engine's
-    overall median alone."""
+    round - and then the median of those ratios; and likewise its ratio to the best peer, this round's
+    median / the fastest peer's median this round (ONNX Runtime or OpenVINO). The paired ratio is what to
+    quote: this shared machine drifts between speed modes for seconds at a time (the same build measured 3.2
+    and 4.6 ms), and a drift within a round hits both engines of a pair, while one that straddles rounds can
+    move one engine's overall median alone."""
 
     median_ms: dict[str, float]
     ratio: dict[str, float]
+    vs_best_peer: dict[str, float]
+
+    def cells(self, engine: str) -> str:
+        """The "median ms | vs ORT | vs best peer" cells of `engine`'s row."""
+        return f"{self.median_ms[engine]:.2f} | {self.ratio[engine]:.2f}x | {self.vs_best_peer[engine]:.2f}x"
 
 
 def side_by_side(runners: dict[str, Callable[[], object]], rounds: int, block: int, spin: bool,
                  slow: set[str], slow_rounds: int, settle_s: float) -> SideBySide:
     """Time the engines under the protocol of the module docstring: blocks of `block` kept runs per engine
     and round when pools spin, else one run per engine and rep (rounds x block reps). Engines in `slow` run
-    once per round, in the first `slow_rounds` rounds."""
+    once per round, in the first `slow_rounds` rounds. The first engine is the reference of `ratio`; the
+    engines named in `engines.PEERS` are the peers of `vs_best_peer`."""
     if not spin:
         rounds, block = rounds * block, 1
     for run in runners.values():  # warm-up: first-touch allocations, thread pools
@@ -147,15 +128,22 @@ def side_by_side(runners: dict[str, Callable[[], object]], rounds: int, block: i
                 time.sleep(settle_s)  # the previous engine's pool stops spinning
                 run()  # dropped: it wakes this engine's pool
             per_round[name].append([_timer(run) for _ in range(block)])
-    measured = {name: blocks for name, blocks in per_round.items() if blocks}  # --stock-rounds 0: not measured
-    reference = [statistics.median(b) for b in measured[next(iter(runners))]]
-    return SideBySide(
-        {name: statistics.median(t for b in blocks for t in b) for name, blocks in measured.items()},
-        {name: statistics.median(statistics.median(b) / ref for b, ref in zip(blocks, reference))
-         for name, blocks in measured.items()})
+    measured = {name: [statistics.median(b) for b in blocks]  # --stock-rounds 0: not measured
+                for name, blocks in per_round.items() if blocks}
+    reference = measured[next(iter(runners))]
+    best_peer = [min(round_ms) for round_ms in zip(*(measured[name] for name in PEERS if name in measured))]
+
+    def paired(against: list[float]) -> dict[str, float]:
+        return {name: statistics.median(ms / ref for ms, ref in zip(round_ms, against))
+                for name, round_ms in measured.items()}
+
+    return SideBySide({name: statistics.median(t for b in blocks for t in b)
+                       for name, blocks in per_round.items() if blocks}, paired(reference), paired(best_peer))
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="host", help="the target ours and stock TVM are built for: a name "
+                        "in targets/ (host, x86-avx2, x86-avx512, ...) or a .toml path (default host)")
     parser.add_argument("--rounds", type=int, default=12, help="rounds over the engines (default 12)")
     parser.add_argument("--block", type=int, default=8, help="kept runs per engine and round (default 8)")
     parser.add_argument("--stock-rounds", type=int, default=3, help="runs of the (slow) stock TVM build (0: skip)")
@@ -167,33 +155,48 @@ def describe_protocol(spin: bool, settle_s: float) -> str:
     return (f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', '(TVM default: cores/2 on x86)')}, "
             f"TVM_BIND_THREADS={os.environ.get('TVM_BIND_THREADS', '(TVM default: pinned)')}, "
             f"TVM_THREAD_POOL_SPIN_COUNT={os.environ.get('TVM_THREAD_POOL_SPIN_COUNT', '(TVM default)')}; "
-            f"ONNX Runtime: all cores, allow_spinning={int(spin)}; "
+            f"ONNX Runtime: {engine_threads()} threads, allow_spinning={int(spin)}; "
+            f"OpenVINO: {engine_threads()} threads, its default idle policy; "
             + (f"engines in blocks after a {settle_s:g} s pause, first run of each block dropped" if spin
                else "engines interleaved rep by rep"))
 
 
-def end_to_end(models: list[str], batches: list[int], protocol: argparse.Namespace, peak: float) -> None:
+def end_to_end_header(title: str, spec, protocol: argparse.Namespace, columns: list[str], extra: str = "") -> None:
+    """The heading of an end-to-end table: what was built for which CPU, on which CPU, under which protocol."""
+    print(f"\n## {title}: {describe_target(spec)}\n")
+    print(f"Medians; {describe_protocol(not protocol.no_spin, protocol.settle)}; \"vs ORT\" and \"vs best peer\" "
+          f"(our time / min(ONNX Runtime, OpenVINO)): medians of per-round ratios.{extra} {openvino_note()}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
+def print_notes(notes: list[str]) -> None:
+    if notes:
+        print("\n" + "\n".join(f"- {note}" for note in notes))
+
+
+def end_to_end(models: list[str], batches: list[int], spec, protocol: argparse.Namespace, peak: float) -> None:
     from sqnxt_compiler.models import build_model, model_counts
 
-    spin = not protocol.no_spin
-    print(f"\n## End to end on host (medians, {describe_protocol(spin, protocol.settle)}; \"% of GEMM\": of {peak:.0f} "
-          "GFLOP/s, an fp32 GEMM through BLAS)\n")
-    print("| model | batch | engine | median ms | vs ORT | GFLOP/s | % of GEMM |")
-    print("|---|---|---|---|---|---|---|")
+    end_to_end_header("End to end", spec, protocol,
+                      ["model", "batch", "engine", "median ms", "vs ORT", "vs best peer", "GFLOP/s", "% of GEMM"],
+                      f" \"% of GEMM\": of {peak:.0f} GFLOP/s, an fp32 GEMM through BLAS.")
+    notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             for batch in batches:
                 proto = build_model(name, batch=batch)
                 macs = model_counts(proto)[1]  # already for this batch
                 data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
-                runners = {"ONNX Runtime": ort_runner(proto, data, spin), **stock_runner(proto, data, protocol),
-                           "ours (default)": ours_runner(proto, data, Path(tmp))}
-                measured = side_by_side(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
-                                        protocol.stock_rounds, protocol.settle)
+                runners = {**peers_and_stock(proto, data, spec, protocol, notes),
+                           "ours (default)": ours_runner(proto, data, Path(tmp), spec)}
+                measured = side_by_side(runners, protocol.rounds, protocol.block, not protocol.no_spin,
+                                        {"stock TVM"}, protocol.stock_rounds, protocol.settle)
                 for engine, ms in measured.median_ms.items():
                     gflops = 2 * macs / ms / 1e6
-                    print(f"| {name} | {batch} | {engine} | {ms:.2f} | {measured.ratio[engine]:.2f}x"
+                    print(f"| {name} | {batch} | {engine} | {measured.cells(engine)}"
                           f" | {gflops:.1f} | {100 * gflops / peak:.0f}% |", flush=True)
+    print_notes(notes)
 
 
 def _random_arguments(func, device) -> list:
@@ -205,7 +208,7 @@ def _random_arguments(func, device) -> list:
                                device) for i, a in enumerate(ArgInfo.from_prim_func(func))]
 
 
-def per_layer(model: str, reps: int) -> None:
+def per_layer(model: str, reps: int, spec) -> None:
     """Each single-conv kernel of the model, built alone with the OS and with the WS default schedule."""
     import tvm
     from tvm import s_tir
@@ -217,16 +220,14 @@ def per_layer(model: str, reps: int) -> None:
     from sqnxt_compiler.schedules import conv2d_weight_stationary as weight_stationary
     from sqnxt_compiler.schedules._common import find_conv, machine_knobs
     from sqnxt_compiler.schedules.dataflow_choice import choose
-    from sqnxt_compiler.target import load_target
 
-    spec = load_target("host")
     target = spec.tvm_target()
     machine = machine_knobs(spec)
     proto = build_model(model)
     lowering = [p for p in GRAPH_REWRITES if p.name == "fold_batchnorm"] + LOWERING
     mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec), lowering)
-    print(f"\n## Per conv layer, {model} batch 1: OS vs WS default schedules (kernel alone, medians of "
-          f"{reps} interleaved reps; each build packs its weights in the kernel, equally for both)\n")
+    print(f"\n## Per conv layer, {model} batch 1, target {spec.name}: OS vs WS default schedules (kernel alone, "
+          f"medians of {reps} interleaved reps; each build packs its weights in the kernel, equally for both)\n")
     print("| kernel | conv | MMAC | OS ms | WS ms | winner | by | rule picks |")
     print("|---|---|---|---|---|---|---|---|")
     device = tvm.cpu()
@@ -284,14 +285,11 @@ def _interleaved_medians_us(funcs: list, target, reps: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def _built_with_and_without(model: str, module, predicate: str) -> tuple:
+def _built_with_and_without(model: str, module, predicate: str, spec) -> tuple:
     """(target, `model`'s kernels as built, as built with `module.predicate` always False): the same
     model with and without one of the pipeline's choices, both with default schedules."""
     from unittest import mock
 
-    from sqnxt_compiler.target import load_target
-
-    spec = load_target("host")
     built = _scheduled_module(model, spec)
     with mock.patch.object(module, predicate, lambda *_: False):
         without = _scheduled_module(model, spec)
@@ -304,7 +302,7 @@ def _comparison_header(title: str, reps: int, columns: list[str]) -> None:
     print("|" + "---|" * len(columns))
 
 
-def pixel_chunks_vs_rows(model: str, reps: int) -> None:
+def pixel_chunks_vs_rows(model: str, reps: int, spec) -> None:
     """Each pointwise-chain kernel of the model (1x1 reduce pair, 1x1 expand + residual + ReLU) as built
     (over 16-pixel chunks of the flattened image) and as the row kernel the fusion passes build otherwise
     (rows padded to whole vectors), both with their default schedules, timed alone and interleaved."""
@@ -313,8 +311,8 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
     from sqnxt_compiler import kernels
     from sqnxt_compiler.kernels.contract import MACS_ATTR, pixel_chunked
 
-    target, chunked, rows = _built_with_and_without(model, kernels, "is_pointwise_chain")
-    _comparison_header(f"{model} batch 1: 1x1 chains over pixel chunks vs padded rows", reps,
+    target, chunked, rows = _built_with_and_without(model, kernels, "is_pointwise_chain", spec)
+    _comparison_header(f"{model} batch 1, target {spec.name}: 1x1 chains over pixel chunks vs padded rows", reps,
                        ["kernel", "output", "MMAC", "rows us", "chunks us", "speedup"])
     for gvar, func in sorted(chunked.functions.items(), key=lambda kv: kv[0].name_hint):
         if not isinstance(func, tvm.tirx.PrimFunc) or not pixel_chunked(func):
@@ -325,7 +323,7 @@ def pixel_chunks_vs_rows(model: str, reps: int) -> None:
               f"{chunk_us:.1f} | {row_us / chunk_us:.2f}x |", flush=True)
 
 
-def winograd_vs_direct(model: str, reps: int) -> None:
+def winograd_vs_direct(model: str, reps: int, spec) -> None:
     """The model's stem as built (polyphase Winograd, `kernels/winograd.py`) and as the direct conv
     kernel the pipeline builds without the winograd_stem phase, both with their default schedules, alone."""
     import tvm
@@ -333,8 +331,8 @@ def winograd_vs_direct(model: str, reps: int) -> None:
     from sqnxt_compiler.kernels.contract import MACS_ATTR, WINOGRAD_STEM, fusion_pattern
     from sqnxt_compiler.passes import winograd_stem
 
-    target, winograd, direct = _built_with_and_without(model, winograd_stem, "is_winograd_stem")
-    _comparison_header(f"{model} batch 1: stride-2 stem as polyphase Winograd vs direct", reps,
+    target, winograd, direct = _built_with_and_without(model, winograd_stem, "is_winograd_stem", spec)
+    _comparison_header(f"{model} batch 1, target {spec.name}: stride-2 stem as polyphase Winograd vs direct", reps,
                        ["stem", "output", "MMAC", "direct ms", "Winograd ms", "speedup"])
     for func in (f for f in winograd.functions.values()
                  if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == WINOGRAD_STEM):
@@ -348,7 +346,7 @@ def winograd_vs_direct(model: str, reps: int) -> None:
               f"{direct_us / winograd_us:.2f}x |", flush=True)
 
 
-def network_vs_kernels(model: str, rounds: int) -> None:
+def network_vs_kernels(model: str, rounds: int, spec) -> None:
     """Our default build of `model` (batch 1) end to end vs the sum of its kernels, each built and timed
     alone (x its number of calls), alternating in rounds: how much the network loses to launches, the VM
     and caches that a kernel timed alone keeps warm."""
@@ -358,9 +356,7 @@ def network_vs_kernels(model: str, rounds: int) -> None:
     from tvm import relax
 
     from sqnxt_compiler.pipeline import FINALIZING, CompileContext, run_pipeline
-    from sqnxt_compiler.target import load_target
 
-    spec = load_target("host")
     target = spec.tvm_target()
     scheduled = _scheduled_module(model, spec)
     calls: collections.Counter = collections.Counter()
@@ -383,7 +379,8 @@ def network_vs_kernels(model: str, rounds: int) -> None:
         for _ in range(10):
             network(data)
         whole.append(statistics.median(_timer(lambda: network(data)) for _ in range(100)))
-    print(f"\n## {model} batch 1, ours (default): network vs its kernels alone (medians of {rounds} rounds)\n")
+    print(f"\n## {model} batch 1, ours (default, target {spec.name}): network vs its kernels alone (medians of "
+          f"{rounds} rounds)\n")
     print("| kernels | calls | sum of kernels alone | network | network / sum |")
     print("|---|---|---|---|---|")
     print(f"| {len(kernels)} | {sum(calls.values())} | {statistics.median(alone):.3f} ms | "
@@ -393,7 +390,7 @@ def network_vs_kernels(model: str, rounds: int) -> None:
 def restart_with_thread_settings(spin: bool = True) -> None:
     """Re-exec this script with the thread settings of the module docstring in the environment (TVM's pool
     reads them when it starts)."""
-    wanted = {"TVM_NUM_THREADS": str(len(os.sched_getaffinity(0))), "TVM_BIND_THREADS": "0"}
+    wanted = {"TVM_NUM_THREADS": str(engine_threads()), "TVM_BIND_THREADS": "0"}
     if not spin:
         wanted["TVM_THREAD_POOL_SPIN_COUNT"] = "0"
     if any(name not in os.environ for name in wanted):
@@ -403,7 +400,8 @@ def restart_with_thread_settings(spin: bool = True) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--batches", "--batch", nargs="+", type=int, default=[1, 8], help="batch sizes of the "
+                        "end-to-end table (default 1 8)")
     add_protocol_arguments(parser)
     parser.add_argument("--peak", type=float, help="peak GFLOP/s fp32 for the %% column (default: measured, a "
                         "2048^3 GEMM through numpy's BLAS)")
@@ -417,16 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.tvm_runtime_defaults:
         restart_with_thread_settings(spin=not args.no_spin)
-    end_to_end(args.models, args.batches, args, args.peak or blas_gemm_gflops())
+    spec = load_target_for_host(args.target)
+    end_to_end(args.models, args.batches, spec, args, args.peak or blas_gemm_gflops())
     if not args.no_gap:
-        network_vs_kernels(args.models[0], rounds=5)
+        network_vs_kernels(args.models[0], 5, spec)
     if not args.no_chunks:
-        pixel_chunks_vs_rows(args.models[0], args.layer_reps)
+        pixel_chunks_vs_rows(args.models[0], args.layer_reps, spec)
     if not args.no_winograd:
         for model in args.models:
-            winograd_vs_direct(model, args.layer_reps)
+            winograd_vs_direct(model, args.layer_reps, spec)
     if not args.no_layers:
-        per_layer(args.models[0], args.layer_reps)
+        per_layer(args.models[0], args.layer_reps, spec)
     return 0
 
 

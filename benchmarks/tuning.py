@@ -1,11 +1,14 @@
 """Tuning results on this machine, in two tables.
 
-    python benchmarks/tuning.py end-to-end   # 1.0-SqNxt-23 batch 1: ORT, stock TVM, ours default, ours tuned
+    python benchmarks/tuning.py end-to-end   # batch 1: ORT, OpenVINO, stock TVM, ours default, ours tuned
+    python benchmarks/tuning.py end-to-end --target x86-avx512 --batch 8
     python benchmarks/tuning.py spaces --top-tasks 4 --trials 96   # our design spaces vs meta_schedule's
 
-`end-to-end` compiles with the shipped log (tuning_logs/<model>/host) and times the four engines side by
-side in one process (medians; the protocol and thread settings of benchmarks/latency.py, whose runners
-it uses: production spinning defaults in blocks, or --no-spin rep by rep).
+`end-to-end` compiles for --target (default host) with the shipped log of the target's CPU class
+(tuning_logs/<model>/<class>, `shipped_log`; without one, the tuned row is left out with a note) and times
+the engines side by side in one process (medians; the protocol and thread settings of benchmarks/latency.py:
+production spinning defaults in blocks, or --no-spin rep by rep; the engines of benchmarks/engines.py,
+OpenVINO when installed; "vs ORT" and "vs best peer").
 `spaces` tunes the same heaviest kernels of 1.0-SqNxt-23 twice at the same trial budget - once over our
 WS/OS design spaces (`schedules/`), once over meta_schedule's generic post-order-apply space - and prints
 the estimated latency of those kernels (sum of occurrences x best measured time) against trials, and each
@@ -22,35 +25,42 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import (add_protocol_arguments, describe_protocol, ort_runner, ours_runner, stock_runner,  # noqa: E402
+from engines import cpu_class, load_target_for_host, ours_runner  # noqa: E402
+from latency import (add_protocol_arguments, end_to_end_header, peers_and_stock, print_notes,  # noqa: E402
                      restart_with_thread_settings, side_by_side)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def end_to_end(model_names: list[str], protocol: argparse.Namespace) -> None:
+def shipped_log(model_name: str, spec) -> Path:
+    """tuning_logs/<model>/<CPU class of the target>, as sqnxt-tune writes it (or the folder named after the
+    target, the older layout, when only that exists)."""
+    folders = [REPO / "tuning_logs" / model_name / folder for folder in (cpu_class(spec), spec.name)]
+    return next((folder for folder in folders if folder.is_dir()), folders[0])
+
+
+def end_to_end(model_names: list[str], batch: int, spec, protocol: argparse.Namespace) -> None:
     from sqnxt_compiler.models import build_model
 
-    spin = not protocol.no_spin
-    print(f"\n## Batch 1 on host: tuned vs default vs peers (medians; {describe_protocol(spin, protocol.settle)}; "
-          "vs ORT: median of per-round ratios)\n")
-    print("| model | engine | median ms | vs ORT |")
-    print("|---|---|---|---|")
+    end_to_end_header(f"Batch {batch}, tuned vs default vs peers", spec, protocol,
+                      ["model", "engine", "median ms", "vs ORT", "vs best peer"])
+    notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in model_names:
-            log = REPO / "tuning_logs" / name / "host"
+            log = shipped_log(name, spec)
             if not log.is_dir():
-                print(f"| {name} | (no shipped log at {log}) | - | - |")
-                continue
-            proto = build_model(name)
-            data = np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype("float32")
-            runners = {"ONNX Runtime": ort_runner(proto, data, spin), **stock_runner(proto, data, protocol),
-                       "ours (default)": ours_runner(proto, data, Path(tmp) / "default"),
-                       "ours (tuned)": ours_runner(proto, data, Path(tmp) / "tuned", tuning_log=log)}
-            measured = side_by_side(runners, protocol.rounds, protocol.block, spin, {"stock TVM"},
+                notes.append(f"{name}: no shipped log at {log.relative_to(REPO)}, so no tuned row")
+            proto = build_model(name, batch=batch)
+            data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
+            runners = {**peers_and_stock(proto, data, spec, protocol, notes),
+                       "ours (default)": ours_runner(proto, data, Path(tmp) / "default", spec)}
+            if log.is_dir():
+                runners["ours (tuned)"] = ours_runner(proto, data, Path(tmp) / "tuned", spec, tuning_log=log)
+            measured = side_by_side(runners, protocol.rounds, protocol.block, not protocol.no_spin, {"stock TVM"},
                                     protocol.stock_rounds, protocol.settle)
-            for engine, ms in measured.median_ms.items():
-                print(f"| {name} | {engine} | {ms:.2f} | {measured.ratio[engine]:.2f}x |", flush=True)
+            for engine in measured.median_ms:
+                print(f"| {name} | {engine} | {measured.cells(engine)} |", flush=True)
+    print_notes(notes)
 
 
 def compare_spaces(model_name: str, top_tasks: int, trials: int, checkpoints: int) -> None:
@@ -108,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     e2e = sub.add_parser("end-to-end")
     e2e.add_argument("--models", nargs="+", default=["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
+    e2e.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     add_protocol_arguments(e2e)
     spaces = sub.add_parser("spaces")
     spaces.add_argument("--model", default="1.0-SqNxt-23")
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     restart_with_thread_settings(spin=args.command != "end-to-end" or not args.no_spin)
     if args.command == "end-to-end":
-        end_to_end(args.models, args)
+        end_to_end(args.models, args.batch, load_target_for_host(args.target), args)
     else:
         compare_spaces(args.model, args.top_tasks, args.trials, args.checkpoints)
     return 0

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Union
 import tvm
 from tvm import tirx
 
+from ..cpu import DEFAULT_L1D_BYTES, vector_isa
+
 if TYPE_CHECKING:
     from ..target import TargetSpec
 
@@ -48,30 +50,25 @@ class MachineKnobs:
 
 
 def machine_knobs(spec: "TargetSpec | None" = None) -> MachineKnobs:
-    """Knobs from a target file, or (for design spaces, which see no TargetSpec) from the current TVM target.
+    """Knobs from a target (`spec`, or the one in `TargetSpec.scope()`: the tuner builds design spaces in it).
 
-    With neither, this raises instead of guessing: a 128-bit/16-register guess once made every tuning space
-    on this AVX-512 host use 4-lane vectors, because meta_schedule builds spaces outside any target scope."""
+    Outside both, from the TVM target in scope, through the same ISA facts a target file resolves "auto"
+    with; with no target at all this raises instead of guessing one CPU's facts."""
+    from ..target import current_target_spec
+
+    spec = spec or current_target_spec()
     if spec is not None:
         cpu = spec.cpu
-        return MachineKnobs(int(cpu.get("vector_bits", 128)), int(cpu.get("vector_registers", 16)),
-                            int(cpu.get("cores", 1)), int(cpu.get("l1d_bytes", 32768)),
+        return MachineKnobs(int(cpu["vector_bits"]), int(cpu["vector_registers"]), int(cpu.get("cores", 1)),
+                            int(cpu.get("l1d_bytes", DEFAULT_L1D_BYTES)),
                             int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)))
     target = tvm.target.Target.current(allow_none=True)
     if target is None:
         raise ValueError("a schedule needs its target: pass the TargetSpec, or build the design space under "
-                         "`with target:` (the tuner does; see tuner._under_target)")
-    from tvm.target import codegen
-
-    has = lambda feature: bool(codegen.target_has_features(feature, target))  # noqa: E731
-    triple = str(target.attrs.get("mtriple", ""))
-    if triple.startswith("aarch64") or triple.startswith("arm"):
-        bits, registers = 128, 32
-    else:
-        bits = 512 if has("avx512f") else 256 if has("avx2") else 128
-        registers = 32 if bits == 512 else 16
-    cores = int(target.attrs.get("num-cores", 1) or 1)
-    return MachineKnobs(bits, registers, cores, 32768)
+                         "`with spec.scope():` (the tuner does)")
+    isa = vector_isa(target)
+    return MachineKnobs(isa.vector_bits, isa.vector_registers, int(target.attrs.get("num-cores", 1) or 1),
+                        DEFAULT_L1D_BYTES)
 
 
 def divisors(n: int) -> list[int]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import SqnxtError
 
@@ -34,6 +36,22 @@ class TargetSpec:
     def triple(self) -> str:
         return self.cross.get("triple", "")
 
+    @property
+    def cpu_class(self) -> str:
+        """The vector ISA class the code is built for (`cpu.VectorISA.cpu_class`), e.g. "x86-avx2"."""
+        return str(self.cpu.get("class", ""))
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator["TargetSpec"]:
+        """This target in scope, as TVM's and as ours: meta_schedule builds design spaces outside any target,
+        and the spaces read the same CPU facts as the default schedules (`current_target_spec`)."""
+        token = _ACTIVE.set(self)
+        try:
+            with self.tvm_target():
+                yield self
+        finally:
+            _ACTIVE.reset(token)
+
     def tvm_target(self) -> "tvm.target.Target":  # noqa: F821
         import tvm
 
@@ -41,6 +59,14 @@ class TargetSpec:
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "llvm": self.llvm, "file": str(self.path)}
+
+
+_ACTIVE: contextvars.ContextVar["TargetSpec | None"] = contextvars.ContextVar("sqnxt_target_spec", default=None)
+
+
+def current_target_spec() -> TargetSpec | None:
+    """The TargetSpec of the innermost `TargetSpec.scope()`, None outside one."""
+    return _ACTIVE.get()
 
 
 def _target_dir() -> Path:
@@ -52,8 +78,11 @@ def known_targets() -> list[str]:
 
 
 def _resolve_auto(spec: TargetSpec) -> None:
-    """Fill "auto" fields from this machine: LLVM's host CPU name, core count, vector width."""
+    """Fill "auto" (or absent) CPU facts: LLVM's host CPU name and the core count of this machine, the vector
+    width and register file of the target's ISA, and for this machine the cache sizes the OS reports."""
     from tvm.target import codegen
+
+    from .cpu import host_cache_bytes, vector_isa
 
     if spec.llvm.get("mcpu") == "auto":
         spec.llvm["mcpu"] = codegen.llvm_get_system_cpu()
@@ -62,12 +91,21 @@ def _resolve_auto(spec: TargetSpec) -> None:
         spec.llvm["num-cores"] = cores
     if spec.cpu.get("cores") == "auto":
         spec.cpu["cores"] = cores
-    if spec.cpu.get("vector_bits") == "auto":
-        import tvm
+    import tvm
 
-        target = tvm.target.Target(dict(spec.llvm))
-        has = lambda feature: bool(codegen.target_has_features(feature, target))  # noqa: E731
-        spec.cpu["vector_bits"] = 512 if has("avx512f") else 256 if has("avx2") else 128
+    isa = vector_isa(tvm.target.Target(dict(spec.llvm)))
+    spec.cpu["class"] = isa.cpu_class
+    for key, value in (("vector_bits", isa.vector_bits), ("vector_registers", isa.vector_registers)):
+        if spec.cpu.get(key, "auto") == "auto":
+            spec.cpu[key] = value
+    caches = ("l1d_bytes", "l2_bytes")
+    if any(spec.cpu.get(key) == "auto" for key in caches):
+        if spec.is_cross:
+            raise SqnxtError(f"target '{spec.name}': cache sizes cannot be 'auto' for a cross target (this "
+                             f"machine is not the board); state l1d_bytes and l2_bytes in {spec.path}")
+        for key, value in zip(caches, host_cache_bytes()):
+            if spec.cpu.get(key) == "auto":
+                spec.cpu[key] = value
 
 
 def load_target(name_or_path: str) -> TargetSpec:

@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--trials", type=int, default=2000,
                    help="measured trials the log should hold in total for this model (default: 2000)")
-    p.add_argument("--log", metavar="DIR", help="tuning log folder (default: tuning_logs/<model>/<target>)")
+    p.add_argument("--log", metavar="DIR", help="tuning log folder (default: tuning_logs/<model>/<CPU class>, or <target> for an accelerator)")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on boards registered with this TVM RPC tracker")
     p.add_argument("--rpc-key", help="the key the boards registered with (with --rpc-tracker)")
     p.add_argument("--space", choices=("ours", "generic"), default="ours",
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SqnxtError(f"'{spec.name}' is an accelerator target: it is measured on the simulator (no "
                          "--rpc-tracker) over its own dataflow/tile space (no --space)")
     model, model_name = model_from_arguments(args)
-    log_dir = Path(args.log) if args.log else DEFAULT_LOG_ROOT / model_name / spec.name
+    log_dir = Path(args.log) if args.log else DEFAULT_LOG_ROOT / model_name / (spec.cpu_class or spec.name)
     display = _JsonLines() if args.json else _LiveTable(args.trials)
     options = dict(input_shapes=parse_input_shapes(args.input_shape), seed=args.seed, top_tasks=args.top_tasks,
                    model_name=model_name, on_progress=display.update)

@@ -57,12 +57,10 @@ class TuneReport:
         return data
 
 
-def _under_target(design_space: Callable, target: "tvm.target.Target", sch: "tvm.s_tir.Schedule"):
-    """Run a design space with the target in scope: the spaces read the vector width and register count
-    from `Target.current()`, and meta_schedule generates spaces outside any target scope. Without it, every
-    space on this AVX-512 host used 4-lane (SSE) vectors and 16 registers, and no tuned kernel could beat
-    the default schedules, which see the target file."""
-    with target:
+def _under_target(design_space: Callable, spec: TargetSpec, sch: "tvm.s_tir.Schedule"):
+    """Run a design space with the target in scope: meta_schedule generates spaces outside any target, and
+    the spaces must see the CPU facts (vector width, registers, caches) the default schedules see."""
+    with spec.scope():
         return design_space(sch)
 
 
@@ -76,7 +74,7 @@ def _design_space(task: TuningTask, spec: TargetSpec, space: SpaceKind):
     if rule is not None and rule.design_space is not None:
         # Our spaces apply their own loop order, tiling, vectorize/parallel/unroll annotations; the llvm
         # postprocessors and mutators make them verifiable and let evolution mutate the sampled tiles.
-        return ms.space_generator.ScheduleFn(functools.partial(_under_target, rule.design_space, spec.tvm_target()),
+        return ms.space_generator.ScheduleFn(functools.partial(_under_target, rule.design_space, spec),
                                              sch_rules=[], postprocs="llvm", mutator_probs="llvm"), rule.name
     return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm"), "generic"
 

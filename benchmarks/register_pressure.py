@@ -1,0 +1,39 @@
+"""Per-kernel register pressure of a model built for each CPU class: vector FMAs and stack loads/stores
+(spills, reloads, stack-allocated tiles) in the disassembly. Static counts, no timing: runs anywhere.
+
+    python benchmarks/register_pressure.py [--model 1.0-SqNxt-23] [--targets x86-avx512 x86-avx2 arm]"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import warnings
+from pathlib import Path
+
+import sqnxt_compiler
+from sqnxt_compiler.models import build_model
+from sqnxt_compiler.register_pressure import kernel_pressure, total_ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="1.0-SqNxt-23")
+    parser.add_argument("--targets", nargs="+", default=["x86-avx512", "x86-avx2", "arm"])
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    proto = build_model(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in args.targets:
+            result = sqnxt_compiler.compile(proto, target, output=Path(tmp) / f"{target}.so")
+            arch = "aarch64" if result.target.triple.startswith("aarch64") else "x86_64"
+            kernels = kernel_pressure(result.library, arch)
+            print(f"\n## {args.model} for {target} (class {result.target.cpu_class}, mcpu "
+                  f"{result.target.llvm.get('mcpu')}): {sum(k.spills for k in kernels)} stack moves / "
+                  f"{sum(k.fmas for k in kernels)} FMAs = {total_ratio(kernels):.3f}\n")
+            print("| kernel | stack moves | FMAs | ratio |\n|---|---|---|---|")
+            for kernel in kernels:
+                print(f"| {kernel.name} | {kernel.spills} | {kernel.fmas} | {kernel.ratio:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
