@@ -46,15 +46,6 @@ class AccelConfig:
     def macs_per_cycle(self) -> int:
         return self.rows * self.cols
 
-    # VTA's names for the same geometry (weight-stationary view: rows reduce, columns produce).
-    @property
-    def block_in(self) -> int:
-        return self.rows
-
-    @property
-    def block_out(self) -> int:
-        return self.cols
-
     def replace(self, **changes: Any) -> "AccelConfig":
         """A copy with some fields changed, e.g. `config.replace(dram_bytes_per_cycle=64)` for a sweep."""
         return dataclasses.replace(self, **changes)
