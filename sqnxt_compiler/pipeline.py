@@ -126,7 +126,7 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     return mod
 
 
-# An accelerator target: the model arrives as a QDQ int8 graph (accel/quantize.py). Its conv/dense layers
+# An accelerator target: the model arrives as a QDQ int8 graph (accel/int8/quantize.py). Its conv/dense layers
 # go to the accelerator first; the host part has no float conv left, so the SqueezeNext fusions do not apply.
 ACCEL_PHASES: list[Phase] = [
     Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "

@@ -20,9 +20,9 @@ import pickle
 import numpy as np
 
 from ..errors import SqnxtError
-from .isa import Program
-from .report import Report
-from .simulator import simulate
+from .machine.isa import Program
+from .machine.report import Report
+from .machine.simulator import simulate
 
 RUN_LAYER = "sqnxt.accel.run_layer"
 _FORMAT = b"sqnxt-accel-program/1\n"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SqnxtError
-from ..target import load_target
+from ...errors import SqnxtError
+from ...target import load_target
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class AccelConfig:
 
 def known_accelerators() -> list[str]:
     """Names of the built-in accelerator target files (those with kind = "accel")."""
-    from ..target import _target_dir
+    from ...target import _target_dir
 
     return sorted(p.stem for p in _target_dir().glob("*.toml")
                   if tomllib.loads(p.read_text()).get("kind") == "accel")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ..models import build_model
+from ...models import build_model
 from .bn_statistics import normalize_batchnorm
-from .int8_reference import Int8Executor
 from .quantize import quantize_qdq, synthetic_inputs
+from .reference import Int8Executor
 
 # Calibration and evaluation inputs come from different seeds: the int8 model never sees its test inputs.
 CALIBRATION_SEED, EVALUATION_SEED, NORMALIZATION_SEED = 1, 2, 3

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 SYNTHETIC_CALIBRATION = 8   # inputs used when the user gives no calibration images

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .config import AccelConfig
 from .dataflow import alu_cycles, gemm_cost
 from .isa import Alu, Gemm, Instruction, Load, Module, Program, Store, pops, pushes
