@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from .config import EnergyTable
-from .dataflow import gemm_cost
+from .dataflow import gemm_instruction_cost
 from .isa import Alu, AluOp, Buffer, Gemm, Load, Program, Store
 from .tiling import ACC_BYTES
 
@@ -47,8 +47,7 @@ def count_traffic(program: Program) -> Traffic:
             onchip[where] += size                                  # DMA writes into the buffer
             _track(slot_bytes[where], (inst.buffer.value, inst.slot), size)
         elif isinstance(inst, Gemm):
-            cost = gemm_cost(inst.dataflow, inst.out_rows * inst.out_cols, inst.kh * inst.kw * inst.cin,
-                             inst.cout, config.rows, config.cols, inst.reset)
+            cost = gemm_instruction_cost(inst, config)
             macs += cost.macs
             rf_accesses += cost.rf_accesses
             onchip["input"] += cost.input_buffer_bytes
