@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from sqnxt_compiler.accel import AccelConfig, Requant, compile_layer, default_tiling, estimate, simulate
-from sqnxt_compiler.accel.network import layers_of_onnx
-from sqnxt_compiler.accel.scalesim_ref import compare_layer, scalesim_available
+from sqnxt_compiler.accel.machine.network import layers_of_onnx
+from sqnxt_compiler.accel.study.scalesim import compare_layer, scalesim_available
 from sqnxt_compiler.models import build_model
 
 

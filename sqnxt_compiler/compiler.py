@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from ._version import __version__
-from .accel.config import AccelConfig
+from .accel.machine.config import AccelConfig
 from .errors import SqnxtError
 from .frontend import (ModelSource, TensorInfo, import_to_relax, load_onnx, output_infos, resolve_inputs,
                        with_input_shape)
@@ -136,8 +136,8 @@ def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: 
                         calibration: str | os.PathLike | np.ndarray | None,
                         dataflow: str) -> tuple[onnx.ModelProto, dict, dict[str, list[str]]]:
     """The QDQ int8 model the accelerator pipeline imports, the sidecar's "accel" entry and a note."""
-    from .accel.int8_accuracy import CALIBRATION_SEED
-    from .accel.quantize import SYNTHETIC_CALIBRATION, load_calibration, quantize_qdq, synthetic_inputs
+    from .accel.int8.quantize import (CALIBRATION_SEED, SYNTHETIC_CALIBRATION, load_calibration, quantize_qdq,
+                                      synthetic_inputs)
     from .accel.runtime_functions import RUN_LAYER
 
     if dataflow not in ("ws", "os"):

@@ -107,7 +107,8 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 
 
 # The phases in groups. A CPU build runs GRAPH_REWRITES, LOWERING, SCHEDULING, FINALIZING; an accelerator
-# build replaces the graph rewrites by ACCEL_OFFLOAD (its model is a QDQ int8 graph with no float conv left).
+# build replaces the graph rewrites by ACCEL_OFFLOAD (its model is a QDQ int8 graph, accel/int8/quantize.py, with no float
+# conv left).
 GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),

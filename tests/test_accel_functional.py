@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Requant, compile_layer, default_tiling,
                                   reference_layer, simulate)
-from sqnxt_compiler.accel.reference import reference_requantize
-from sqnxt_compiler.accel.tiling import overflows
+from sqnxt_compiler.accel.machine.reference import reference_requantize
+from sqnxt_compiler.accel.machine.tiling import overflows
 from sqnxt_compiler.errors import SqnxtError
 
 from test_accel_strategies import KERNELS, layers, random_operands, random_residual, requants, tilings, tiny_config

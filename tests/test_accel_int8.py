@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import pytest
 
-from sqnxt_compiler.accel.int8_accuracy import compare_logits, evaluate_int8
-from sqnxt_compiler.accel.int8_graph import OP_TYPE, partition_qdq
-from sqnxt_compiler.accel.int8_reference import Int8Executor
-from sqnxt_compiler.accel.quantize import quantize_qdq, synthetic_inputs
+from sqnxt_compiler.accel.int8.accuracy import compare_logits, evaluate_int8
+from sqnxt_compiler.accel.int8.graph import OP_TYPE, partition_qdq
+from sqnxt_compiler.accel.int8.reference import Int8Executor
+from sqnxt_compiler.accel.int8.quantize import quantize_qdq, synthetic_inputs
 from sqnxt_compiler.errors import SqnxtError
 from sqnxt_compiler.models import build_model
 
@@ -47,7 +47,7 @@ def test_accelerator_is_bit_exact_with_int8_reference(sqnxt23_int8, config, data
 
 def test_int8_reference_is_as_close_to_float_as_onnxruntime(sqnxt23_int8):
     """Our integer arithmetic (one rounding per layer, ReLU folded) vs ORT running the same QDQ graph."""
-    from sqnxt_compiler.accel.int8_accuracy import float_logits
+    from sqnxt_compiler.accel.int8.accuracy import float_logits
 
     model, qdq = sqnxt23_int8
     inputs = synthetic_inputs(model, 4, seed=2)

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from sqnxt_compiler.accel import (AccelConfig, LayerSpec, Tiling, analytic_cycles, compile_layer, default_tiling,
                                   estimate, known_accelerators, tiling_space)
-from sqnxt_compiler.accel.hazards import find_hazards
-from sqnxt_compiler.accel.isa import Module
-from sqnxt_compiler.accel.tiling import greedy_tiling, overflows
-from sqnxt_compiler.accel.timing import schedule
+from sqnxt_compiler.accel.machine.hazards import find_hazards
+from sqnxt_compiler.accel.machine.isa import Module
+from sqnxt_compiler.accel.machine.tiling import greedy_tiling, overflows
+from sqnxt_compiler.accel.machine.timing import schedule
 from sqnxt_compiler.errors import SqnxtError
 
 from test_accel_strategies import layers, tilings, tiny_config

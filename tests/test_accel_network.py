@@ -9,10 +9,10 @@ import pytest
 
 from sqnxt_compiler.accel import (AccelConfig, Requant, compile_layer, default_tiling, estimate, reference_layer,
                                   simulate)
-from sqnxt_compiler.accel.hazards import find_hazards
-from sqnxt_compiler.accel.network import layers_of_onnx
-from sqnxt_compiler.accel.report import build_report
-from sqnxt_compiler.accel.timing import schedule
+from sqnxt_compiler.accel.machine.hazards import find_hazards
+from sqnxt_compiler.accel.machine.network import layers_of_onnx
+from sqnxt_compiler.accel.machine.report import build_report
+from sqnxt_compiler.accel.machine.timing import schedule
 from sqnxt_compiler.models import build_model
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 import pytest
 import sqnxt_compiler
-from sqnxt_compiler.accel.config import AccelConfig
-from sqnxt_compiler.accel.int8_accuracy import compare_logits, float_logits
-from sqnxt_compiler.accel.int8_graph import partition_qdq
-from sqnxt_compiler.accel.int8_reference import Int8Executor, _with_reference_opset
-from sqnxt_compiler.accel.quantize import quantize_qdq, synthetic_inputs
+from sqnxt_compiler.accel.machine.config import AccelConfig
+from sqnxt_compiler.accel.int8.accuracy import compare_logits, float_logits
+from sqnxt_compiler.accel.int8.graph import partition_qdq
+from sqnxt_compiler.accel.int8.reference import Int8Executor, _with_reference_opset
+from sqnxt_compiler.accel.int8.quantize import quantize_qdq, synthetic_inputs
 from sqnxt_compiler.errors import SqnxtError
 from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from sqnxt_compiler.accel import AccelConfig, LayerSpec, Tiling
-from sqnxt_compiler.accel.scalesim_ref import compare_layer, scalesim_available
+from sqnxt_compiler.accel.study.scalesim import compare_layer, scalesim_available
 
 available, reason = scalesim_available()
 # CI installs the dev extras, so SCALE-Sim is there; SQNXT_REQUIRE_SCALESIM=1 turns a skip into a failure.

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from sqnxt_compiler.accel import AccelConfig, LayerSpec
-from sqnxt_compiler.accel.study import STRATEGIES, run_study, strategy_reports
-from sqnxt_compiler.accel.study_report import relative_table
+from sqnxt_compiler.accel.study.study import STRATEGIES, run_study, strategy_reports
+from sqnxt_compiler.accel.study.report import relative_table
 from sqnxt_compiler.cli.sim import main
 
 # Small but covering: a SqueezeNext (repeated shapes, the cache) and a baseline, at a low resolution.

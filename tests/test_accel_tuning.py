@@ -10,11 +10,11 @@ import warnings
 import numpy as np
 import pytest
 import sqnxt_compiler
-from sqnxt_compiler.accel.config import AccelConfig
-from sqnxt_compiler.accel.int8_reference import Int8Executor
-from sqnxt_compiler.accel.layer import LayerSpec
-from sqnxt_compiler.accel.quantize import synthetic_inputs
-from sqnxt_compiler.accel.tiling import overflows
+from sqnxt_compiler.accel.machine.config import AccelConfig
+from sqnxt_compiler.accel.int8.reference import Int8Executor
+from sqnxt_compiler.accel.machine.layer import LayerSpec
+from sqnxt_compiler.accel.int8.quantize import synthetic_inputs
+from sqnxt_compiler.accel.machine.tiling import overflows
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.records.accel_log import LOG_FILE, AccelLog, TunedTilings, layer_key

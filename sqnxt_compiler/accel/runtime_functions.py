@@ -15,25 +15,34 @@ error instead of a confusing one.
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 
 import numpy as np
 
 from ..errors import SqnxtError
-from .isa import Program
-from .report import Report
-from .simulator import simulate
+from .machine.isa import Program
+from .machine.report import Report
+from .machine.simulator import simulate
 
 RUN_LAYER = "sqnxt.accel.run_layer"
 _FORMAT = b"sqnxt-accel-program/1\n"
 
 _programs: dict[bytes, Program] = {}   # decoded once per distinct stream (keyed by its digest)
+# A pickle names classes by module: libraries compiled before accel/ had subpackages name these.
+_MOVED = {f"sqnxt_compiler.accel.{name}": f"sqnxt_compiler.accel.machine.{name}"
+          for name in ("config", "isa", "layer", "tiling")}
 reports: list[Report] = []              # one per layer call, in call order; cleared by `take_reports`
 
 
 def encode_program(program: Program) -> np.ndarray:
     """The program as a uint8 array, for a constant in the compiled module."""
     return np.frombuffer(_FORMAT + pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(_MOVED.get(module, module), name)
 
 
 def decode_program(blob: bytes) -> Program:
@@ -44,7 +53,7 @@ def decode_program(blob: bytes) -> Program:
             raise SqnxtError("the accelerator program in this library has an unknown format; recompile the "
                              "model with this version of sqnxt-compiler")
         try:
-            program = pickle.loads(blob[len(_FORMAT):])
+            program = _Unpickler(io.BytesIO(blob[len(_FORMAT):])).load()
         except Exception as err:  # noqa: BLE001 - an older/newer package layout; say so in one line
             raise SqnxtError(f"cannot read the accelerator program in this library ({type(err).__name__}: "
                              f"{err}); recompile the model with this version of sqnxt-compiler") from None

@@ -126,7 +126,7 @@ def _run_accel(result, loaded, model, inputs) -> None:
     print(loaded.accel_summary())
     print(f"one run took {elapsed:.2f} s of wall time (host kernels + the Python simulator; not a latency)")
     if onnxruntime_available():
-        from ..accel.int8_accuracy import compare_logits
+        from ..accel.int8.accuracy import compare_logits
 
         expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})
         cosine = compare_logits(expected[0], outputs[0])["cosine_min"]

@@ -62,8 +62,8 @@ def _add_layer_command(commands) -> None:
 def _run_layer(args: argparse.Namespace) -> int:
     from ..accel import (AccelConfig, LayerSpec, Requant, Tiling, compile_layer, default_tiling,
                          reference_layer, simulate)
-    from ..accel.report import build_report
-    from ..accel.timing import schedule
+    from ..accel.machine.report import build_report
+    from ..accel.machine.timing import schedule
 
     config = AccelConfig.load(args.config)
     if args.dram_bytes_per_cycle:
@@ -124,8 +124,8 @@ def _add_study_command(commands) -> None:
 
 
 def _run_study(args: argparse.Namespace) -> int:
-    from ..accel.study import run_study
-    from ..accel.study_report import relative_table, summary_table, write_study
+    from ..accel.study.study import run_study
+    from ..accel.study.report import relative_table, summary_table, write_study
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -159,7 +159,7 @@ def _add_int8_command(commands) -> None:
 
 
 def _run_int8(args: argparse.Namespace) -> int:
-    from ..accel.int8_accuracy import evaluate_int8
+    from ..accel.int8.accuracy import evaluate_int8
 
     print("| model | BN re-estimated | backend | cosine min | cosine mean | top-1 agreement | distinct float top-1 "
           "| ORT QDQ cosine mean | ORT QDQ top-1 |")

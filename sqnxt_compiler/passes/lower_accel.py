@@ -1,7 +1,7 @@
 """Compile each `sqnxt_accel.*` composite function for the accelerator and call it through the TVM runtime.
 
 For every composite function `PartitionAccel` made, the layer's numbers are read back from its constants
-(the same pattern parts), turned into the integer layer by `accel.int8_graph.quantized_layer` (shared with
+(the same pattern parts), turned into the integer layer by `accel.int8.graph.quantized_layer` (shared with
 the ONNX-level executor, so both produce the same integers) and compiled by the accelerator's compiler into
 an instruction stream. Each call of the composite in `main` becomes, on the host, a layout change to the
 accelerator's NHWC, then
@@ -24,11 +24,11 @@ from tvm import relax
 from tvm.relax.dpl import DFPattern, is_op, rewrite_call, wildcard
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ..accel.config import AccelConfig
-from ..accel.int8_graph import QuantizedLayer, quantized_layer
-from ..accel.layer import LayerSpec
+from ..accel.machine.config import AccelConfig
+from ..accel.int8.graph import QuantizedLayer, quantized_layer
+from ..accel.machine.layer import LayerSpec
 from ..accel.runtime_functions import RUN_LAYER, encode_program
-from ..accel.tiling import Tiling
+from ..accel.machine.tiling import Tiling
 from ..errors import SqnxtError
 from .partition_accel import PREFIX, composite_functions, constant_value, layer_patterns, supported
 

@@ -1,13 +1,13 @@
 """Group every quantized conv2d / dense of an imported QDQ int8 model into a composite function for the accelerator.
 
-TVM 0.27's Relax ONNX importer turns a QDQ graph (ONNX Runtime's `quantize_static`, see accel/quantize.py)
+TVM 0.27's Relax ONNX importer turns a QDQ graph (ONNX Runtime's `quantize_static`, see accel/int8/quantize.py)
 into plain `R.quantize` / `R.dequantize` around float ops, so the accelerator's layers are Relax patterns:
 
     quantize(add(conv2d(dequantize(x_int8), dequantize(W_int8)), reshape(dequantize(b_int32))))   [conv]
     quantize(add(matmul(dequantize(x_int8), permute_dims(dequantize(W_int8))), dequantize(b)))     [dense]
 
 bias optional, optionally followed by `dequantize -> relu -> quantize` (ONNX Runtime keeps Relu as a node with
-symmetric activations), which the layer's epilogue folds like accel/int8_graph.py does. `FuseOpsByPattern`
+symmetric activations), which the layer's epilogue folds like accel/int8/graph.py does. `FuseOpsByPattern`
 makes each match a function with attribute `Composite` = `sqnxt_accel.<conv2d|dense>[_relu]` holding its
 constants; `LowerAccel` (lower_accel.py) then compiles them for the accelerator. Everything else (quantize
 of the input, pooling, merges, ReLUs after merges) stays in `main` for the host.

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..accel.config import AccelConfig
-from ..accel.layer import LayerSpec
-from ..accel.tiling import DATAFLOWS, Tiling, overflows
+from ..accel.machine.config import AccelConfig
+from ..accel.machine.layer import LayerSpec
+from ..accel.machine.tiling import DATAFLOWS, Tiling, overflows
 from ..errors import SqnxtError
 from .database import TuningLogWarning, read_json_lines
 

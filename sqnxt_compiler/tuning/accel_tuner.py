@@ -27,12 +27,12 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from ..accel.config import AccelConfig
-from ..accel.layer import LayerSpec
-from ..accel.network import layers_of_onnx
-from ..accel.planner import analytic_breakdown, default_tiling
-from ..accel.simulator import estimate
-from ..accel.tiling import DATAFLOWS, Tiling, ceil_div, overflows, tiling_space
+from ..accel.machine.config import AccelConfig
+from ..accel.machine.layer import LayerSpec
+from ..accel.machine.network import layers_of_onnx
+from ..accel.machine.planner import analytic_breakdown, default_tiling
+from ..accel.machine.simulator import estimate
+from ..accel.machine.tiling import DATAFLOWS, Tiling, ceil_div, overflows, tiling_space
 from ..errors import SqnxtError
 from ..frontend import load_onnx, resolve_inputs, with_input_shape
 from ..target import TargetSpec

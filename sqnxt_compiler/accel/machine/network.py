@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper, numpy_helper, shape_inference
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .layer import LayerSpec
 
 

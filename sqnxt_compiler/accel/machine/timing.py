@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .config import AccelConfig
-from .dataflow import alu_cycles, gemm_cost
+from .dataflow import alu_cycles, gemm_instruction_cost
 from .isa import Alu, Gemm, Instruction, Load, Module, Program, Store, pops, pushes
 from .memory import dma_cycles
 
@@ -28,8 +28,7 @@ def instruction_cycles(inst: Instruction, config: AccelConfig) -> int:
         size = inst.dram_bytes if isinstance(inst, Load) else inst.rows * inst.cols * inst.channels
         return dma_cycles(size, config)
     if isinstance(inst, Gemm):
-        return gemm_cost(inst.dataflow, inst.out_rows * inst.out_cols, inst.kh * inst.kw * inst.cin, inst.cout,
-                         config.rows, config.cols, inst.reset).cycles
+        return gemm_instruction_cost(inst, config).cycles
     if isinstance(inst, Alu):
         return alu_cycles(inst.elements, config.alu_lanes)
     return 0

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SqnxtError
-from ..target import load_target
+from ...errors import SqnxtError
+from ...target import load_target
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,6 @@ class AccelConfig:
     @property
     def macs_per_cycle(self) -> int:
         return self.rows * self.cols
-
-    # VTA's names for the same geometry (weight-stationary view: rows reduce, columns produce).
-    @property
-    def block_in(self) -> int:
-        return self.rows
-
-    @property
-    def block_out(self) -> int:
-        return self.cols
 
     def replace(self, **changes: Any) -> "AccelConfig":
         """A copy with some fields changed, e.g. `config.replace(dram_bytes_per_cycle=64)` for a sweep."""
@@ -109,7 +100,7 @@ class AccelConfig:
 
 def known_accelerators() -> list[str]:
     """Names of the built-in accelerator target files (those with kind = "accel")."""
-    from ..target import _target_dir
+    from ...target import _target_dir
 
     return sorted(p.stem for p in _target_dir().glob("*.toml")
                   if tomllib.loads(p.read_text()).get("kind") == "accel")

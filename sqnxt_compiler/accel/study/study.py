@@ -15,14 +15,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..models import build_model
-from .config import AccelConfig
-from .layer import LayerSpec
-from .network import layers_of_onnx
-from .planner import analytic_cycles, default_tiling
-from .report import Report
-from .simulator import estimate
-from .tiling import Tiling, tiling_space
+from ...models import build_model
+from ..machine.config import AccelConfig
+from ..machine.layer import LayerSpec
+from ..machine.network import layers_of_onnx
+from ..machine.planner import analytic_cycles, default_tiling
+from ..machine.report import Report
+from ..machine.simulator import estimate
+from ..machine.tiling import Tiling, tiling_space
 
 STRATEGIES = ("ws", "os", "best")
 # Candidates per layer that "best" simulates after ranking the whole space by the closed form: the closed

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 
 
 @dataclass(frozen=True)

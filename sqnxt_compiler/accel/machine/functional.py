@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .isa import Alu, AluOp, Buffer, Finish, Gemm, Load, Program, Store
 from .layer import LayerSpec, Requant
 

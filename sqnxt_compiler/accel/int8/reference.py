@@ -16,12 +16,12 @@ import onnx.version_converter
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from ..errors import SqnxtError
-from .config import AccelConfig
-from .int8_graph import DOMAIN, OP_TYPE, QuantizedLayer, partition_qdq
-from .reference import reference_layer
-from .report import Report
-from .simulator import simulate
+from ...errors import SqnxtError
+from ..machine.config import AccelConfig
+from ..machine.reference import reference_layer
+from ..machine.report import Report
+from ..machine.simulator import simulate
+from .graph import DOMAIN, OP_TYPE, QuantizedLayer, partition_qdq
 
 BACKENDS = ("reference", "accel")
 # ONNX's reference evaluator implements QuantizeLinear/DequantizeLinear from opset 19 on; ORT writes 13

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .config import AccelConfig
 from .dataflow import alu_cycles, gemm_cost
 from .layer import LayerSpec

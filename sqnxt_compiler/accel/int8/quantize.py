@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 SYNTHETIC_CALIBRATION = 8   # inputs used when the user gives no calibration images
+# Seed of the synthetic calibration inputs, for compiling and for the int8 accuracy check alike, so both
+# quantize a model to the same scales.
+CALIBRATION_SEED = 1
 
 
 def synthetic_inputs(model: onnx.ModelProto, count: int, seed: int = 0) -> list[np.ndarray]:

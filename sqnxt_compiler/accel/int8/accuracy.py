@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ..models import build_model
+from ...models import build_model
 from .bn_statistics import normalize_batchnorm
-from .int8_reference import Int8Executor
-from .quantize import quantize_qdq, synthetic_inputs
+from .quantize import CALIBRATION_SEED, quantize_qdq, synthetic_inputs
+from .reference import Int8Executor
 
-# Calibration and evaluation inputs come from different seeds: the int8 model never sees its test inputs.
-CALIBRATION_SEED, EVALUATION_SEED, NORMALIZATION_SEED = 1, 2, 3
+# Evaluation inputs come from another seed than CALIBRATION_SEED: the int8 model never sees its test inputs.
+EVALUATION_SEED, NORMALIZATION_SEED = 2, 3
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

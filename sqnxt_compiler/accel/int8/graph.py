@@ -16,13 +16,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import SqnxtError
-from .compiler import compile_layer
-from .config import AccelConfig
-from .isa import Program
-from .layer import LayerSpec, Requant
-from .planner import default_tiling
-from .tiling import Tiling
+from ...errors import SqnxtError
+from ..machine.compiler import compile_layer
+from ..machine.config import AccelConfig
+from ..machine.isa import Program
+from ..machine.layer import LayerSpec, Requant
+from ..machine.planner import default_tiling
+from ..machine.tiling import Tiling
 
 DOMAIN = "sqnxt.accel"
 OP_TYPE = "AccelLayer"

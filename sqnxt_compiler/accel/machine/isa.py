@@ -15,7 +15,7 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .config import AccelConfig
 from .layer import LayerSpec, Requant
 from .tiling import Tiling

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..errors import SqnxtError
+from ...errors import SqnxtError
 from .config import AccelConfig
 from .layer import LayerSpec
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from .config import AccelConfig
+from .isa import Gemm
 from .tiling import ACC_BYTES, ceil_div
 
 # Register-file accesses per MAC in a PE: the input operand latch, the weight (or stationary) register
@@ -59,6 +61,13 @@ def gemm_cost(dataflow: str, pixels: int, reduction: int, cout: int, rows: int, 
     return GemmCost(cycles=cycles, macs=macs, folds=folds, input_buffer_bytes=input_bytes,
                     weight_buffer_bytes=weight_bytes, acc_buffer_bytes=acc_words * ACC_BYTES,
                     rf_accesses=RF_ACCESSES_PER_MAC * macs)
+
+
+def gemm_instruction_cost(gemm: Gemm, config: AccelConfig) -> GemmCost:
+    """`gemm_cost` of one GEMM instruction on `config`'s array: its duration (timing.py) and its MACs and
+    buffer accesses (energy.py) come from this one call."""
+    return gemm_cost(gemm.dataflow, gemm.out_rows * gemm.out_cols, gemm.kh * gemm.kw * gemm.cin, gemm.cout,
+                     config.rows, config.cols, gemm.reset)
 
 
 def alu_cycles(elements: int, lanes: int) -> int:

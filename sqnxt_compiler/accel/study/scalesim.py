@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 
-from .config import AccelConfig
-from .layer import LayerSpec
-from .planner import default_tiling
-from .simulator import estimate
-from .tiling import Tiling
+from ..machine.config import AccelConfig
+from ..machine.layer import LayerSpec
+from ..machine.planner import default_tiling
+from ..machine.simulator import estimate
+from ..machine.tiling import Tiling
 
 
 def scalesim_available() -> tuple[bool, str]:

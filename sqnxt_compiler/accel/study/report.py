@@ -96,7 +96,7 @@ def layers_markdown(study: Study) -> str:
 
 def write_study(study: Study, out_dir: str | Path) -> list[Path]:
     """study.md, layers.md, study.json and the PNG charts into `out_dir` (created); returns the paths."""
-    from .study_charts import write_charts
+    from .charts import write_charts
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,12 @@
-"""Per-layer figures: cycles per module and their overlap, utilization, buffer/DRAM traffic, energy."""
+"""The per-layer report: cycles per module and their overlap, utilization, and the traffic and energy
+that energy.py counts."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from .dataflow import gemm_cost
-from .isa import Alu, AluOp, Buffer, Gemm, Load, Module, Program, Store
-from .tiling import ACC_BYTES
+from .energy import count_traffic, energy_pj
+from .isa import Alu, Gemm, Module, Program
 from .timing import Timeline
 
 
@@ -95,58 +94,19 @@ class Report:
 
 def build_report(program: Program, timeline: Timeline) -> Report:
     config = program.config
-    dram = defaultdict(int)
-    onchip = defaultdict(int)
-    slot_bytes = defaultdict(dict)   # buffer -> slot -> largest tile it ever held
-    macs = rf_accesses = 0
-    for inst in program.instructions:
-        if isinstance(inst, Load):
-            dram[inst.buffer.value] += inst.dram_bytes
-            size = {Buffer.INPUT: inst.rows * inst.cols * inst.channels,
-                    Buffer.WEIGHT: inst.channels * inst.rows * inst.cols * inst.cin,
-                    Buffer.PARAM: inst.channels * 2 * ACC_BYTES,
-                    Buffer.RESIDUAL: inst.rows * inst.cols * inst.channels * ACC_BYTES}[inst.buffer]
-            where = inst.buffer.value if inst.buffer in (Buffer.INPUT, Buffer.WEIGHT) else "accumulator"
-            onchip[where] += size                                  # DMA writes into the buffer
-            _track(slot_bytes[where], (inst.buffer.value, inst.slot), size)
-        elif isinstance(inst, Gemm):
-            cost = gemm_cost(inst.dataflow, inst.out_rows * inst.out_cols, inst.kh * inst.kw * inst.cin,
-                             inst.cout, config.rows, config.cols, inst.reset)
-            macs += cost.macs
-            rf_accesses += cost.rf_accesses
-            onchip["input"] += cost.input_buffer_bytes
-            onchip["weight"] += cost.weight_buffer_bytes
-            onchip["accumulator"] += cost.acc_buffer_bytes
-            _track(slot_bytes["accumulator"], ("acc", inst.acc_slot),
-                   inst.out_rows * inst.out_cols * inst.cout * ACC_BYTES)
-        elif isinstance(inst, Alu):
-            reads = 2 if any(op is AluOp.ADD_RESIDUAL for op, _ in inst.ops) else 1
-            onchip["accumulator"] += (reads + 1) * inst.elements * ACC_BYTES  # read(s), write back
-        elif isinstance(inst, Store):
-            dram["output"] += inst.rows * inst.cols * inst.channels
-            onchip["accumulator"] += inst.rows * inst.cols * inst.channels * ACC_BYTES
-    energy = config.energy
+    traffic = count_traffic(program)
     return Report(
         layer=program.layer.name, config=config.name, tiling=program.tiling.as_dict(),
         cycles=timeline.total_cycles, load_cycles=timeline.busy(Module.LOAD),
         compute_cycles=timeline.busy(Module.COMPUTE), store_cycles=timeline.busy(Module.STORE),
         gemm_cycles=_busy_of(program, timeline, Gemm), alu_cycles=_busy_of(program, timeline, Alu),
-        macs=macs, array_macs_per_cycle=config.macs_per_cycle, clock_mhz=config.clock_mhz,
-        instructions=program.counts(),
-        dram_bytes={k: dram[k] for k in ("input", "weight", "param", "residual", "output")},
-        buffer_bytes={k: onchip[k] for k in ("input", "weight", "accumulator")},
-        buffer_peak_bytes={k: sum(slot_bytes[k].values()) for k in ("input", "weight", "accumulator")},
+        macs=traffic.macs, array_macs_per_cycle=config.macs_per_cycle, clock_mhz=config.clock_mhz,
+        instructions=program.counts(), dram_bytes=traffic.dram_bytes, buffer_bytes=traffic.buffer_bytes,
+        buffer_peak_bytes=traffic.buffer_peak_bytes,
         buffer_capacity_bytes={"input": config.input_bytes, "weight": config.weight_bytes,
                                "accumulator": config.accumulator_bytes},
-        energy_pj={"mac": macs * energy.mac_pj,
-                   "register_file": rf_accesses * energy.register_file_pj_per_access,
-                   "buffer": sum(onchip.values()) * energy.buffer_pj_per_byte,
-                   "dram": sum(dram.values()) * energy.dram_pj_per_byte},
+        energy_pj=energy_pj(traffic, config.energy),
     )
-
-
-def _track(slots: dict, key: tuple, size: int) -> None:
-    slots[key] = max(slots.get(key, 0), size)
 
 
 def _busy_of(program: Program, timeline: Timeline, kind: type) -> int:
