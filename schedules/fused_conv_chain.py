@@ -31,7 +31,9 @@ class RegisterBudget:
 
     @property
     def row_chunk(self) -> int:
-        return 4 * self.lanes
+        """Columns of a register tile: 4 vectors, or 2 when only 8 accumulators fit (16 registers), so that a
+        tile still holds 4 channels and each input vector feeds as many FMAs as each weight broadcast."""
+        return (4 if self.accumulators >= 16 else 2) * self.lanes
 
     @staticmethod
     def of(spec: "TargetSpec | None") -> "RegisterBudget":

@@ -34,37 +34,63 @@ def _row_taps(sch: "s_tir.Schedule") -> int:
     return int(sch.mod["main"].attrs[TAPS_ATTR])
 
 
-def default_channel_tile(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> int:
-    machine = machine_knobs(spec)
-    vectors_per_channel = (ROWS_PER_TILE + _row_taps(sch) - 1) * max(1, COLUMN_CHUNK // machine.lanes)
+def _vectors_per_row(spec: "TargetSpec | None") -> int:
+    return max(1, COLUMN_CHUNK // machine_knobs(spec).lanes)
+
+
+def rows_fit_in_registers(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
+    """Whether at least two channels' accumulators for every transformed row fit the register file (AVX-512:
+    2 x 7 zmm of 32). Else (AVX2: 7 rows x 2 ymm per channel of 16; NEON: 7 x 4 q of 32) each transformed row
+    is a GEMM of its own, with a channel x column tile in registers and its result kept in L1 for AT."""
+    rows = ROWS_PER_TILE + _row_taps(sch) - 1
+    return (machine_knobs(spec).vector_registers - FREE_REGISTERS) // (rows * _vectors_per_row(spec)) >= 2
+
+
+def default_channel_tile(sch: "s_tir.Schedule", spec: "TargetSpec | None", rows_in_registers: bool) -> int:
+    vectors_per_channel = _vectors_per_row(spec) * ((ROWS_PER_TILE + _row_taps(sch) - 1) if rows_in_registers else 1)
     out_channels = int(sch.get(sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1]).extent)
-    return largest_divisor_at_most(out_channels, (machine.vector_registers - FREE_REGISTERS) // vectors_per_channel)
+    budget = (machine_knobs(spec).vector_registers - FREE_REGISTERS) // vectors_per_channel
+    return largest_divisor_at_most(out_channels, min(MAX_CHANNEL_TILE, budget))
 
 
 def schedule_winograd_stem(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
     """The default schedule, from the target; returns a one-line description for --explain."""
-    return _schedule(sch, default_channel_tile(sch, spec), runs_in_parallel(sch, spec, None))
+    in_registers = rows_fit_in_registers(sch, spec)
+    return _schedule(sch, default_channel_tile(sch, spec, in_registers), runs_in_parallel(sch, spec, None),
+                     in_registers, machine_knobs(spec).lanes)
 
 
-def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool) -> str:
-    """Schedule in place with this channel tile (an int, or SAMPLE in a design space)."""
+def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in_registers: bool,
+              lanes_per_vector: int) -> str:
+    """Schedule in place with this channel tile (an int, or SAMPLE in a design space); the transformed rows
+    inside the register tile (`rows_in_registers`) or one after another around it."""
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)
     channel_tiles, channels = tile(sch, channels, channel_tile, MAX_CHANNEL_TILE)
-    sch.reorder(batch, tiles, channel_tiles, chunks, rows, channels, lanes)
+    if lanes_per_vector < COLUMN_CHUNK:
+        # AT one vector register wide at a time: its 4 output rows read the same transformed rows, which
+        # LLVM keeps live across them (7 of 16 ymm registers, not 14)
+        lane_vectors, lanes = sch.split(lanes, [None, lanes_per_vector])
+        sch.reorder(batch, tiles, channel_tiles, chunks, lane_vectors, rows, channels, lanes)
+    else:
+        sch.reorder(batch, tiles, channel_tiles, chunks, rows, channels, lanes)
     row_tiles = sch.fuse(batch, tiles)
     if parallel:
         sch.parallel(row_tiles)
     sch.unroll(rows)
-    sch.unroll(channels)
+    if rows_in_registers:  # else AT reads the rows from L1: unrolled over channels too, LLVM hoists and spills
+        sch.unroll(channels)
     sch.vectorize(lanes)
 
     product = sch.get_sblock(PRODUCT_BLOCK)
     sch.compute_at(product, chunks, preserve_unit_loops=True)
     _, p_channels, _, p_rows, _, p_lanes, row_phase, in_channels, taps = sch.get_loops(product)[-9:]
-    sch.reorder(row_phase, in_channels, taps, p_channels, p_rows, p_lanes)
+    if rows_in_registers:
+        sch.reorder(row_phase, in_channels, taps, p_channels, p_rows, p_lanes)
+        sch.unroll(p_rows)
+    else:
+        sch.reorder(p_rows, row_phase, in_channels, taps, p_channels, p_lanes)
     sch.unroll(p_channels)
-    sch.unroll(p_rows)
     sch.vectorize(p_lanes)
     sch.decompose_reduction(product, row_phase)
 
@@ -74,15 +100,19 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool) -> str:
         loops = sch.get_loops(block)
         if name == TRANSFORM_BLOCK:
             sch.unroll(loops[-2])  # the transformed row: its BT coefficients become constants
-        sch.vectorize(sch.split(loops[-1], [None, COLUMN_CHUNK])[1])
+        # one vector register wide: the unrolled rows of BT (inputs and outputs) then fit 16 ymm registers
+        sch.vectorize(sch.split(loops[-1], [None, lanes_per_vector])[1])
     tile_text = "sampled" if channel_tile is SAMPLE else str(channel_tile)
-    return (f"F({ROWS_PER_TILE},{_row_taps(sch)}) row tiles, {tile_text} channels x "
-            f"{COLUMN_CHUNK} columns in registers" + (", parallel" if parallel else ""))
+    rows = "all transformed rows" if rows_in_registers else "one transformed row at a time"
+    return (f"F({ROWS_PER_TILE},{_row_taps(sch)}) row tiles, {tile_text} channels x {COLUMN_CHUNK} columns x "
+            f"{rows} in registers" + (", parallel" if parallel else ""))
 
 
 def winograd_stem_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
-    """Row tiles on all cores (the stem is the largest kernel of the network); the channel tile sampled."""
-    _schedule(sch, SAMPLE, parallel=True)
+    """Row tiles on all cores (the stem is the largest kernel of the network); the channel tile sampled, in
+    the loop order that fits the target's register file."""
+    _schedule(sch, SAMPLE, parallel=True, rows_in_registers=rows_fit_in_registers(sch, None),
+              lanes_per_vector=machine_knobs().lanes)
     return [sch]
 
 

@@ -17,7 +17,7 @@ from sqnxt_compiler.models import build_model
 from sqnxt_compiler.register_pressure import kernel_pressure, total_ratio
 
 GOAL = 0.05
-CEILING = {"x86-avx512": 0.10, "x86-avx2": 0.31, "arm": 0.33}
+CEILING = {"x86-avx512": 0.10, "x86-avx2": 0.36, "arm": 0.42}
 MISSES_GOAL = {"x86-avx512", "x86-avx2", "arm"}
 
 

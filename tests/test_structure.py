@@ -120,6 +120,9 @@ def test_no_import_cycles(graph):
     ("sqnxt_compiler.tuning", ("sqnxt_compiler.compiler", "sqnxt_compiler.cli")),
     ("sqnxt_compiler.accel", ("sqnxt_compiler.pipeline", "sqnxt_compiler.tuning", "sqnxt_compiler.compiler",
                               "sqnxt_compiler.cli")),
+    # the accelerator in layers: the machine model knows nothing of int8 quantization or the study
+    ("sqnxt_compiler.accel.machine", ("sqnxt_compiler.accel.int8", "sqnxt_compiler.accel.study")),
+    ("sqnxt_compiler.accel.int8", ("sqnxt_compiler.accel.study",)),
 ])
 def test_layers_import_only_downwards(graph, importer, forbidden):
     assert _offending(graph, importer, forbidden) == []
