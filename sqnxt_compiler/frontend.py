@@ -32,6 +32,8 @@ def load_onnx(source: ModelSource) -> onnx.ModelProto:
     else:
         path = Path(source)
         label = str(path)
+        if path.is_dir():
+            raise SqnxtError(f"model file '{path}' is a folder; give an .onnx file")
         if not path.is_file():
             raise SqnxtError(f"model file '{path}' does not exist")
         try:
