@@ -139,10 +139,9 @@ def _write_library(executable, fcompile, library: Path, meta: dict) -> None:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp) from None
             raise
 
-    atomic_write_files([(library, export, "the library"),
+    atomic_write_files([(library, export, "the library", lambda: sum(objects) or None),
                         (sidecar_path(library), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"),
-                         "the library's sidecar")],
-                       needed=lambda: sum(objects) or None)
+                         "the library's sidecar")])
 
 
 def _measuring(fcompile, sizes: list[int]):

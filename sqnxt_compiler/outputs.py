@@ -98,6 +98,9 @@ def write_error(err: BaseException, path: str | os.PathLike, what: str = "output
     path = Path(path)
     folder = _existing_ancestor(path.parent)
     if is_no_space(err):
+        filename = getattr(err, "filename", None)   # the file being written: on another device (/tmp)?
+        if filename and _existing_ancestor(Path(filename).parent) != folder:
+            folder = _existing_ancestor(Path(filename).parent)
         try:
             free = f"{format_size(shutil.disk_usage(folder).free)} free"
         except OSError:
@@ -184,18 +187,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-Write = tuple[Path, Callable[[str], None], str]  # path, write(tmp) that fills the temporary, what it is
+# path, write(tmp) that fills the temporary, what it is (for messages), optionally: bytes it needs (full disk)
+Write = tuple[Path, Callable[[str], None], str] | tuple[Path, Callable[[str], None], str, Callable[[], int | None]]
 
 
-def atomic_write_files(writes: list[Write], needed: Callable[[], int | None] | None = None) -> None:
-    """Write every `(path, write, what)` through a temporary file beside it, then rename them all: a failure or
-    an interruption at any point leaves each path as it was, never partial (a library is never renamed into
-    place when its sidecar could not be written). Temporaries a killed earlier run left are removed first.
-    `needed` says, on a full disk, how many bytes the writes need."""
+def atomic_write_files(writes: list[Write]) -> None:
+    """Write every `(path, write, what[, needed])` through a temporary file beside it, then rename them all: a
+    failure or an interruption at any point leaves each path as it was, never partial (a library is never
+    renamed into place when its sidecar could not be written). Temporaries a killed earlier run left are
+    removed first."""
     temps: list[tuple[str, Path, str]] = []
     try:
-        for path, write, what in writes:
-            with writing(path, what, needed):
+        for path, write, what, *needed in writes:
+            with writing(path, what, *needed):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 remove_orphaned_temps(path)
                 fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=_temp_suffix(path), dir=path.parent)
