@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import os
 import platform
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,9 @@ from .accel.machine.config import AccelConfig
 from .errors import SqnxtError
 from .frontend import (ModelSource, TensorInfo, import_to_relax, load_onnx, output_infos, resolve_inputs,
                        with_input_shape)
+from .outputs import atomic_write_files, check_output_dir, check_output_file, is_no_space
 from .pipeline import CompileContext, run_pipeline
+from .runtime import recommended_env
 from .target import TargetSpec, load_target
 from .toolchain import library_compiler
 
@@ -47,19 +51,6 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and rename: never a partial file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     model: ModelSource,
     target: str | TargetSpec = "host",
@@ -80,6 +71,10 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     the rest on this host's CPU."""
     spec = target if isinstance(target, TargetSpec) else load_target(target)
     proto = load_onnx(model)
+    library = check_output_file(Path(output) if output else Path(f"{proto.graph.name or 'model'}_{spec.name}.so"),
+                                "output library")
+    if dump_ir:
+        check_output_dir(dump_ir, "--dump-ir folder")
     inputs = resolve_inputs(proto, input_shapes)
     log = Path(tuning_log) if tuning_log else None
     if log is not None and not log.is_dir():
@@ -109,8 +104,6 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
     ctx = CompileContext(host, tuning_log=log if config is None else None, dump_dir=Path(dump_ir) if dump_ir else None,
                          notes=notes, accel=config, dataflow=dataflow, accel_tilings=tuned)
     executable = _build(run_pipeline(import_to_relax(relax_source, inputs), ctx), host)
-    library = Path(output) if output else Path(f"{proto.graph.name or 'model'}_{spec.name}.so")
-    _atomic_write(library, lambda tmp: executable.export_library(tmp, fcompile=fcompile))
     outputs = output_infos(proto, inputs)
     meta = {
         "model": proto.graph.name,
@@ -120,6 +113,8 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
         "target": spec.summary(),
         "tuning_log": str(log) if log else None,
         "versions": _versions(),
+        # plain tvm.runtime.load_module starts half the logical CPUs on x86 (it assumes SMT); load() sets these
+        "runtime_env": recommended_env(host.cpu.get("cores")),
     }
     if accel is not None:
         accel.update(layers=len(ctx.accel_programs),
@@ -127,9 +122,50 @@ def compile(  # noqa: A001 - the package's verb, as in tvm.compile
                      tuned_layers=len(tuned.applied) if tuned is not None else 0)
         meta.update(host_target=host.summary(), accel=accel)
     sidecar = sidecar_path(library)
-    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    _write_library(executable, fcompile, library, meta)
     return CompileResult(library, sidecar, inputs, outputs, spec, ctx.notes, accel,
                          relax_source if accel is not None else None)
+
+
+def _write_library(executable, fcompile, library: Path, meta: dict) -> None:
+    """The library and its sidecar, both or neither: each through a temporary file, renamed once both are
+    complete. A full disk or a wrong path is a one-line error (with the library's size on a full disk)."""
+    objects: list[int] = []   # bytes of the object files linked: about the library's size
+
+    def export(tmp: str) -> None:
+        try:
+            executable.export_library(tmp, fcompile=_measuring(fcompile, objects))
+        except (RuntimeError, SqnxtError) as err:   # the linker's failure, e.g. "No space left on device"
+            if is_no_space(err) or _too_full(library, objects):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp) from None
+            raise
+
+    atomic_write_files([(library, export, "the library", lambda: sum(objects) or None),
+                        (sidecar_path(library), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"),
+                         "the library's sidecar")])
+
+
+def _measuring(fcompile, sizes: list[int]):
+    """`fcompile` (None: TVM's default linker) recording the total size of the objects it links into `sizes`."""
+    from tvm.support import cc
+
+    link = fcompile or cc.create_shared
+
+    @functools.wraps(link)
+    def measured(output, objects, *args, **kwargs):
+        files = [objects] if isinstance(objects, str) else list(objects)
+        sizes.append(sum(os.path.getsize(f) for f in files if os.path.isfile(f)))
+        return link(output, objects, *args, **kwargs)
+
+    return measured
+
+
+def _too_full(library: Path, objects: list[int]) -> bool:
+    """The link failed and the output's device has less room than the objects it was linking."""
+    try:
+        return bool(objects) and shutil.disk_usage(library.resolve().parent).free < sum(objects)
+    except OSError:
+        return False
 
 
 def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: TargetSpec,

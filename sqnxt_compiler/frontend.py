@@ -32,6 +32,8 @@ def load_onnx(source: ModelSource) -> onnx.ModelProto:
     else:
         path = Path(source)
         label = str(path)
+        if path.is_dir():
+            raise SqnxtError(f"model file '{path}' is a folder; give an .onnx file")
         if not path.is_file():
             raise SqnxtError(f"model file '{path}' does not exist")
         try:
@@ -41,6 +43,7 @@ def load_onnx(source: ModelSource) -> onnx.ModelProto:
                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not model.graph.node:
         raise SqnxtError(f"'{label}' is not a valid ONNX model: its graph has no nodes")
+    model = with_inferred_output_types(model)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
@@ -48,6 +51,34 @@ def load_onnx(source: ModelSource) -> onnx.ModelProto:
     _check_opset(model, label)
     _check_operators(model, label)
     return model
+
+
+def _lacks_type(value: onnx.ValueInfoProto) -> bool:
+    """No type at all, or a tensor type without a shape: what the checker refuses and ONNX Runtime accepts."""
+    kind = value.type.WhichOneof("value")
+    return kind is None or (kind == "tensor_type" and not value.type.tensor_type.HasField("shape"))
+
+
+def with_inferred_output_types(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy whose graph outputs lacking a type or shape have the ones ONNX shape inference finds
+    (an exporter may leave them out: the ONNX checker then refuses the model, ONNX Runtime runs it).
+    Intermediate value_info entries without a type are dropped (they are optional hints)."""
+    if not any(_lacks_type(v) for v in [*model.graph.output, *model.graph.value_info]):
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    kept = [v for v in fixed.graph.value_info if not _lacks_type(v)]
+    del fixed.graph.value_info[:]
+    fixed.graph.value_info.extend(kept)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is a best effort; the checker reports what stays missing
+        return fixed
+    found = {v.name: v for v in [*inferred.graph.output, *inferred.graph.value_info]}
+    for value in fixed.graph.output:
+        if _lacks_type(value) and value.name in found and not _lacks_type(found[value.name]):
+            value.type.CopyFrom(found[value.name].type)
+    return fixed
 
 
 def _check_opset(model: onnx.ModelProto, label: str) -> None:
@@ -134,9 +165,11 @@ def import_to_relax(model: onnx.ModelProto, inputs: list[TensorInfo]) -> "tvm.IR
     """Relax module with weights as constants (so the exported library is self-contained)."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    try:
-        return from_onnx(model, shape_dict={i.name: list(i.shape) for i in inputs},
-                         dtype_dict={i.name: i.dtype for i in inputs}, keep_params_in_input=False)
+    from .capture import quietly
+
+    try:   # quietly: TVM prints its own lines around a conversion error (SQNXT_DEBUG=1 shows them)
+        return quietly(from_onnx, model, shape_dict={i.name: list(i.shape) for i in inputs},
+                       dtype_dict={i.name: i.dtype for i in inputs}, keep_params_in_input=False)
     except Exception as err:  # the importer raises assorted types; say which model and why, in one line
         first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise SqnxtError(f"importing '{model.graph.name}' into TVM failed: {first}") from None

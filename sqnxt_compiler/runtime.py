@@ -130,8 +130,14 @@ def use_all_cores(cores: int | None = None) -> None:
     Left alone, TVM assumes hyper-threading on x86 and starts cores/2 threads (one on a 2-vCPU machine),
     pinned to cores (a pinned worker whose core is busy stalls every parallel loop). The pool reads these variables when it is first used."""
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("TVM_NUM_THREADS", str(cores or available))
-    os.environ.setdefault("TVM_BIND_THREADS", "0")
+    for name, value in recommended_env(cores or available).items():
+        os.environ.setdefault(name, value)
+
+
+def recommended_env(cores: int | None) -> dict[str, str]:
+    """The environment a library compiled for `cores` cores wants from the TVM runtime: all of them, unpinned
+    (what `load` sets; the sidecar's "runtime_env" tells users of plain `tvm.runtime.load_module`)."""
+    return {"TVM_NUM_THREADS": str(int(cores or 1)), "TVM_BIND_THREADS": "0"}
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
@@ -141,8 +147,11 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
     from tvm.runtime.vm import VirtualMachine
 
     library = Path(path)
+    if library.is_dir():
+        raise SqnxtError(f"library '{library}' is a folder; give the .so written by sqnxt-compile")
     if not library.is_file():
         raise SqnxtError(f"library '{library}' does not exist")
+    check_library_file(library)
     try:
         module = tvm.runtime.load_module(str(library))
     except Exception as err:  # a foreign-architecture or damaged file; say which, in one line
@@ -168,6 +177,36 @@ def load(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
         vm = VirtualMachine(module, dev)
         meta = {**meta, "accel": {"runtime_function": RUN_LAYER}}   # what sqnxt-run checks
     return LoadedModel(library, meta, vm, dev)
+
+
+def check_library_file(library: Path) -> None:
+    """Refuse, in one line, a file that is no shared library or is cut short: the dynamic loader maps a
+    truncated ELF file and the process dies of SIGBUS when it touches the missing pages."""
+    import struct
+
+    size = library.stat().st_size
+    with open(library, "rb") as handle:   # the ELF header and the program headers (near the start)
+        data = handle.read(64 * 1024)
+    if data[:4] != b"\x7fELF" or len(data) < 6 or data[4] not in (1, 2) or data[5] not in (1, 2):
+        raise SqnxtError(f"'{library}' is not a shared library (no ELF header); give a .so written by sqnxt-compile")
+    o = "<" if data[5] == 1 else ">"
+    # 64- or 32-bit: where e_phoff/e_shoff and e_phentsize/e_phnum/e_shentsize/e_shnum are, the size of an
+    # offset, and where a program header has p_offset and p_filesz
+    table, sizes, word, segment = (32, 54, "Q", (8, 32)) if data[4] == 2 else (28, 42, "I", (4, 16))
+    try:
+        phoff, shoff = struct.unpack_from(f"{o}2{word}", data, table)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(f"{o}4H", data, sizes)
+        ends = [shoff + shentsize * shnum, phoff + phentsize * phnum]
+        for index in range(phnum):
+            start = phoff + index * phentsize
+            offset, = struct.unpack_from(f"{o}{word}", data, start + segment[0])
+            filesz, = struct.unpack_from(f"{o}{word}", data, start + segment[1])
+            ends.append(offset + filesz)
+    except struct.error:   # headers beyond what was read: beyond the end of a short file, else unusual but fine
+        ends = [size + 1 if size == len(data) else 0]
+    if max(ends) > size:
+        raise SqnxtError(f"'{library}' is truncated ({size} bytes, its headers describe "
+                         f"{max(ends)}); recompile it or copy it again")
 
 
 def median_ms(times: list[float]) -> float:

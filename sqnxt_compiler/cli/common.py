@@ -7,11 +7,13 @@ import functools
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import SqnxtError
+from ..outputs import atomic_write_files, is_path_error, path_error
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -39,12 +41,22 @@ def entry_point(body: Callable[[list[str] | None], int | None]) -> Callable[[lis
         except Exception as err:  # noqa: BLE001 - the last line of defence for users
             if os.environ.get("SQNXT_DEBUG"):
                 raise
+            if is_path_error(err):   # a path or device the user gave us (no permission, full disk...)
+                print(f"error: {path_error(err)}", file=sys.stderr)
+                return EXIT_USER_ERROR
             detail = (str(err).strip().splitlines() or [""])[-1]
             print(f"internal error: {type(err).__name__}: {detail} (rerun with SQNXT_DEBUG=1 for the "
                   "traceback, and please report it)", file=sys.stderr)
             return EXIT_INTERNAL_ERROR
 
     return main
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with our error convention: a bad flag is `error: ...` (one line, exit 2), not usage + exit."""
+
+    def error(self, message: str):
+        raise SqnxtError(f"{message} (see `{self.prog} --help`)")
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -64,8 +76,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_from_arguments(args: argparse.Namespace):
     """The ONNX model `add_model_arguments` describes, and a short name for it (for default file names)."""
-    from pathlib import Path
-
     from ..frontend import load_onnx
     from ..models import build_model
 
@@ -77,6 +87,8 @@ def model_from_arguments(args: argparse.Namespace):
 
 
 def load_npy(path: str) -> np.ndarray:
+    if os.path.isdir(path):
+        raise SqnxtError(f"input file '{path}' is a folder; give a .npy file")
     if not os.path.isfile(path):
         raise SqnxtError(f"input file '{path}' does not exist")
     try:
@@ -86,9 +98,11 @@ def load_npy(path: str) -> np.ndarray:
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
-    tmp = f"{path}.tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:   # a file object: np.save appends no .npy to the name
+            np.save(handle, array)
+
+    atomic_write_files([(Path(path), write, "output file")])
 
 
 def random_inputs(shapes: list[tuple[int, ...]], dtypes: list[str], seed: int = 0) -> list[np.ndarray]:

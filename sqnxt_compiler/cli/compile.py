@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from ..errors import SqnxtError
-from .common import add_model_arguments, entry_point, model_from_arguments, print_prediction, random_inputs
+from .common import (ArgumentParser, add_model_arguments, entry_point, model_from_arguments, print_prediction,
+                     random_inputs)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sqnxt-compile", description=__doc__)
+    p = ArgumentParser(prog="sqnxt-compile", description=__doc__)
     add_model_arguments(p)
     p.add_argument("-o", "--output", help="output library path (default: <model>_<target>.so)")
     p.add_argument("--calibrate", metavar="IMAGES.npy",

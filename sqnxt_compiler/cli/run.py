@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 from ..emulation import EMULATED_VARIABLE
 from ..errors import SqnxtError
-from .common import entry_point, load_npy, print_prediction, random_inputs, save_npy
+from ..outputs import check_output_file
+from .common import ArgumentParser, entry_point, load_npy, print_prediction, random_inputs, save_npy
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sqnxt-run", description=__doc__)
+    p = ArgumentParser(prog="sqnxt-run", description=__doc__)
     p.add_argument("library", help="a .so written by sqnxt-compile (its .so.json sidecar beside it)")
     p.add_argument("--input", action="append", metavar="FILE.npy",
                    help="input array(s), in the model's input order; default: a seeded random input")
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if bool(args.rpc) != bool(args.rpc_key):
         raise SqnxtError("--rpc and --rpc-key go together: --rpc HOST:PORT --rpc-key KEY")
+    if args.output:   # before the run, which may take long (a remote or simulated model)
+        check_output_file(args.output, "--output file", example="out.npy")
 
     if args.rpc:
         from ..remote import load_remote

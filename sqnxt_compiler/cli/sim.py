@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
 
 from ..errors import SqnxtError
-from .common import entry_point
+from ..outputs import check_output_dir
+from .common import ArgumentParser, entry_point
 
 
 def _pair(text: str, what: str) -> tuple[int, int]:
@@ -131,13 +133,37 @@ def _run_study(args: argparse.Namespace) -> int:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if not models or not configs or args.shortlist < 0:
         raise SqnxtError("--models and --configs need at least one name each, --shortlist must be >= 0")
+    check_output_dir(args.out, "--out folder")
     started = time.perf_counter()
     options = {"resolution": args.resolution} if args.resolution else {}
     study = run_study(models, configs, args.shortlist, **options)
-    paths = write_study(study, args.out)
+    paths = _write_study_whole(study, args.out, write_study)
     print(summary_table(study), "", relative_table(study), "", sep="\n")
     print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _write_study_whole(study, out: str, write_study) -> list:
+    """The study's files written into a temporary folder beside `out`, then moved into `out` one by one: a full
+    disk or an interruption leaves no half-written file (nor a new empty `out`); a one-line error names it."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ..outputs import writing
+
+    folder = Path(out)
+    with writing(folder / "study.md", "the study"):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            paths = [folder / path.name for path in write_study(study, staging)]
+            folder.mkdir(exist_ok=True)
+            for path in paths:
+                os.replace(staging / path.name, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return paths
 
 
 def _add_int8_command(commands) -> None:
@@ -175,7 +201,7 @@ def _run_int8(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sqnxt-sim", description=__doc__)
+    p = ArgumentParser(prog="sqnxt-sim", description=__doc__)
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_layer_command(commands)
     _add_study_command(commands)

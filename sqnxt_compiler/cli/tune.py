@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 from ..errors import SqnxtError
-from .common import add_model_arguments, entry_point, model_from_arguments
+from ..outputs import check_output_dir
+from .common import EXIT_INTERRUPTED, ArgumentParser, add_model_arguments, entry_point, model_from_arguments
 
 DEFAULT_LOG_ROOT = Path("tuning_logs")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="sqnxt-tune", description=__doc__,
         epilog="The log is TVM's JSON database (CPU) or one JSON line per simulated tiling (accelerator); "
                "interrupt at any time and re-run the same command to continue.")
@@ -50,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SqnxtError(f"'{spec.name}' is an accelerator target: it is measured on the simulator (no "
                          "--rpc-tracker) over its own dataflow/tile space (no --space)")
     model, model_name = model_from_arguments(args)
-    log_dir = Path(args.log) if args.log else DEFAULT_LOG_ROOT / model_name / (spec.cpu_class or spec.name)
-    display = _JsonLines() if args.json else _LiveTable(args.trials)
+    log_dir = check_output_dir(Path(args.log) if args.log
+                               else DEFAULT_LOG_ROOT / model_name / (spec.cpu_class or spec.name), "tuning log")
+    display = (_JsonLines() if args.json else _LiveTable(args.trials) if sys.stdout.isatty()
+               else _PlainProgress(args.trials, log_dir))
     options = dict(input_shapes=parse_input_shapes(args.input_shape), seed=args.seed, top_tasks=args.top_tasks,
                    model_name=model_name, on_progress=display.update)
     try:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: the measured trials are saved in {log_dir}; re-run the same command to continue",
               file=sys.stderr)
-        raise
+        return EXIT_INTERRUPTED
     display.summary(report)
     return 0
 
@@ -110,14 +113,7 @@ class _LiveTable:
         from rich.text import Text
 
         self.latest = event
-        estimate = event["estimated_latency_ms"]
-        eta = event["eta_s"]
-        self.live.update(Text(
-            f"trials {event['trials_done']}/{event['trials_budget']} ({event['failed']} failed)  "
-            f"tasks timed {event['tasks_timed']}/{event['tasks_total']}  "
-            f"est. latency {'-' if estimate is None else f'{estimate:.3f} ms'}  "
-            f"last: {event['task']} best {_ms(event['task_best_ms'])}  "
-            f"time left {'-' if eta is None else f'{eta / 60:.1f} min'}"))
+        self.live.update(Text(_progress_text(event)))
 
     def summary(self, report) -> None:
         from rich.table import Table
@@ -176,6 +172,52 @@ class _LiveTable:
             f"best of WS-only/OS-only {totals['best_single_dataflow']:,} "
             f"(tuned is {totals['best_single_dataflow'] / tuned:.3f}x faster)")
         self._footer(report)
+
+
+PLAIN_PROGRESS_PERIOD_S = 30.0   # a test makes it 0
+
+
+class _PlainProgress(_LiveTable):
+    """Without a terminal (`sqnxt-tune ... > tune.log`): a plain progress line on stdout every
+    PLAIN_PROGRESS_PERIOD_S seconds or every tenth of the trials, whichever comes first; the summary there too."""
+
+    def __init__(self, trials: int, log_dir: Path, period_s: float | None = None) -> None:
+        from rich.console import Console
+
+        self.console = Console(file=sys.stdout, width=160)
+        self.trials, self.log_dir, self.latest = trials, log_dir, {}
+        self.period_s = PLAIN_PROGRESS_PERIOD_S if period_s is None else period_s
+        self.printed_at: float | None = None
+        self.next_share = 0
+
+    def __enter__(self) -> "_PlainProgress":
+        print(f"sqnxt-tune: tuning until {self.log_dir} holds {self.trials} trials; progress every "
+              f"{self.period_s:g} s or {max(1, self.trials // 10)} trials", flush=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, event: dict) -> None:
+        import time
+
+        self.latest = event
+        now = time.monotonic()
+        share = event["trials_done"] * 10 // max(1, event["trials_budget"])
+        if self.printed_at is None or now - self.printed_at >= self.period_s or share > self.next_share:
+            print(f"{time.strftime('%H:%M:%S')} {_progress_text(event)}", flush=True)
+            self.printed_at, self.next_share = now, share
+
+
+def _progress_text(event: dict) -> str:
+    """Trials, kernels timed, estimated latency, the last kernel's best, time left: one line."""
+    estimate = event["estimated_latency_ms"]
+    eta = event["eta_s"]
+    return (f"trials {event['trials_done']}/{event['trials_budget']} ({event['failed']} failed)  "
+            f"tasks timed {event['tasks_timed']}/{event['tasks_total']}  "
+            f"est. latency {'-' if estimate is None else f'{estimate:.3f} ms'}  "
+            f"last: {event['task']} best {_ms(event['task_best_ms'])}  "
+            f"time left {'-' if eta is None else f'{eta / 60:.1f} min'}")
 
 
 def _ms(value: float | None) -> str:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import os
+from pathlib import Path
 
 from ..models import ZOO, build_model, model_counts
-from .common import entry_point
+from ..outputs import atomic_write_files, check_output_file
+from .common import ArgumentParser, entry_point
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sqnxt-zoo", description=__doc__)
+    parser = ArgumentParser(prog="sqnxt-zoo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the models with their parameter and MAC counts")
     export = commands.add_parser("export", help="write a model as an ONNX file")
@@ -32,11 +32,10 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(entry.name, entry.family, f"1x3x{res}x{res}", f"{params:,}", f"{macs / 1e6:,.1f}M")
         Console().print(table)
         return 0
+    check_output_file(args.output, "output", example=f"{args.name}.onnx")
     model = build_model(args.name, batch=args.batch, resolution=args.resolution, seed=args.seed)
-    tmp = f"{args.output}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(model.SerializeToString())
-    os.replace(tmp, args.output)
+    atomic_write_files([(Path(args.output), lambda tmp: Path(tmp).write_bytes(model.SerializeToString()),
+                         "the ONNX file")])
     params, macs = model_counts(model)
     print(f"wrote {args.output}: {args.name}, input {model.graph.input[0].name} "
           f"{[d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]}, "

@@ -22,6 +22,7 @@ from ..accel.machine.config import AccelConfig
 from ..accel.machine.layer import LayerSpec
 from ..accel.machine.tiling import DATAFLOWS, Tiling, overflows
 from ..errors import SqnxtError
+from ..outputs import append_line
 from .database import TuningLogWarning, read_json_lines
 
 LOG_FILE = "accel_records.jsonl"
@@ -93,10 +94,9 @@ class AccelLog:
         self.records = [AccelRecord.from_json(e) for e in entries]
 
     def append(self, record: AccelRecord) -> None:
-        # one write of a whole line, flushed: a kill leaves at most this line partial (dropped on open)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record.to_json()) + "\n")
-            f.flush()
+        # one write of a whole line: a kill leaves at most this line partial (dropped on open); a full disk or
+        # another write error leaves none
+        append_line(self.path, json.dumps(record.to_json()), "the tuning log")
         self.records.append(record)
 
     def for_config(self, config: AccelConfig) -> list[AccelRecord]:

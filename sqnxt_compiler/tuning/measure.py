@@ -6,6 +6,10 @@ import functools
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
 from ..runtime import use_all_cores
 from ..target import TargetSpec
@@ -54,6 +58,59 @@ class RpcOptions:
         return cls(host, int(port), key)
 
 
+class BoardGone(Exception):
+    """Every board of a tuning run left the tracker (or the tracker went away) mid-run; the message says which."""
+
+
+def board_check(rpc: RpcOptions):
+    """A check that raises BoardGone unless the tracker answers and a board with the key is registered."""
+    from ..errors import SqnxtError
+    from ..remote import check_board
+
+    def check() -> None:
+        try:
+            check_board(rpc.tracker_host, rpc.tracker_port, rpc.key)
+        except SqnxtError as err:
+            raise BoardGone(str(err)) from None
+
+    return check
+
+
+def create_session_if_registered(rpc_config):
+    """The RPC runner's `f_create_session` (it runs in the runner's worker): ask the tracker first whether a board
+    with the key is registered at all. Without this a trial waits the whole session timeout for a board that has
+    gone, and tuning through a vanished board takes trials x 120 s to fail."""
+    from ..remote import check_board
+
+    check_board(rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.tracker_key)
+    return rpc_config.connect_server()
+
+
+def all_failed(runner_results) -> bool:
+    return bool(runner_results) and all(r.error_msg is not None or not r.run_secs for r in runner_results)
+
+
+@derived_object
+class BoardWatch(PyMeasureCallback):
+    """A measure callback to run first: when a whole batch failed to run, `check` the board is still registered;
+    if it is not, stop the run (raise) before the batch reaches the log - its failures are the board's absence,
+    not the schedules', and logged they would count as trials and keep the candidates from being re-measured."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        super().__init__()
+        self.check = check
+        self.gone: str | None = None
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        if not all_failed(runner_results):
+            return
+        try:
+            self.check()
+        except BoardGone as err:
+            self.gone = str(err)
+            raise
+
+
 def make_builder(spec: TargetSpec, remote: bool):
     from tvm.s_tir import meta_schedule as ms
 
@@ -99,4 +156,5 @@ def make_runner(spec: TargetSpec, rpc: RpcOptions | None):
     config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
                                  tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
     return ms.runner.RPCRunner(rpc_config=config, evaluator_config=_evaluator(),
+                               f_create_session=create_session_if_registered,
                                f_run_evaluator=rpc_run_evaluator_after_warmup)

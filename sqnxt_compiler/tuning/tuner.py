@@ -19,10 +19,12 @@ import onnx
 
 from ..errors import SqnxtError
 from ..frontend import load_onnx
+from ..outputs import atomic_write_text, check_free_space, check_output_dir
+from ..remote import check_board
 from ..target import TargetSpec
 from .cost_model import TrackedXGBModel, warmup_samples
 from ..records.database import FAILED_RECORD_S, FAILED_RUN_S, open_database, record_counts
-from .measure import RpcOptions, make_builder, make_runner
+from .measure import BoardGone, BoardWatch, RpcOptions, all_failed, board_check, make_builder, make_runner
 from .progress import ProgressCallback, TaskProgress, estimated_latency_ms
 from .tasks import TuningTask, extract_tuning_tasks
 
@@ -101,9 +103,7 @@ def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, sp
     meta.update(model=model_name, target=spec.name,
                 tvm_target=spec.tvm_target().export() if spec.kind == "cpu" else None,
                 space=space, trials_requested=max(trials, int(meta.get("trials_requested", 0))))
-    tmp = meta_path.with_name(f".{META_FILE}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(tmp, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n", "the tuning log's meta.json")
 
 
 def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: str | os.PathLike,
@@ -116,11 +116,14 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
 
     if trials <= 0:
         raise SqnxtError(f"--trials must be positive (got {trials})")
+    log_path = check_output_dir(log_dir, "tuning log")
+    if rpc is not None:   # seconds, before anything is built: a typo in the address or the key, a board that is off
+        check_board(rpc.tracker_host, rpc.tracker_port, rpc.key)
     proto = load_onnx(model)
     tasks = [task for task in extract_tuning_tasks(proto, spec, input_shapes) if task.macs > 0][:top_tasks]
     if not tasks:
         raise SqnxtError("the model has no convolution, dense or pooling kernels to tune")
-    log_path = Path(log_dir)
+    check_free_space(log_path, _log_bytes_needed(tasks, trials), "the tuning log")
     database = open_database(log_path)
     write_meta(log_path, model_name or (proto.graph.name or "model"), spec, trials, space)
 
@@ -148,10 +151,14 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
         entry.space = space_name
 
     builder, runner = make_builder(spec, remote=rpc is not None), make_runner(spec, rpc)
+    watch = BoardWatch(board_check(rpc) if rpc is not None else lambda: None)
     # The generic space is tuned from scratch (the design-space comparison must not start from our defaults).
-    baseline, baseline_failed = (
-        _measure_default_schedules(tasks, progress, spec, builder, runner, database, report.notes)
-        if space == "ours" else (0, 0))
+    try:
+        baseline, baseline_failed = (
+            _measure_default_schedules(tasks, progress, spec, builder, runner, database, report.notes, watch.check)
+            if space == "ours" else (0, 0))
+    except BoardGone as err:
+        raise _board_lost(str(err), report, started) from None
     remaining -= baseline
     report.trials_run = report.default_trials = baseline
     report.failed_trials = baseline_failed
@@ -160,6 +167,25 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
         return report
     cost_model = TrackedXGBModel(num_warmup_samples=warmup_samples(trials), num_tuning_cores=_cores(spec))
     callback = ProgressCallback(progress, remaining, on_progress)
+    try:
+        _tune_tasks(ms, contexts, tasks, log_path, remaining, builder, runner, database, cost_model,
+                    [watch, ms.measure_callback.AddToDatabase(), ms.measure_callback.RemoveBuildArtifact(),
+                     ms.measure_callback.UpdateCostModel(), callback])
+    except Exception:   # an error raised in a measure callback comes back from TVM as another type
+        if watch.gone is None:
+            raise
+        report.trials_run += callback.trials_done
+        report.failed_trials += callback.failed
+        raise _board_lost(watch.gone, report, started) from None
+    report.trials_run += callback.trials_done
+    report.wall_s = time.perf_counter() - started
+    report.model_predictions = cost_model.model_predictions
+    report.random_predictions = cost_model.random_predictions
+    report.failed_trials += callback.failed
+    return report
+
+
+def _tune_tasks(ms, contexts, tasks, log_path, remaining, builder, runner, database, cost_model, callbacks) -> None:
     ms.tune_tasks(
         tasks=contexts,
         task_weights=[float(task.occurrences) for task in tasks],
@@ -170,24 +196,48 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
         runner=runner,
         database=database,
         cost_model=cost_model,
-        measure_callbacks=[ms.measure_callback.AddToDatabase(), ms.measure_callback.RemoveBuildArtifact(),
-                           ms.measure_callback.UpdateCostModel(), callback],
+        measure_callbacks=callbacks,
     )
-    report.trials_run += callback.trials_done
+
+
+class BoardLost(SqnxtError):
+    """Tuning stopped because its boards left the tracker; `report` is what was measured and logged until then."""
+
+    def __init__(self, message: str, report: TuneReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _board_lost(reason: str, report: TuneReport, started: float) -> BoardLost:
+    """The one line a run that lost its board ends with: why, what was measured, where it is, how to go on."""
     report.wall_s = time.perf_counter() - started
-    report.model_predictions = cost_model.model_predictions
-    report.random_predictions = cost_model.random_predictions
-    report.failed_trials += callback.failed
-    return report
+    estimate = report.estimated_latency_ms
+    measured = (f"{report.trials_run} trials measured in {report.wall_s:.0f} s ({report.failed_trials} failed), "
+                f"{report.trials_before + report.trials_run} in the log"
+                + (f", estimated latency {estimate:.3f} ms" if estimate is not None else ""))
+    return BoardLost(f"tuning stopped: {reason[0].lower()}{reason[1:]} [{measured}; the log {report.log_dir} is "
+                     "valid: once a board is registered again, re-run the same command to continue]", report)
+
+
+RECORD_BYTES = 3000   # a tuning record line (trace + run times): ~2.6 KB in the shipped 1.0-SqNxt-23 logs
+
+
+def _log_bytes_needed(tasks: list[TuningTask], trials: int) -> int:
+    """About how much the log grows by: one workload line per task (its module as JSON) and one line per trial."""
+    import tvm
+
+    return sum(len(tvm.ir.save_json(task.mod)) for task in tasks) + trials * RECORD_BYTES
 
 
 def _measure_default_schedules(tasks: list[TuningTask], progress: list[TaskProgress], spec: TargetSpec,
-                               builder, runner, database, notes: list[str]) -> tuple[int, int]:
+                               builder, runner, database, notes: list[str],
+                               board_check: Callable[[], None] = lambda: None) -> tuple[int, int]:
     """Measure each new task's deterministic default schedule and log it as an ordinary record.
 
     The search then competes against the default, so applying the log can never pick a kernel slower
     than what an untuned build would have run (up to measurement noise), even after a tiny budget.
-    Returns the number of measurements made (they count towards the trial budget) and of failures."""
+    Returns the number of measurements made (they count towards the trial budget) and of failures. When every
+    run failed, `board_check` may raise (BoardGone) before any of them is logged."""
     from tvm import s_tir
     from tvm.s_tir import meta_schedule as ms
     from tvm.tirx import FloatImm
@@ -215,8 +265,10 @@ def _measure_default_schedules(tasks: list[TuningTask], progress: list[TaskProgr
             measurable.append((task, entry, sch, args))
         else:
             notes.append(f"{task.name}: the default schedule failed to build ({_last_line(result.error_msg)})")
-    for (task, entry, sch, args), future in zip(measurable, runner.run(inputs)):
-        run = future.result()
+    runs = [future.result() for future in runner.run(inputs)]
+    if all_failed(runs):
+        board_check()
+    for (task, entry, sch, args), run in zip(measurable, runs):
         entry.trials += 1
         failed = run.error_msg is not None or not run.run_secs
         if failed:
