@@ -91,6 +91,7 @@ def _resolve_auto(spec: TargetSpec) -> None:
         spec.llvm["num-cores"] = cores
     if spec.cpu.get("cores") == "auto":
         spec.cpu["cores"] = cores
+    _check_mcpu(spec)  # before any Target is made of it: LLVM would print its own complaint first
     import tvm
 
     isa = vector_isa(tvm.target.Target(dict(spec.llvm)))
@@ -135,7 +136,6 @@ def load_target(name_or_path: str) -> TargetSpec:
     )
     if kind == "cpu":
         _resolve_auto(spec)
-        _check_mcpu(spec)
     return spec
 
 
