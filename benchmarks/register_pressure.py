@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqnxt_compiler
 from sqnxt_compiler.models import build_model
-from sqnxt_compiler.register_pressure import kernel_pressure, total_ratio
+from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, total_ratio
 
 
 def main() -> None:
@@ -25,8 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets:
             result = sqnxt_compiler.compile(proto, target, output=Path(tmp) / f"{target}.so")
-            arch = "aarch64" if result.target.triple.startswith("aarch64") else "x86_64"
-            kernels = kernel_pressure(result.library, arch)
+            kernels = kernel_pressure(result.library, library_arch(result.target))
             print(f"\n## {args.model} for {target} (class {result.target.cpu_class}, mcpu "
                   f"{result.target.llvm.get('mcpu')}): {sum(k.spills for k in kernels)} stack moves / "
                   f"{sum(k.fmas for k in kernels)} FMAs = {total_ratio(kernels):.3f}\n")

@@ -34,6 +34,10 @@ def _row_taps(sch: "s_tir.Schedule") -> int:
     return int(sch.mod["main"].attrs[TAPS_ATTR])
 
 
+def _transformed_rows(sch: "s_tir.Schedule") -> int:
+    return ROWS_PER_TILE + _row_taps(sch) - 1  # a = m + r - 1 of F(m, r)
+
+
 def _vectors_per_row(spec: "TargetSpec | None") -> int:
     return max(1, COLUMN_CHUNK // machine_knobs(spec).lanes)
 
@@ -42,12 +46,12 @@ def rows_fit_in_registers(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> b
     """Whether at least two channels' accumulators for every transformed row fit the register file (AVX-512:
     2 x 7 zmm of 32). Else (AVX2: 7 rows x 2 ymm per channel of 16; NEON: 7 x 4 q of 32) each transformed row
     is a GEMM of its own, with a channel x column tile in registers and its result kept in L1 for AT."""
-    rows = ROWS_PER_TILE + _row_taps(sch) - 1
-    return (machine_knobs(spec).vector_registers - FREE_REGISTERS) // (rows * _vectors_per_row(spec)) >= 2
+    per_channel = _transformed_rows(sch) * _vectors_per_row(spec)
+    return (machine_knobs(spec).vector_registers - FREE_REGISTERS) // per_channel >= 2
 
 
 def default_channel_tile(sch: "s_tir.Schedule", spec: "TargetSpec | None", rows_in_registers: bool) -> int:
-    vectors_per_channel = _vectors_per_row(spec) * ((ROWS_PER_TILE + _row_taps(sch) - 1) if rows_in_registers else 1)
+    vectors_per_channel = _vectors_per_row(spec) * (_transformed_rows(sch) if rows_in_registers else 1)
     out_channels = int(sch.get(sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1]).extent)
     budget = (machine_knobs(spec).vector_registers - FREE_REGISTERS) // vectors_per_channel
     return largest_divisor_at_most(out_channels, min(MAX_CHANNEL_TILE, budget))

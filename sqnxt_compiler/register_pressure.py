@@ -10,8 +10,12 @@ import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SqnxtError
+
+if TYPE_CHECKING:
+    from .target import TargetSpec
 
 OBJDUMP = {"x86_64": "objdump", "aarch64": "aarch64-linux-gnu-objdump"}
 
@@ -35,6 +39,11 @@ class KernelPressure:
     @property
     def ratio(self) -> float:
         return self.spills / self.fmas if self.fmas else 0.0
+
+
+def library_arch(spec: "TargetSpec") -> str:
+    """The architecture a target's library is built for, as `kernel_pressure` names it."""
+    return "aarch64" if spec.triple.startswith("aarch64") else "x86_64"
 
 
 def objdump_for(arch: str) -> str:

@@ -8,13 +8,13 @@ and `CEILING` fails a build that spills more than today's (measured on 2026-12-0
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 import sqnxt_compiler
+from sqnxt_compiler.errors import SqnxtError
 from sqnxt_compiler.models import build_model
-from sqnxt_compiler.register_pressure import kernel_pressure, total_ratio
+from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, objdump_for, total_ratio
+from sqnxt_compiler.target import load_target
 
 GOAL = 0.05
 CEILING = {"x86-avx512": 0.10, "x86-avx2": 0.36, "arm": 0.42}
@@ -28,10 +28,11 @@ def pressure(tmp_path_factory):
 
     def of(target: str) -> tuple[float, list]:
         if target not in built:
-            arch = "aarch64" if target == "arm" else "x86_64"
-            tool = "aarch64-linux-gnu-objdump" if arch == "aarch64" else "objdump"
-            if shutil.which(tool) is None:
-                pytest.skip(f"{tool} is not installed (README: apt-get install g++-aarch64-linux-gnu binutils)")
+            arch = library_arch(load_target(target))
+            try:
+                objdump_for(arch)
+            except SqnxtError as missing:
+                pytest.skip(str(missing))
             output = tmp_path_factory.mktemp("pressure") / f"{target}.so"
             kernels = kernel_pressure(sqnxt_compiler.compile(model, target, output=output).library, arch)
             built[target] = (total_ratio(kernels), kernels)

@@ -14,14 +14,13 @@ ZERO = tvm.tirx.const(0.0, "float32")
 def epilogue_value(value, bias, channel, relu: bool, residual=None, final_relu: bool = False):
     """[final_relu]([relu](value + bias[channel]) [+ residual]): what every fused kernel applies to a conv
     result."""
-    zero = tvm.tirx.const(0.0, "float32")
     if bias is not None:
         value = value + bias[channel]
     if relu:
-        value = tvm.tirx.max(value, zero)
+        value = tvm.tirx.max(value, ZERO)
     if residual is not None:
         value = value + residual
-    return tvm.tirx.max(value, zero) if final_relu else value
+    return tvm.tirx.max(value, ZERO) if final_relu else value
 
 
 def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None]) -> None:
