@@ -240,6 +240,7 @@ class PreparedConv:
     epilogue: object
     pad: object | None
     shape: ConvShape
+    elementwise: bool  # the epilogue computes (bias, residual, ReLU), not only copies the accumulator out
 
 
 def prepare_conv(sch: "tvm.s_tir.Schedule") -> PreparedConv:
@@ -254,14 +255,15 @@ def prepare_conv(sch: "tvm.s_tir.Schedule") -> PreparedConv:
         raise ValueError("not a conv2d PrimFunc")
     conv = sch.get_sblock(shape.block)
     epilogue = inline_elementwise_chain(sch, conv)
-    if epilogue is None:  # conv writes the output directly: give it an intermediate to lay out freely
+    elementwise = epilogue is not None
+    if not elementwise:  # conv writes the output directly: give it an intermediate to lay out freely
         epilogue = sch.cache_write(conv, 0, "global")
     packed = sch.cache_read(conv, shape.weight_index, "global")
     sch.transform_layout(packed, ("write", 0), lambda f, c, h, w: (c, h, w, f))
     sch.annotate(packed, LAYOUT_REWRITE_PREPROC, True)
     sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
     pad = inline_copies(sch, conv)
-    return PreparedConv(conv, epilogue, pad, shape)
+    return PreparedConv(conv, epilogue, pad, shape, elementwise)
 
 
 def split_channels(sch, loop, knobs: ConvKnobs):

@@ -35,6 +35,19 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     rows = sch.fuse(n, y)
     if knobs.parallel:
         sch.parallel(rows)
+    if p.elementwise:
+        # Bias, residual and ReLU on the tile in its [x, f] layout (one bias vector per channel vector, not
+        # one broadcast per channel); the transposed NCHW write that follows is a pure copy.
+        elementwise = p.epilogue
+        p.epilogue = sch.cache_write(elementwise, 0, "global")
+        sch.transform_layout(elementwise, ("write", 0), lambda n, f, y, x: (n, y, x, f))
+        sch.transform_block_layout(elementwise, lambda n, f, y, x: (n, y, x, f))
+        sch.reverse_compute_at(elementwise, outer[-1], preserve_unit_loops=True)
+        *_, tile_columns, tile_channels = sch.get_loops(elementwise)
+        channel_vectors, channel_lanes = sch.split(tile_channels, [None, knobs.lanes])
+        sch.unroll(tile_columns)
+        sch.unroll(channel_vectors)
+        sch.vectorize(channel_lanes)
     sch.reverse_compute_at(p.epilogue, outer[-1], preserve_unit_loops=True)
     if p.pad is not None:
         sch.compute_at(p.pad, rows, preserve_unit_loops=True)
