@@ -24,24 +24,35 @@ L2_PENALTY = 4.0
 def estimate(shape: ConvShape, machine: MachineKnobs) -> dict[str, float]:
     """Estimated vector-load cost (L1 loads + L2_PENALTY x L2 lines) of each order with its default knobs.
 
-    Both orders run the same register tile, so the inner loads are equal; they differ in what misses L1:
-    OS re-reads the weight slice of a channel tile for every register tile (from L2 once it outgrows L1),
-    WS keeps a weight tile in L1 but reads and writes the partial sums once per input-channel block."""
+    Both orders run the same register tile, so the inner loads are equal; they differ in what misses L1.
+    OS re-reads the weight slice of a channel tile for every register tile once the slice outgrows L1, and
+    otherwise all the weights once per output row when they outgrow L1 together. WS keeps a weight tile in
+    L1 only while its row block streams past, so it re-reads all the weights once per row block, and it
+    reads and writes the partial sums once per input-channel block."""
     os_knobs = output_stationary.default_knobs(shape, machine)
     ws_knobs = weight_stationary.default_knobs(shape, machine)
     lanes, fv, xi = os_knobs.lanes, os_knobs.f_vectors, os_knobs.x_inner
     window = shape.reduce_channels * shape.kernel_h * shape.kernel_w
-    tiles = shape.batch * shape.out_height * (shape.out_width // xi) * (shape.out_channels // (fv * lanes))
+    rows = shape.batch * shape.out_height
+    tiles = rows * (shape.out_width // xi) * (shape.out_channels // (fv * lanes))
     inner = tiles * window * (fv + xi)
     line_floats = 16
+    half_l1 = machine.l1d_bytes // 2
+    weight_lines = window * shape.out_channels / line_floats
+    weights_outgrow_l1 = weight_lines * 64 > half_l1
     weight_slice_lines = window * fv * lanes / line_floats
-    os_cost = inner + (L2_PENALTY * tiles * weight_slice_lines if weight_slice_lines * 64 > machine.l1d_bytes // 2
-                       else 0.0)
+    if weight_slice_lines * 64 > half_l1:
+        os_weight_lines = tiles * weight_slice_lines
+    else:
+        os_weight_lines = rows * weight_lines if weights_outgrow_l1 else 0.0
+    os_cost = inner + L2_PENALTY * os_weight_lines
     rc_blocks = shape.reduce_channels // ws_knobs.rc_inner
+    row_blocks = rows // ws_knobs.rows_per_task
     outputs = shape.batch * shape.out_channels * shape.out_height * shape.out_width
     psum_tile_bytes = ws_knobs.rows_per_task * shape.out_width * fv * lanes * 4
-    psum_cost = (L2_PENALTY if psum_tile_bytes > machine.l1d_bytes // 2 else 1.0) * 2 * outputs / lanes
-    ws_cost = inner + (rc_blocks - 1) * psum_cost
+    psum_cost = (L2_PENALTY if psum_tile_bytes > half_l1 else 1.0) * 2 * outputs / lanes
+    ws_weight_lines = row_blocks * weight_lines if weights_outgrow_l1 else 0.0
+    ws_cost = inner + L2_PENALTY * ws_weight_lines + (rc_blocks - 1) * psum_cost
     return {"OS": float(os_cost), "WS": float(ws_cost)}
 
 

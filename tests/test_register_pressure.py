@@ -17,8 +17,8 @@ from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, objd
 from sqnxt_compiler.target import load_target
 
 GOAL = 0.05
-CEILING = {"x86-avx512": 0.10, "x86-avx2": 0.36, "arm": 0.42}
-MISSES_GOAL = {"x86-avx512", "x86-avx2", "arm"}
+CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.19, "arm": 0.39}
+MISSES_GOAL = {"x86-avx2", "arm"}
 
 
 @pytest.fixture(scope="module")
