@@ -69,12 +69,17 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     for index in range(stages - 2, -1, -1):  # consumers before their producers, as compute_at requires
         epilogue = sch.get_sblock(f"{CONV_BLOCK}{index}_epilogue")
         sch.compute_at(epilogue, chunks, preserve_unit_loops=True)
-        sch.vectorize(sch.get_loops(epilogue)[-1])
         conv = sch.get_sblock(f"{CONV_BLOCK}{index}")
         sch.compute_at(conv, chunks, preserve_unit_loops=True)
         _, channels, _, lanes, rc = sch.get_loops(conv)[-5:]
-        _, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
+        stage_tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
         _accumulate(sch, conv, inner, lanes, rc)
+        # Bias and ReLU per channel tile, straight from its accumulators: with the epilogue after all the
+        # tiles, LLVM keeps every tile's accumulators live until then and spills them.
+        sch.reverse_compute_at(epilogue, stage_tiles, preserve_unit_loops=True)
+        *_, epilogue_channels, _, epilogue_lanes = sch.get_loops(epilogue)
+        sch.unroll(epilogue_channels)
+        sch.vectorize(epilogue_lanes)
     what = f"{stages} stages" if stages > 1 else "1 stage"
     return f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")
 

@@ -102,10 +102,14 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
         block = sch.get_sblock(name)
         sch.compute_at(block, row_tiles, preserve_unit_loops=True)
         loops = sch.get_loops(block)
-        if name == TRANSFORM_BLOCK:
-            sch.unroll(loops[-2])  # the transformed row: its BT coefficients become constants
         # one vector register wide: the unrolled rows of BT (inputs and outputs) then fit 16 ymm registers
-        sch.vectorize(sch.split(loops[-1], [None, lanes_per_vector])[1])
+        column_vectors, column_lanes = sch.split(loops[-1], [None, lanes_per_vector])
+        if name == TRANSFORM_BLOCK:
+            # all transformed rows of one column vector at a time, their BT coefficients constants: each input
+            # vector is loaded once, and LLVM has no row loops to unroll and interleave into spills
+            sch.reorder(column_vectors, loops[-2])
+            sch.unroll(loops[-2])
+        sch.vectorize(column_lanes)
     tile_text = "sampled" if channel_tile is SAMPLE else str(channel_tile)
     rows = "all transformed rows" if rows_in_registers else "one transformed row at a time"
     return (f"F({ROWS_PER_TILE},{_row_taps(sch)}) row tiles, {tile_text} channels x {COLUMN_CHUNK} columns x "

@@ -17,7 +17,7 @@ from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, objd
 from sqnxt_compiler.target import load_target
 
 GOAL = 0.05
-CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.19, "arm": 0.39}
+CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.16, "arm": 0.29}
 MISSES_GOAL = {"x86-avx2", "arm"}
 
 
