@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqnxt_compiler
 from sqnxt_compiler.models import build_model
-from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, total_ratio
+from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, loop_ratio, total_ratio
 
 
 def main() -> None:
@@ -28,10 +28,14 @@ def main() -> None:
             kernels = kernel_pressure(result.library, library_arch(result.target))
             print(f"\n## {args.model} for {target} (class {result.target.cpu_class}, mcpu "
                   f"{result.target.llvm.get('mcpu')}): {sum(k.spills for k in kernels)} stack moves / "
-                  f"{sum(k.fmas for k in kernels)} FMAs = {total_ratio(kernels):.3f}\n")
-            print("| kernel | stack moves | FMAs | ratio |\n|---|---|---|---|")
+                  f"{sum(k.fmas for k in kernels)} FMAs = {total_ratio(kernels):.3f}; in the innermost FMA loops "
+                  f"{sum(k.loop_spills for k in kernels)} / {sum(k.loop_fmas for k in kernels)} = "
+                  f"{loop_ratio(kernels):.3f}\n")
+            print("| kernel | stack moves | FMAs | ratio | in FMA loops: stack moves | FMAs | ratio |")
+            print("|---|---|---|---|---|---|---|")
             for kernel in kernels:
-                print(f"| {kernel.name} | {kernel.spills} | {kernel.fmas} | {kernel.ratio:.3f} |")
+                print(f"| {kernel.name} | {kernel.spills} | {kernel.fmas} | {kernel.ratio:.3f} | "
+                      f"{kernel.loop_spills} | {kernel.loop_fmas} | {kernel.loop_ratio:.3f} |")
 
 
 if __name__ == "__main__":

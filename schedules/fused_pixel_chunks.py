@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, pixel_chunked
 from ..kernels.pixel_chunks import PIXEL_CHUNK
 from .rule import ScheduleRule
-from ._common import largest_divisor_at_most
+from ._common import largest_divisor_at_most, machine_knobs
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
 
 if TYPE_CHECKING:
@@ -33,6 +33,14 @@ def _channel_tile(sch: "s_tir.Schedule", channels, sampled: bool):
     if sampled:
         return sch.sample_perfect_tile(channels, n=2, max_innermost_factor=min(16, extent))[1]
     return largest_divisor_at_most(extent, CHANNELS_PER_TILE)
+
+
+def _inputs_outgrow_registers(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
+    """True when a chunk's input vectors (input channels x PIXEL_CHUNK / lanes) take more than half the
+    register file, the half that the tile's accumulators and weights leave."""
+    machine = machine_knobs(spec)
+    in_channels = int(sch.get(conv).iter_vars[-1].dom.extent)
+    return in_channels * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2
 
 
 def _accumulate(sch: "s_tir.Schedule", block, channels, lanes, rc) -> None:
@@ -57,12 +65,16 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     batch, channels, chunk, lanes = sch.get_loops(out)
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
+    tiles, _ = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
+    last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
+    if stages == 1 and _inputs_outgrow_registers(sch, last, spec):
+        # one loop over (chunk, channel tile): the chunk's inputs are then reloaded per tile (from L1) instead
+        # of being hoisted out of the tile loop by LLVM and spilled
+        chunks = tiles = sch.fuse(chunks, tiles)
     if parallel:
         sch.parallel(chunks)
-    tiles, _ = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
     sch.vectorize(lanes)
     # unit loops preserved: a tile of one channel keeps its channel loop, so the loop nest has one shape
-    last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
     sch.compute_at(last, tiles, preserve_unit_loops=True)
     _, channels, _, lanes, rc = sch.get_loops(last)[-5:]  # (batch, channels, chunk, lanes, rc) of the tile
     _accumulate(sch, last, channels, lanes, rc)

@@ -1,5 +1,7 @@
 """Register pressure of a built library, read from its disassembly: per kernel, the vector FMAs and the vector
-loads/stores that address the stack (spills and their reloads). Needs `objdump` (binutils) for x86-64 and
+loads/stores that address the stack (spills and their reloads, and small stack-allocated tiles, which look the
+same; not the ABI's callee-saved register saves), in all its code and in its innermost FMA loops, where a stack
+move costs on every iteration (a loop: a backward branch and the code it jumps back over). Needs `objdump` (binutils) for x86-64 and
 `aarch64-linux-gnu-objdump` (Debian `binutils-aarch64-linux-gnu`, pulled in by `g++-aarch64-linux-gnu`)."""
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ _PATTERNS = {
     "aarch64": (re.compile(r"\bfml[as]\s+v\d+\.\d*s"),
                 re.compile(r"\b(ldr|str|ldp|stp|ldur|stur)\s+[qd]\d+.*\[sp|\b(ld1|st1)\s+\{v.*\[sp")),
 }
+# The AArch64 ABI's callee-saved registers (the low halves d8-d15 of v8-v15), saved in the prologue and restored
+# in the epilogue of a function that uses them: once per call, not a spill. x86-64 has no callee-saved vectors.
+_ABI_SAVES = {"aarch64": re.compile(r"\b(ldp|stp)\s+d(8|9|1[0-5]), d(8|9|1[0-5]), \[sp|\b(ldr|str)\s+d(8|9|1[0-5]), \[sp")}
+_BACKWARD_BRANCH = {
+    "x86_64": re.compile(r"^\s*(?P<at>[0-9a-f]+):\s+j[a-z]+\s+(?P<to>[0-9a-f]+) <"),
+    "aarch64": re.compile(r"^\s*(?P<at>[0-9a-f]+):\s+(b(\.[a-z]+)?|cbn?z|tbn?z)\s.*?\b(?P<to>[0-9a-f]+) <"),
+}
+_ADDRESS = re.compile(r"^\s*(?P<at>[0-9a-f]+):\t")
 # A kernel's code: its packed-API wrapper `name`, its body `name_compute_` and the parallel lambdas in it.
 _KERNEL_PART = re.compile(r"(_compute_)?(\.lambda.*|_lambda.*)?$")
 
@@ -35,10 +45,16 @@ class KernelPressure:
     name: str
     fmas: int = 0
     spills: int = 0
+    loop_fmas: int = 0  # in the innermost loops that hold FMAs
+    loop_spills: int = 0
 
     @property
     def ratio(self) -> float:
         return self.spills / self.fmas if self.fmas else 0.0
+
+    @property
+    def loop_ratio(self) -> float:
+        return self.loop_spills / self.loop_fmas if self.loop_fmas else 0.0
 
 
 def library_arch(spec: "TargetSpec") -> str:
@@ -56,26 +72,65 @@ def objdump_for(arch: str) -> str:
 
 def kernel_pressure(library: str | Path, arch: str) -> list[KernelPressure]:
     """Per kernel with at least one vector FMA, its FMA and stack-spill counts, heaviest spiller first."""
-    fma, spill = _PATTERNS[arch]
     text = subprocess.run([objdump_for(arch), "-d", "--no-show-raw-insn", str(library)], check=True,
                           capture_output=True, text=True).stdout
+    return pressure_of_disassembly(text, arch)
+
+
+def pressure_of_disassembly(text: str, arch: str) -> list[KernelPressure]:
+    """`kernel_pressure` of an `objdump -d --no-show-raw-insn` listing."""
     kernels: dict[str, KernelPressure] = defaultdict(lambda: KernelPressure(""))
-    current = None
+    for name, lines in _functions(text):
+        entry = kernels[_KERNEL_PART.sub("", name)]
+        entry.name = _KERNEL_PART.sub("", name)
+        _count(entry, lines, arch)
+    found = [k for k in kernels.values() if k.fmas]
+    return sorted(found, key=lambda k: (-k.spills, k.name))
+
+
+def _functions(text: str) -> list[tuple[str, list[str]]]:
+    """(name, instruction lines) of every function in the listing."""
+    functions: list[tuple[str, list[str]]] = []
     for line in text.splitlines():
         match = _FUNCTION.match(line)
         if match:
-            current = _KERNEL_PART.sub("", match["name"])
-            continue
-        if current is None or "\t" not in line:
-            continue
-        entry = kernels[current]
-        entry.name = current
-        entry.fmas += bool(fma.search(line))
-        entry.spills += bool(spill.search(line))  # an FMA that reads the stack is a folded reload
-    found = [k for k in kernels.values() if k.fmas]
-    return sorted(found, key=lambda k: (-k.spills, k.name))
+            functions.append((match["name"], []))
+        elif functions and _ADDRESS.match(line):
+            functions[-1][1].append(line)
+    return functions
+
+
+def _count(entry: KernelPressure, lines: list[str], arch: str) -> None:
+    """Add one function's FMAs and stack moves to `entry`, in all and in its innermost FMA loops."""
+    fma, spill = _PATTERNS[arch]
+    abi_save = _ABI_SAVES.get(arch)
+    at = [int(_ADDRESS.match(line)["at"], 16) for line in lines]
+    is_fma = [bool(fma.search(line)) for line in lines]
+    # an FMA that reads the stack is a folded reload
+    is_spill = [bool(spill.search(line)) and not (abi_save and abi_save.search(line)) for line in lines]
+    entry.fmas += sum(is_fma)
+    entry.spills += sum(is_spill)
+    index_of = {address: index for index, address in enumerate(at)}
+    loops = set()
+    for index, line in enumerate(lines):
+        branch = _BACKWARD_BRANCH[arch].match(line)
+        target = index_of.get(int(branch["to"], 16)) if branch else None
+        if target is not None and target <= index:
+            loops.add((target, index))
+    with_fmas = [(first, last) for first, last in loops if any(is_fma[first:last + 1])]
+    innermost = [(first, last) for first, last in with_fmas if not any(
+        (f, l) != (first, last) and first <= f and l <= last for f, l in with_fmas)]
+    hot = {i for first, last in innermost for i in range(first, last + 1)}
+    entry.loop_fmas += sum(is_fma[i] for i in hot)
+    entry.loop_spills += sum(is_spill[i] for i in hot)
 
 
 def total_ratio(kernels: list[KernelPressure]) -> float:
     fmas = sum(k.fmas for k in kernels)
     return sum(k.spills for k in kernels) / fmas if fmas else 0.0
+
+
+def loop_ratio(kernels: list[KernelPressure]) -> float:
+    """Stack moves per FMA over the kernels' innermost FMA loops."""
+    fmas = sum(k.loop_fmas for k in kernels)
+    return sum(k.loop_spills for k in kernels) / fmas if fmas else 0.0
