@@ -19,7 +19,7 @@ from sqnxt_compiler.register_pressure import (kernel_pressure, library_arch, loo
 from sqnxt_compiler.target import load_target
 
 GOAL = 0.05
-CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.16, "arm": 0.20}
+CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.18, "arm": 0.21}
 
 
 @pytest.fixture(scope="module")
