@@ -177,7 +177,7 @@ def _add_int8_command(commands) -> None:
                    help="comma-separated zoo models (default: the trained digits models and their random twins)")
     p.add_argument("--resolution", type=int, help="input resolution (default: each model's own)")
     p.add_argument("--calibration", type=int,
-                   help="calibration inputs (default: 256 training images for trained models, else 8 synthetic)")
+                   help="calibration inputs (default: 240 training images for trained models, else 8 synthetic)")
     p.add_argument("--samples", type=int,
                    help="evaluation inputs (default: the whole held-out split for trained models, else 16 synthetic)")
     p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")

@@ -21,7 +21,7 @@ CLASSES = 10
 RESOLUTION = 32                   # the 8x8 digits upsampled 4x (nearest): big enough for the stem and 3 strides
 SPLIT_SEED = 0
 TEST_SIZE = 360                   # ~20% of the 1,797 images
-CALIBRATION_IMAGES = 256          # training images that calibrate int8 quantization
+CALIBRATION_IMAGES = 240          # training images that calibrate int8 (divisible by most batch sizes)
 # load_digits' pixels are 0..16; standardized with the training images' mean and spread (rounded)
 PIXEL_MEAN, PIXEL_STD = 0.3, 0.4
 # zoo name -> the official variant it is trained from (one architecture definition: squeezenext.py)

@@ -41,7 +41,7 @@ def evaluate_int8(model_name: str, resolution: int | None = None, calibration: i
     with float ONNX Runtime. Random-weight models: `calibration` (default 8) and `evaluation` (default 16)
     synthetic inputs, and `normalize_bn` first re-estimates BatchNorm statistics (see bn_statistics: the
     random zoo weights otherwise give input-independent logits). A model trained on the digits: calibrated
-    on `calibration` training images (default 256), evaluated on the first `evaluation` held-out images
+    on `calibration` training images (default 240), evaluated on the first `evaluation` held-out images
     (default all), with labels: the result's "accuracy" holds float, int8 and ORT-QDQ top-1 (None otherwise).
     Also reports ONNX Runtime's own execution of the QDQ model, for scale."""
     model = build_model(model_name, resolution=resolution)
