@@ -201,3 +201,39 @@ def test_arm_build_agrees_with_the_host_under_emulation(aarch64_env, host_cli, h
     _, host = host_cli
     assert np.array_equal(arm.argmax(1), host[:ARM_SAMPLE].argmax(1))
     np.testing.assert_allclose(arm, host[:ARM_SAMPLE], rtol=1e-4, atol=1e-4 * np.abs(host).max())
+
+
+# --- training (the optional [train] extra) ----------------------------------------------------------------
+
+def test_torch_runs_the_zoo_graph_as_onnxruntime_does(held_out):
+    """The training script executes the zoo's ONNX graph with torch ops: on the shipped weights it gives ONNX
+    Runtime's logits, so what was trained is what ships."""
+    pytest.importorskip("torch")
+    import torch
+
+    from sqnxt_compiler.models.train_digits import OnnxGraphModule
+
+    model = build_model(MODEL)
+    net = OnnxGraphModule(model).eval()
+    with torch.no_grad():
+        ours = net(torch.from_numpy(held_out[0][:32])).numpy()
+    np.testing.assert_allclose(ours, _ort_logits(model, held_out[0][:32]), rtol=1e-4, atol=1e-4)
+
+
+def test_training_is_reproducible():
+    """Same seed, same weights, bit for bit (one thread, deterministic algorithms, seeded shuffles and shifts)."""
+    pytest.importorskip("torch")
+    from sqnxt_compiler.models.train_digits import train
+
+    runs = [train(epochs=2, train_images=256, log=lambda line: None) for _ in range(2)]
+    assert runs[0].weights_sha256() == runs[1].weights_sha256() and runs[0].test_top1 == runs[1].test_top1
+    assert runs[0].test_top1[-1] > 0.2    # learning: random weights score ~10%
+
+
+def test_training_script_rejects_bad_flags(capsys):
+    pytest.importorskip("torch")
+    from sqnxt_compiler.models.train_digits import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--epochs", "0"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == "error: --epochs must be >= 1, not 0"

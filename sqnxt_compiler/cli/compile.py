@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
               f"accelerator, {tilings}, the rest on this host's CPU; inputs {shapes}) and {result.sidecar}")
         if accel["calibration"].endswith("synthetic inputs"):
             print(f"note: {result.notes['quantize'][0]}")
+        else:
+            print(f"int8 {result.notes['quantize'][0]}")
     else:
         print(f"wrote {result.library} (target {result.target.name}: {llvm.get('mtriple', 'host')} "
               f"{llvm.get('mcpu', '')}; inputs {shapes}) and {result.sidecar}")

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
-import torch.nn.functional as F
 from onnx import helper, numpy_helper
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:   # the optional extra: a one-line error when run as a script
+    if __name__ == "__main__":
+        print("error: training needs PyTorch: pip install -e \".[train]\" (torch==2.13.0, the CPU wheel)",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    raise
 
 from .digits import CLASSES, RESOLUTION, TRAINED, digits, label_trained, trained_file
 from .squeezenext import SQUEEZENEXT_SPECS, build_squeezenext
@@ -176,19 +185,29 @@ def train(variant: str = "1.0-SqNxt-23", epochs: int = EPOCHS, seed: int = SEED,
     return result
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags are one `error:` line and exit status 2, as in the package's commands."""
+
+    def error(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sqnxt_compiler.models.train_digits", description=__doc__)
+    parser = _Parser(prog="python -m sqnxt_compiler.models.train_digits", description=__doc__)
     parser.add_argument("--variant", default="1.0-SqNxt-23", choices=sorted(SQUEEZENEXT_SPECS))
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("-o", "--output", help="ONNX file to write (default: the shipped file of the zoo entry)")
     args = parser.parse_args(argv)
     name = f"{args.variant}-digits"
-    result = train(args.variant, args.epochs, args.seed)
-    model = label_trained(result.model, name, args.variant)
-    output = Path(args.output) if args.output else trained_file(name)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, not {args.epochs}")
     if not args.output and name not in TRAINED:
         parser.error(f"'{name}' is no zoo entry; give --output")
+    output = Path(args.output) if args.output else trained_file(name)
+    result = train(args.variant, args.epochs, args.seed)
+    model = label_trained(result.model, name, args.variant)
     onnx.save(model, str(output))
     print(f"wrote {output}: held-out top-1 {result.test_top1[-1]:.2%} after {args.epochs} epochs in "
           f"{result.seconds:.0f} s; weights sha256 {result.weights_sha256()}")
