@@ -225,9 +225,9 @@ def test_training_is_reproducible():
     pytest.importorskip("torch")
     from sqnxt_compiler.models.train_digits import train
 
-    runs = [train(epochs=2, train_images=256, log=lambda line: None) for _ in range(2)]
+    runs = [train(epochs=3, train_images=640, log=lambda line: None) for _ in range(2)]
     assert runs[0].weights_sha256() == runs[1].weights_sha256() and runs[0].test_top1 == runs[1].test_top1
-    assert runs[0].test_top1[-1] > 0.2    # learning: random weights score ~10%
+    assert runs[0].test_top1[-1] > 0.2    # learning (27.8% after these 30 steps): chance is 10%
 
 
 def test_training_script_rejects_bad_flags(capsys):
