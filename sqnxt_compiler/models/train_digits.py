@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,7 +148,7 @@ class TrainingResult:
 
 
 def train(variant: str = "1.0-SqNxt-23", epochs: int = EPOCHS, seed: int = SEED, resolution: int = RESOLUTION,
-          train_images: int | None = None, log=print) -> TrainingResult:
+          train_images: int | None = None, log: Callable[[str], None] = print) -> TrainingResult:
     """Train `variant` on the digits' training split from seeded initial weights; deterministic on the CPU
     (one thread, deterministic algorithms, seeded shuffles and shifts). `train_images` caps the training
     set (quick checks)."""
