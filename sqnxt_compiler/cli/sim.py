@@ -116,7 +116,8 @@ def _add_study_command(commands) -> None:
                                         "WS-only, OS-only and best-per-layer tilings; write a markdown table, "
                                         "per-layer tables, JSON and PNG charts (deterministic).")
     p.add_argument("--models", default="1.0-SqNxt-23,1.0-SqNxt-23v5,squeezenet1.0,alexnet",
-                   help="comma-separated zoo models (default: the two SqueezeNexts, SqueezeNet 1.0, AlexNet)")
+                   help="comma-separated zoo models (default: the two SqueezeNexts, SqueezeNet 1.0, AlexNet); "
+                        "models trained on the digits (1.0-SqNxt-23-digits, ...) also get their held-out top-1")
     p.add_argument("--configs", default="accel-16x16,accel-32x32", help="comma-separated accelerators")
     p.add_argument("--out", default="accel_study", help="output directory (default: ./accel_study)")
     p.add_argument("--resolution", type=int, help="input resolution of every model (default: each model's own)")
