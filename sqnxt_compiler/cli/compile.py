@@ -168,7 +168,7 @@ def _classify_digits(result, loaded, model, repeat: int) -> None:
         return
     print_latency([t * 1e3 for t in loaded.benchmark(images[:info.shape[0]], repeat=repeat)])
     error = relative_error(ours, expected)
-    print(f"check vs ONNX Runtime: max relative error {error:.2e} over the split ({'OK' if error <= 1e-4 else 'MISMATCH'}, "
-          "bound 1e-4)")
+    verdict = "OK" if error <= 1e-4 else "MISMATCH"
+    print(f"check vs ONNX Runtime: max relative error {error:.2e} over the split ({verdict}, bound 1e-4)")
     if error > 1e-4:
         raise SqnxtError(f"compiled output differs from ONNX Runtime (relative error {error:.2e} > 1e-4)")

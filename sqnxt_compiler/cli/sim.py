@@ -205,7 +205,8 @@ def _run_int8(args: argparse.Namespace) -> int:
         ours, ort, accuracy = r["int8_vs_float"], r["ort_qdq_vs_float"], r["accuracy"]
         labelled = (f"{accuracy['float_top1']:.2%} | {accuracy['int8_top1']:.2%}" if accuracy
                     else "- (random weights) | -")
-        print(f"| {model} | {'yes' if r['normalize_bn'] else 'no'} | {args.backend} | {labelled} | {ours['cosine_min']:.5f} "
+        print(f"| {model} | {'yes' if r['normalize_bn'] else 'no'} | {args.backend} | {labelled} "
+              f"| {ours['cosine_min']:.5f} "
               f"| {ours['cosine_mean']:.5f} | {ours['top1_agreement']:.1%} | {ours['distinct_top1']}/{r['samples']} "
               f"| {ort['cosine_mean']:.5f} | {ort['top1_agreement']:.1%} |")
     return 0

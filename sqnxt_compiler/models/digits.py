@@ -1,4 +1,4 @@
-"""scikit-learn's handwritten digits as the zoo's real data set: the fixed split, the preprocessing, the trained models."""
+"""scikit-learn's handwritten digits, the zoo's real data set: fixed split, preprocessing, trained models."""
 
 from __future__ import annotations
 

@@ -180,7 +180,8 @@ def train(variant: str = "1.0-SqNxt-23", epochs: int = EPOCHS, seed: int = SEED,
         net.eval()
         with torch.no_grad():
             result.test_top1.append(float((net(x_test).argmax(1) == y_test).float().mean()))
-        log(f"epoch {epoch + 1:3d}/{epochs}: loss {float(loss.detach()):.4f}, held-out top-1 {result.test_top1[-1]:.2%} "
+        log(f"epoch {epoch + 1:3d}/{epochs}: loss {float(loss.detach()):.4f}, "
+            f"held-out top-1 {result.test_top1[-1]:.2%} "
             f"({time.perf_counter() - started:.0f} s)")
     result.model, result.seconds = net.export(base), time.perf_counter() - started
     return result
