@@ -175,6 +175,7 @@ def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: 
     from .accel.int8.quantize import (CALIBRATION_SEED, SYNTHETIC_CALIBRATION, load_calibration, quantize_qdq,
                                       synthetic_inputs)
     from .accel.runtime_functions import RUN_LAYER
+    from .models.digits import DATASET, calibration_images, model_dataset
 
     if dataflow not in ("ws", "os"):
         raise SqnxtError(f"dataflow must be 'ws' or 'os', not '{dataflow}'")
@@ -182,7 +183,11 @@ def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: 
     if len(inputs) != 1:
         raise SqnxtError(f"accelerator targets take models with one input; '{proto.graph.name}' has {len(inputs)}")
     fixed = with_input_shape(proto, inputs[0])
-    if calibration is None:
+    if calibration is None and model_dataset(proto) == DATASET:   # a trained model: its own training images
+        calibration = calibration_images(resolution=inputs[0].shape[-1], batch=inputs[0].shape[0])
+        source = f"{len(calibration)} training images of the digits split"
+        samples, note = load_calibration(calibration, fixed), f"calibrated on {source}"
+    elif calibration is None:
         samples = synthetic_inputs(fixed, SYNTHETIC_CALIBRATION, seed=CALIBRATION_SEED)
         source = f"{SYNTHETIC_CALIBRATION} synthetic inputs"
         note = (f"calibrated on {source} (no --calibrate given): int8 scales fit noise, not photos; pass "

@@ -16,16 +16,20 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def reference_outputs(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run `model` on ONNX Runtime's CPU provider (single-threaded, so it is deterministic)."""
+def reference_session(model: onnx.ModelProto):
+    """An ONNX Runtime session of `model` on the CPU provider (single-threaded, so it is deterministic)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise SqnxtError("ONNX Runtime is needed for the check: pip install 'sqnxt-compiler[dev]'") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, inputs)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def reference_outputs(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run `model` once on ONNX Runtime (see reference_session)."""
+    return reference_session(model).run(None, inputs)
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

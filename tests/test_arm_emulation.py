@@ -33,17 +33,7 @@ DEPLOY = REPO / "deploy"
 EMULATED_TIMEOUT = 600  # seconds; one emulated 1.0-SqNxt-23 run takes a few seconds here
 
 
-# --- the environment and the builds every test shares --------------------------------------------------
-
-@pytest.fixture(scope="session")
-def aarch64_env() -> emulation.Aarch64Environment:
-    reason = emulation.unavailable_reason()
-    if reason:
-        if emulation.emulation_required():
-            pytest.fail(f"CI requires ARM emulation: {reason}")
-        pytest.skip(reason)
-    return emulation.ensure_environment()
-
+# --- the builds every test shares (the emulated environment, `aarch64_env`, is in conftest.py) ---------
 
 @dataclass
 class Build:

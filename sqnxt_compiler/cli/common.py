@@ -119,5 +119,9 @@ def print_prediction(outputs: list[np.ndarray], latencies_ms: list[float] | None
     for rank, (cls, prob) in enumerate(top_k(logits, top), start=1):
         print(f"  {rank}. class {cls:4d}: {prob:.4f}")
     if latencies_ms:
-        print(f"latency: median {np.median(latencies_ms):.2f} ms over {len(latencies_ms)} runs "
-              f"(min {min(latencies_ms):.2f}, max {max(latencies_ms):.2f})")
+        print_latency(latencies_ms)
+
+
+def print_latency(latencies_ms: list[float]) -> None:
+    print(f"latency: median {np.median(latencies_ms):.2f} ms over {len(latencies_ms)} runs "
+          f"(min {min(latencies_ms):.2f}, max {max(latencies_ms):.2f})")

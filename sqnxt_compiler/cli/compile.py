@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from ..errors import SqnxtError
-from .common import (ArgumentParser, add_model_arguments, entry_point, model_from_arguments, print_prediction,
-                     random_inputs)
+from .common import (ArgumentParser, add_model_arguments, entry_point, model_from_arguments, print_latency,
+                     print_prediction, random_inputs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true", help="print what each pipeline phase did")
     p.add_argument("--run", action="store_true",
                    help="after building, load the library, run it once, print top-5 and latency, and check "
-                        "the output against ONNX Runtime when it is installed")
+                        "the output against ONNX Runtime when it is installed; a model trained on the digits "
+                        "(1.0-SqNxt-23-digits) classifies the held-out split and prints its accuracy instead")
     p.add_argument("--repeat", type=int, default=20, help="timed runs for --run (default: 20)")
     p.add_argument("--list-targets", action="store_true", help="list the built-in targets and exit")
     p.add_argument("--list-ops", action="store_true", help="list the supported ONNX operators and exit")
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
               f"accelerator, {tilings}, the rest on this host's CPU; inputs {shapes}) and {result.sidecar}")
         if accel["calibration"].endswith("synthetic inputs"):
             print(f"note: {result.notes['quantize'][0]}")
+        else:
+            print(f"int8 {result.notes['quantize'][0]}")
     else:
         print(f"wrote {result.library} (target {result.target.name}: {llvm.get('mtriple', 'host')} "
               f"{llvm.get('mcpu', '')}; inputs {shapes}) and {result.sidecar}")
@@ -87,6 +90,7 @@ def _explain(notes: dict[str, list[str]], accel: bool = False) -> None:
 
 
 def _run_and_check(result, model, repeat: int) -> None:
+    from ..models.digits import DATASET, model_dataset
     from ..runtime import load
     from ..verify import onnxruntime_available, reference_outputs, relative_error
 
@@ -95,6 +99,9 @@ def _run_and_check(result, model, repeat: int) -> None:
               "sqnxt-run there", file=sys.stderr)
         return
     loaded = load(result.library)
+    if model_dataset(model) == DATASET:
+        _classify_digits(result, loaded, model, repeat)
+        return
     inputs = random_inputs([i.shape for i in result.inputs], [i.dtype for i in result.inputs])
     if result.accel is not None:
         _run_accel(result, loaded, model, inputs)
@@ -132,3 +139,36 @@ def _run_accel(result, loaded, model, inputs) -> None:
         expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})
         cosine = compare_logits(expected[0], outputs[0])["cosine_min"]
         print(f"check vs float ONNX Runtime: cosine similarity {cosine:.5f} (int8 vs float32)")
+
+
+def _classify_digits(result, loaded, model, repeat: int) -> None:
+    """A model trained on the digits: the held-out split through the library and through float ONNX Runtime,
+    both top-1 accuracies and how often the two agree; then the latency of one batch (CPU builds)."""
+    import time
+
+    from ..models.digits import SPLIT_SEED, digits, predict, top1
+    from ..verify import reference_session, relative_error
+
+    info = result.inputs[0]
+    images, labels = digits("test", info.shape[-1])
+    started = time.perf_counter()
+    ours = predict(lambda x: loaded.run(x)[0], images, info.shape[0])
+    elapsed = time.perf_counter() - started
+    session = reference_session(model)
+    expected = predict(lambda x: session.run(None, {info.name: x})[0], images, info.shape[0])
+    same = int((ours.argmax(1) == expected.argmax(1)).sum())
+    build = "this int8 accelerator build" if result.accel is not None else "this build"
+    print(f"held-out digits: {len(images)} images of scikit-learn's load_digits (split seed {SPLIT_SEED}), "
+          "never seen in training")
+    print(f"top-1: {build} {top1(ours, labels):.2%}, ONNX Runtime float32 {top1(expected, labels):.2%}; "
+          f"same class on {same}/{len(images)} images ({same / len(images):.1%})")
+    if result.accel is not None:
+        print(f"{loaded.accel_summary()} (the last image)")
+        print(f"{len(images)} images took {elapsed:.1f} s of wall time (host kernels + the Python simulator)")
+        return
+    print_latency([t * 1e3 for t in loaded.benchmark(images[:info.shape[0]], repeat=repeat)])
+    error = relative_error(ours, expected)
+    verdict = "OK" if error <= 1e-4 else "MISMATCH"
+    print(f"check vs ONNX Runtime: max relative error {error:.2e} over the split ({verdict}, bound 1e-4)")
+    if error > 1e-4:
+        raise SqnxtError(f"compiled output differs from ONNX Runtime (relative error {error:.2e} > 1e-4)")

@@ -116,7 +116,8 @@ def _add_study_command(commands) -> None:
                                         "WS-only, OS-only and best-per-layer tilings; write a markdown table, "
                                         "per-layer tables, JSON and PNG charts (deterministic).")
     p.add_argument("--models", default="1.0-SqNxt-23,1.0-SqNxt-23v5,squeezenet1.0,alexnet",
-                   help="comma-separated zoo models (default: the two SqueezeNexts, SqueezeNet 1.0, AlexNet)")
+                   help="comma-separated zoo models (default: the two SqueezeNexts, SqueezeNet 1.0, AlexNet); "
+                        "models trained on the digits (1.0-SqNxt-23-digits, ...) also get their held-out top-1")
     p.add_argument("--configs", default="accel-16x16,accel-32x32", help="comma-separated accelerators")
     p.add_argument("--out", default="accel_study", help="output directory (default: ./accel_study)")
     p.add_argument("--resolution", type=int, help="input resolution of every model (default: each model's own)")
@@ -167,35 +168,46 @@ def _write_study_whole(study, out: str, write_study) -> list:
 
 
 def _add_int8_command(commands) -> None:
-    p = commands.add_parser("int8", help="int8 PTQ (ONNX Runtime QDQ) of zoo models vs float: cosine, top-1",
+    p = commands.add_parser("int8", help="int8 PTQ (ONNX Runtime QDQ) of zoo models vs float: top-1, cosine",
                             description="Quantize zoo models with ONNX Runtime (QDQ, symmetric int8, per-channel "
                                         "weights), run them on the project's int8 executor (numpy reference or "
-                                        "the accelerator simulator) and compare logits with float ONNX Runtime "
-                                        "on synthetic inputs.")
-    p.add_argument("--models", default="1.0-SqNxt-23,1.0-SqNxt-23v5", help="comma-separated zoo models")
+                                        "the accelerator simulator) and compare with float ONNX Runtime: models "
+                                        "trained on the digits on the held-out split (top-1 accuracy), "
+                                        "random-weight models on synthetic inputs (agreement only).")
+    p.add_argument("--models", default="1.0-SqNxt-23-digits,1.0-SqNxt-23v5-digits,1.0-SqNxt-23,1.0-SqNxt-23v5",
+                   help="comma-separated zoo models (default: the trained digits models and their random twins)")
     p.add_argument("--resolution", type=int, help="input resolution (default: each model's own)")
-    p.add_argument("--calibration", type=int, default=8, help="calibration inputs (default: 8)")
-    p.add_argument("--samples", type=int, default=16, help="evaluation inputs (default: 16)")
+    p.add_argument("--calibration", type=int,
+                   help="calibration inputs (default: 240 training images for trained models, else 8 synthetic)")
+    p.add_argument("--samples", type=int,
+                   help="evaluation inputs (default: the whole held-out split for trained models, else 16 synthetic)")
     p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax")
     p.add_argument("--backend", choices=("reference", "accel"), default="reference")
     p.add_argument("--config", default="accel-16x16", help="accelerator of the accel backend")
+    p.add_argument("--dataflow", choices=("ws", "os"), default="ws", help="tilings of the accel backend")
     p.add_argument("--normalize-bn", action="store_true",
-                   help="re-estimate BatchNorm statistics on synthetic inputs first (input-dependent logits)")
+                   help="random-weight models: re-estimate BatchNorm statistics on synthetic inputs first "
+                        "(input-dependent logits)")
     p.set_defaults(run=_run_int8)
 
 
 def _run_int8(args: argparse.Namespace) -> int:
     from ..accel.int8.accuracy import evaluate_int8
 
-    print("| model | BN re-estimated | backend | cosine min | cosine mean | top-1 agreement | distinct float top-1 "
-          "| ORT QDQ cosine mean | ORT QDQ top-1 |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    if any(n is not None and n < 1 for n in (args.calibration, args.samples)):
+        raise SqnxtError("--calibration and --samples must be >= 1")
+    print("| model | BN re-estimated | backend | float top-1 | int8 top-1 | cosine min | cosine mean "
+          "| top-1 agreement | distinct float top-1 | ORT QDQ cosine mean | ORT QDQ top-1 agreement |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         r = evaluate_int8(model, args.resolution, args.calibration, args.samples, args.normalize_bn, args.method,
-                          args.backend, args.config)
-        ours, ort = r["int8_vs_float"], r["ort_qdq_vs_float"]
-        print(f"| {model} | {'yes' if args.normalize_bn else 'no'} | {args.backend} | {ours['cosine_min']:.5f} "
-              f"| {ours['cosine_mean']:.5f} | {ours['top1_agreement']:.1%} | {ours['distinct_top1']}/{args.samples} "
+                          args.backend, args.config, args.dataflow)
+        ours, ort, accuracy = r["int8_vs_float"], r["ort_qdq_vs_float"], r["accuracy"]
+        labelled = (f"{accuracy['float_top1']:.2%} | {accuracy['int8_top1']:.2%}" if accuracy
+                    else "- (random weights) | -")
+        print(f"| {model} | {'yes' if r['normalize_bn'] else 'no'} | {args.backend} | {labelled} "
+              f"| {ours['cosine_min']:.5f} "
+              f"| {ours['cosine_mean']:.5f} | {ours['top1_agreement']:.1%} | {ours['distinct_top1']}/{r['samples']} "
               f"| {ort['cosine_mean']:.5f} | {ort['top1_agreement']:.1%} |")
     return 0
 

@@ -23,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "list":
         from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
 
-        table = Table("model", "family", "input", "params", "MACs")
+        table = Table("family", "input", "params", "MACs")
+        table.columns.insert(0, Column("model", no_wrap=True))   # whole names, even on a narrow terminal
         for entry in ZOO.values():
             params, macs = model_counts(build_model(entry.name))
             res = entry.default_resolution

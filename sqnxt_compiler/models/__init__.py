@@ -1,4 +1,4 @@
-"""The model zoo: every network the compiler ships, built as ONNX with seeded random weights."""
+"""The model zoo: every network the compiler ships, built as ONNX with seeded random (or shipped trained) weights."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import onnx
 
 from ..errors import SqnxtError
 from .classic import build_alexnet, build_resnet_tiny, build_squeezenet10
+from .digits import RESOLUTION as DIGITS_RESOLUTION
+from .digits import TRAINED, build_trained_squeezenext
 from .squeezenext import SQUEEZENEXT_SPECS, build_squeezenext
 from .thirdparty import THIRD_PARTY_SPECS, build_third_party_squeezenext
 
@@ -29,6 +31,9 @@ def _entries() -> dict[str, ZooEntry]:
     for name in THIRD_PARTY_SPECS:
         entries[name] = ZooEntry(name, "squeezenext (pytorchcv-style)", 224,
                                  lambda n=name, **kw: build_third_party_squeezenext(n, **kw))
+    for name in TRAINED:
+        entries[name] = ZooEntry(name, "squeezenext (official), trained on digits", DIGITS_RESOLUTION,
+                                 lambda n=name, **kw: build_trained_squeezenext(n, **kw))
     entries["squeezenet1.0"] = ZooEntry("squeezenet1.0", "classic", 227, build_squeezenet10)
     entries["alexnet"] = ZooEntry("alexnet", "classic", 227, build_alexnet)
     entries["resnet-tiny"] = ZooEntry("resnet-tiny", "classic", 64, build_resnet_tiny)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,10 +27,12 @@ class Tensor:
 
 @dataclass
 class GraphBuilder:
-    """Emits ONNX nodes with seeded random weights; `params` counts conv/FC weights and biases only
+    """Emits ONNX nodes with seeded random weights, or with `weights` (initializer name -> array, e.g. the
+    initializers of a trained export of the same graph); `params` counts conv/FC weights and biases only
     (BatchNorm statistics are excluded, as in the SqueezeNext paper's tables)."""
 
     seed: int = 0
+    weights: Mapping[str, np.ndarray] | None = None
     opset: int = OPSET
     nodes: list = field(default_factory=list)
     initializers: list = field(default_factory=list)
@@ -46,6 +49,13 @@ class GraphBuilder:
 
     def _constant(self, prefix: str, array: np.ndarray) -> str:
         name = self.fresh(prefix)
+        if self.weights is not None:
+            given = self.weights.get(name)
+            if given is None or given.shape != array.shape:
+                found = "missing" if given is None else f"shaped {list(given.shape)}"
+                raise ValueError(f"weight '{name}' {list(array.shape)}: {found} in the given weights "
+                                 "(made for another graph?)")
+            array = given
         self.initializers.append(numpy_helper.from_array(array.astype(np.float32), name))
         return name
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 from .graph_builder import GraphBuilder, Tensor
@@ -63,10 +65,12 @@ def _block(g: GraphBuilder, x: Tensor, spec: SqueezeNextSpec, channels: int, str
     return g.relu(g.add(branch, shortcut))
 
 
-def build_squeezenext(name: str, batch: int = 1, resolution: int = 227, seed: int = 0) -> onnx.ModelProto:
-    """Build `name` (a key of SQUEEZENEXT_SPECS) with seeded random weights and BN statistics."""
+def build_squeezenext(name: str, batch: int = 1, resolution: int = 227, seed: int = 0, classes: int = 1000,
+                      weights: Mapping[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """Build `name` (a key of SQUEEZENEXT_SPECS) with seeded random weights and BN statistics, or with `weights`
+    (initializer name -> array: those of a trained export of the same variant and class count)."""
     spec = SQUEEZENEXT_SPECS[name]
-    g = GraphBuilder(seed=seed)
+    g = GraphBuilder(seed=seed, weights=weights)
     data = Tensor("data", (batch, 3, resolution, resolution))
     x = g.conv_bn_relu(data, STEM_CHANNELS, (spec.stem_kernel, spec.stem_kernel), stride=2, name="stem")
     x = g.pool("MaxPool", x, kernel=3, stride=2, ceil=True)
@@ -75,5 +79,6 @@ def build_squeezenext(name: str, batch: int = 1, resolution: int = 227, seed: in
             stride = 2 if stage > 0 and index == 0 else 1
             x = _block(g, x, spec, channels, stride, index == 0, index, f"s{stage + 1}b{index + 1}")
     x = g.conv_bn_relu(x, TAIL_CHANNELS, (1, 1), name="tail")
-    logits = g.gemm(g.flatten(g.global_avg_pool(x)), 1000, bias=False)
-    return g.finish(name, data, logits, doc=f"{name} (official SqueezeNext definition), random weights")
+    logits = g.gemm(g.flatten(g.global_avg_pool(x)), classes, bias=False)
+    trained = "given weights" if weights is not None else "random weights"
+    return g.finish(name, data, logits, doc=f"{name} (official SqueezeNext definition), {trained}")

@@ -7,6 +7,9 @@ keeps the one with the fewest simulated cycles, so best <= min(ws, os) per layer
 Layers run one after another (the accelerator holds one layer at a time), so network totals are sums.
 Pooling, ReLU and merges stay on the host and are not counted.
 
+Models trained on a data set (the digits zoo entries) also get their held-out top-1 in float and int8, so
+accuracy, cycles and energy of each variant and dataflow sit in one table.
+
 Everything is deterministic (no randomness, stable tie-breaks), so two runs give identical numbers.
 """
 
@@ -16,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ...models import build_model
+from ..int8.accuracy import evaluate_int8
 from ..machine.config import AccelConfig
 from ..machine.layer import LayerSpec
 from ..machine.network import layers_of_onnx
@@ -71,12 +75,15 @@ class Study:
     models: list[str]
     configs: list[str]
     networks: list[NetworkResult]
+    # model -> held-out top-1 {"float": ..., "int8": ...} of models trained on a data set (others absent); int8
+    # is the same under every tiling and strategy: the accelerator is bit-exact with the int8 reference
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def network(self, model: str, config: str) -> NetworkResult:
         return next(n for n in self.networks if n.model == model and n.config.name == config)
 
     def as_dict(self) -> dict:
-        return {"models": self.models, "configs": self.configs, "networks": [
+        return {"models": self.models, "configs": self.configs, "accuracy": self.accuracy, "networks": [
             {"model": n.model, "config": n.config.name,
              "totals": {s: n.totals(s) for s in STRATEGIES},
              "layers": [{"name": layer.name, "layer": layer.describe, "macs": layer.macs,
@@ -122,8 +129,21 @@ def study_network(model: str, config: AccelConfig, shortlist: int = SHORTLIST, *
     return result
 
 
+def trained_accuracy(model: str, resolution: int | None = None) -> dict[str, float] | None:
+    """Held-out top-1 of zoo model `model` in float (ONNX Runtime) and int8 (the int8 reference, calibrated on
+    training images), or None for a model with random weights."""
+    from ...models.digits import model_dataset
+
+    if model_dataset(build_model(model, resolution=resolution)) is None:
+        return None
+    accuracy = evaluate_int8(model, resolution)["accuracy"]
+    return {"float": accuracy["float_top1"], "int8": accuracy["int8_top1"]}
+
+
 def run_study(models: list[str], configs: list[str], shortlist: int = SHORTLIST, **model_options) -> Study:
     """The whole study; `model_options` (e.g. resolution=...) go to `build_model`."""
     loaded = [AccelConfig.load(name) for name in configs]
     networks = [study_network(model, config, shortlist, **model_options) for model in models for config in loaded]
-    return Study(list(models), [c.name for c in loaded], networks)
+    accuracy = {model: found for model in models
+                if (found := trained_accuracy(model, model_options.get("resolution"))) is not None}
+    return Study(list(models), [c.name for c in loaded], networks, accuracy)
