@@ -35,6 +35,7 @@ class MachineKnobs:
     l1d_bytes: int
     # Kernels below this many MACs run on one core: a parallel launch and barrier cost more than they save.
     parallel_min_macs: int = 4_000_000
+    cpu_class: str = ""  # `cpu.VectorISA.cpu_class`, e.g. "arm": for what a class's LLVM backend does
 
     @property
     def lanes(self) -> int:
@@ -61,14 +62,14 @@ def machine_knobs(spec: "TargetSpec | None" = None) -> MachineKnobs:
         cpu = spec.cpu
         return MachineKnobs(int(cpu["vector_bits"]), int(cpu["vector_registers"]), int(cpu.get("cores", 1)),
                             int(cpu.get("l1d_bytes", DEFAULT_L1D_BYTES)),
-                            int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)))
+                            int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)), spec.cpu_class)
     target = tvm.target.Target.current(allow_none=True)
     if target is None:
         raise ValueError("a schedule needs its target: pass the TargetSpec, or build the design space under "
                          "`with spec.scope():` (the tuner does)")
     isa = vector_isa(target)
     return MachineKnobs(isa.vector_bits, isa.vector_registers, int(target.attrs.get("num-cores", 1) or 1),
-                        DEFAULT_L1D_BYTES)
+                        DEFAULT_L1D_BYTES, cpu_class=isa.cpu_class)
 
 
 def divisors(n: int) -> list[int]:

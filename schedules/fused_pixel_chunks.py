@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..cpu import NEON
 from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, pixel_chunked
 from ..kernels.pixel_chunks import PIXEL_CHUNK
 from .rule import ScheduleRule
@@ -35,12 +36,15 @@ def _channel_tile(sch: "s_tir.Schedule", channels, sampled: bool):
     return largest_divisor_at_most(extent, CHANNELS_PER_TILE)
 
 
-def _inputs_outgrow_registers(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
-    """True when a chunk's input vectors (input channels x PIXEL_CHUNK / lanes) take more than half the
-    register file, the half that the tile's accumulators and weights leave."""
+def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
+    """LLVM's AArch64 backend unrolls a chunk's reduction over its input channels in full, and LICM then hoists
+    the chunk's inputs (input channels x PIXEL_CHUNK / lanes vectors) out of the channel-tile loop: spilled when
+    they take more than half the register file, the half the tile's accumulators and weights leave. x86's
+    backend keeps that reduction a loop (and x86-avx512's inputs fit: hoisted, they save reloads)."""
     machine = machine_knobs(spec)
     in_channels = int(sch.get(conv).iter_vars[-1].dom.extent)
-    return in_channels * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2
+    return (machine.cpu_class == NEON.cpu_class
+            and in_channels * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2)
 
 
 def _accumulate(sch: "s_tir.Schedule", block, channels, lanes, rc) -> None:
@@ -67,7 +71,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     chunks = sch.fuse(batch, chunk)
     tiles, _ = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    if stages == 1 and _inputs_outgrow_registers(sch, last, spec):
+    if stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec):
         # one loop over (chunk, channel tile): the chunk's inputs are then reloaded per tile (from L1) instead
         # of being hoisted out of the tile loop by LLVM and spilled
         chunks = tiles = sch.fuse(chunks, tiles)
