@@ -88,6 +88,18 @@ def test_fused_block_equals_unfused(block):
         "expand_epilogue: 1 fused", "reduce_chain: 1 fused"]
 
 
+@pytest.mark.parametrize("height, width", [(1, 5), (2, 2), (2, 9), (4, 7), (9, 16)])
+def test_strided_reduce_chain_on_small_images(height, width):
+    """The 1x1 stride-2 stage reads a dense copy of every other pixel (`fused_conv_chain`); images with one
+    output row or column included."""
+    model = block_model(cin=8, channels=16, height=height, width=width, stride=2, vertical_first=True, bias=False,
+                        groups=1, projection=True, seed=height * width)
+    data = _seeded_input(model)
+    fused, _ = compile_and_run(model, True, data)
+    unfused, _ = compile_and_run(model, False, data)
+    assert relative_error(fused, unfused) <= BOUND
+
+
 @settings(SETTINGS, max_examples=30)
 @given(st.integers(1, 24), st.integers(1, 24), st.integers(2, 40), st.integers(1, 40), st.booleans(),
        st.booleans(), st.booleans())
