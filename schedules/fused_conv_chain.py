@@ -81,16 +81,12 @@ def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
     return int(sch.get(sch.get_sblock(conv)).iter_vars[5].dom.extent)
 
 
-def _kernel_width(sch: "s_tir.Schedule", conv: str) -> int:
-    return int(sch.get(sch.get_sblock(conv)).iter_vars[6].dom.extent)
-
-
 def _dense_strided_1x1(sch: "s_tir.Schedule", conv_block, conv: str, pad: str) -> bool:
     """A 1x1 conv with groups 1 over more than one row that reads every other column of its padding block's
     output (with one row, `reindex` keeps the kernel's unit row tap as a dimension of its own)."""
-    _, _, rows, _, in_channels, _, _ = (int(v.dom.extent) for v in sch.get(conv_block).iter_vars)
+    _, _, rows, _, in_channels, _, kernel_width = (int(v.dom.extent) for v in sch.get(conv_block).iter_vars)
     pad_shape = _buffer_shape(sch, pad)
-    return (_kernel_width(sch, conv) == 1 and pad_shape[1] == in_channels and rows > 1
+    return (kernel_width == 1 and pad_shape[1] == in_channels and rows > 1
             and pad_shape[3] == 2 * _buffer_shape(sch, conv)[3] - 1)
 
 

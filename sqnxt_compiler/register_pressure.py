@@ -1,8 +1,9 @@
 """Register pressure of a built library, read from its disassembly: per kernel, the vector FMAs and the vector
 loads/stores that address the stack (spills and their reloads, and small stack-allocated tiles, which look the
 same; not the ABI's callee-saved register saves), in all its code and in its innermost FMA loops, where a stack
-move costs on every iteration (a loop: a backward branch and the code it jumps back over). Needs `objdump` (binutils) for x86-64 and
-`aarch64-linux-gnu-objdump` (Debian `binutils-aarch64-linux-gnu`, pulled in by `g++-aarch64-linux-gnu`)."""
+move costs on every iteration (a loop: a backward branch and the code it jumps back over). Needs `objdump`
+(binutils) for x86-64 and `aarch64-linux-gnu-objdump` (Debian `binutils-aarch64-linux-gnu`, pulled in by
+`g++-aarch64-linux-gnu`)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ _PATTERNS = {
 }
 # The AArch64 ABI's callee-saved registers (the low halves d8-d15 of v8-v15), saved in the prologue and restored
 # in the epilogue of a function that uses them: once per call, not a spill. x86-64 has no callee-saved vectors.
-_ABI_SAVES = {"aarch64": re.compile(r"\b(ldp|stp)\s+d(8|9|1[0-5]), d(8|9|1[0-5]), \[sp|\b(ldr|str)\s+d(8|9|1[0-5]), \[sp")}
-_BACKWARD_BRANCH = {
+_ABI_SAVES = {"aarch64": re.compile(
+    r"\b(ldp|stp)\s+d(8|9|1[0-5]), d(8|9|1[0-5]), \[sp|\b(ldr|str)\s+d(8|9|1[0-5]), \[sp")}
+_BRANCH = {
     "x86_64": re.compile(r"^\s*(?P<at>[0-9a-f]+):\s+j[a-z]+\s+(?P<to>[0-9a-f]+) <"),
     "aarch64": re.compile(r"^\s*(?P<at>[0-9a-f]+):\s+(b(\.[a-z]+)?|cbn?z|tbn?z)\s.*?\b(?P<to>[0-9a-f]+) <"),
 }
@@ -113,7 +115,7 @@ def _count(entry: KernelPressure, lines: list[str], arch: str) -> None:
     index_of = {address: index for index, address in enumerate(at)}
     loops = set()
     for index, line in enumerate(lines):
-        branch = _BACKWARD_BRANCH[arch].match(line)
+        branch = _BRANCH[arch].match(line)
         target = index_of.get(int(branch["to"], 16)) if branch else None
         if target is not None and target <= index:
             loops.add((target, index))
