@@ -132,9 +132,9 @@ def study_network(model: str, config: AccelConfig, shortlist: int = SHORTLIST, *
 def trained_accuracy(model: str, resolution: int | None = None) -> dict[str, float] | None:
     """Held-out top-1 of zoo model `model` in float (ONNX Runtime) and int8 (the int8 reference, calibrated on
     training images), or None for a model with random weights."""
-    from ...models.digits import model_dataset
+    from ...models.digits import TRAINED
 
-    if model_dataset(build_model(model, resolution=resolution)) is None:
+    if model not in TRAINED:
         return None
     accuracy = evaluate_int8(model, resolution)["accuracy"]
     return {"float": accuracy["float_top1"], "int8": accuracy["int8_top1"]}
