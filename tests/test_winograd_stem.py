@@ -1,4 +1,5 @@
-"""The polyphase Winograd stem: its matrices, its kernel under every schedule, and where the pass applies it."""
+"""Winograd along rows: its matrices, its kernel (the polyphase stride-2 stems, and stride-1 row convs such as
+3x1) under every schedule, and where the stem pass applies it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tvm import relax, s_tir
 from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
-from sqnxt_compiler.kernels.winograd import transform_weights, winograd_matrices, winograd_stem_kernel
+from sqnxt_compiler.kernels.winograd import transform_weights, winograd_matrices, winograd_rows_kernel
 from sqnxt_compiler.schedules import find_rule
 from sqnxt_compiler.target import load_target
 
@@ -29,40 +30,44 @@ def test_matrices_compute_a_correlation(rows, taps) -> None:
         np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
 
 
-def _direct_conv(data, weight, bias, padding, relu) -> np.ndarray:
-    """float64 reference: conv2d(stride 2) [+ bias] [+ ReLU]."""
+def _direct_conv(data, weight, bias, padding, relu, stride) -> np.ndarray:
+    """float64 reference: conv2d(`stride`) [+ bias] [+ ReLU]."""
     top, left, bottom, right = padding
-    kernel = weight.shape[2]
+    kernel_h, kernel_w = weight.shape[2:]
     padded = np.pad(data.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
-    out_h, out_w = (padded.shape[2] - kernel) // 2 + 1, (padded.shape[3] - kernel) // 2 + 1
+    out_h, out_w = (padded.shape[2] - kernel_h) // stride + 1, (padded.shape[3] - kernel_w) // stride + 1
     out = np.zeros((data.shape[0], weight.shape[0], out_h, out_w))
-    for ky in range(kernel):
-        for kx in range(kernel):
-            window = padded[:, :, ky:ky + 2 * out_h - 1:2, kx:kx + 2 * out_w - 1:2]
+    for ky in range(kernel_h):
+        for kx in range(kernel_w):
+            window = padded[:, :, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
             out += np.einsum("oc,ncyx->noyx", weight[:, :, ky, kx].astype(np.float64), window)
     if bias is not None:
         out += bias[None, :, None, None]
     return np.maximum(out, 0) if relu else out
 
 
-CASES = [  # data shape, out channels, kernel, padding (top, left, bottom, right), bias, relu
-    ((1, 3, 227, 227), 64, 7, (0, 0, 0, 0), True, True),     # 1.0-SqNxt-23's stem
-    ((2, 1, 37, 45), 16, 5, (2, 2, 2, 2), False, False),     # batch 2, one channel, a partial last row tile
-    ((1, 4, 40, 33), 12, 7, (3, 1, 2, 3), True, False),      # asymmetric padding, odd width
-    ((1, 3, 23, 39), 8, 5, (0, 2, 1, 0), True, True),        # 10 rows: the last row tile overlaps by 2
+CASES = [  # data shape, out channels, kernel, stride, padding (top, left, bottom, right), bias, relu
+    ((1, 3, 227, 227), 64, (7, 7), 2, (0, 0, 0, 0), True, True),   # 1.0-SqNxt-23's stem
+    ((2, 1, 37, 45), 16, (5, 5), 2, (2, 2, 2, 2), False, False),   # batch 2, one channel, a partial last row tile
+    ((1, 4, 40, 33), 12, (7, 7), 2, (3, 1, 2, 3), True, False),    # asymmetric padding, odd width
+    ((1, 3, 23, 39), 8, (5, 5), 2, (0, 2, 1, 0), True, True),      # 10 rows: the last row tile overlaps by 2
+    ((1, 32, 28, 28), 32, (3, 1), 1, (1, 0, 1, 0), True, True),    # a SqueezeNext 3x1 at 28x28
+    ((2, 24, 14, 14), 40, (3, 1), 1, (1, 0, 1, 0), True, False),   # 14 columns: narrower than one chunk
+    ((1, 16, 55, 55), 16, (3, 1), 1, (1, 0, 1, 0), False, True),   # odd rows and columns
+    ((1, 8, 19, 21), 12, (3, 3), 1, (1, 1, 1, 1), True, True),     # a 3x3 stride-1 conv: 3 column taps
 ]
 
 
 @pytest.mark.parametrize("target_name", ["host", "x86-avx2"])  # AVX2: the rows do not fit the 16 registers
-@pytest.mark.parametrize("shape, out_channels, kernel, padding, bias, relu", CASES)
-def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, kernel, padding, bias, relu,
-                                                           target_name) -> None:
+@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding, bias, relu", CASES)
+def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, kernel, stride, padding, bias,
+                                                           relu, target_name) -> None:
     rng = np.random.default_rng(0)
     data = rng.standard_normal(shape).astype(np.float32)
-    weight = (rng.standard_normal((out_channels, shape[1], kernel, kernel)) / kernel).astype(np.float32)
+    weight = (rng.standard_normal((out_channels, shape[1], *kernel)) / kernel[0]).astype(np.float32)
     bias_values = rng.standard_normal(out_channels).astype(np.float32) if bias else None
-    expected = _direct_conv(data, weight, bias_values, padding, relu)
-    func = winograd_stem_kernel(shape, out_channels, kernel, padding, bias, relu)
+    expected = _direct_conv(data, weight, bias_values, padding, relu, stride)
+    func = winograd_rows_kernel(shape, out_channels, kernel, stride, padding, bias, relu)
     spec = load_target(target_name)
     rule = find_rule(func, spec)
     assert rule is not None and rule.name == "winograd_stem"
@@ -73,7 +78,7 @@ def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, 
     for seed in (1, 7):
         with spec.scope():
             schedules += [space.mod for space in rule.design_space(s_tir.Schedule(func, seed=seed))]
-    inputs = [data, transform_weights(weight)] + ([bias_values] if bias else [])
+    inputs = [data, transform_weights(weight, stride)] + ([bias_values] if bias else [])
     for index, mod in enumerate(schedules):
         tensors = [tvm.runtime.tensor(a) for a in inputs] + [tvm.runtime.tensor(np.full(expected.shape, np.nan,
                                                                                          np.float32))]

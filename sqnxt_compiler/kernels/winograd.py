@@ -1,24 +1,28 @@
-"""A stride-2 KxK convolution computed as polyphase Winograd, and its matrices.
+"""Convolutions computed as Winograd F(m, r) along rows: the stride-2 stems (polyphase) and stride-1 convs
+whose taps run down the rows (3x1), and their matrices.
 
 Why: the 7x7/2 stem of 1.0-SqNxt-23 is 42% of the network's multiply-adds (116M of 278M) and as a direct
-convolution already runs near the FMA peak: only fewer multiplies make it faster.
+convolution already runs near the FMA peak: only fewer multiplies make it faster. The same holds for the
+3x1 convs of the SqueezeNext blocks (F(4, 3): 6 multiplies per 4 outputs instead of 12).
 
 How, in two steps:
-1. Polyphase. Split the input by the parity of its row and column, x[c, 2Y + py, 2X + px]. Each of the four
-   phase images, convolved at stride 1 with the taps of matching parity (w[o, c, 2q + py, 2s + px]), gives
-   a quarter of the sum; a stride-2 KxK conv is their total. Stride 1 makes the columns contiguous, so the
-   kernel vectorizes over output columns with plain loads.
-2. Winograd F(m, r) along rows, r = ceil(K / 2) row taps per phase: each output tile of m rows reads m + r - 1
-   input rows, transformed by BT; the weights are transformed by G at compile time (constants); the
+1. Polyphase (stride 2 only). Split the input by the parity of its row and column, x[c, 2Y + py, 2X + px].
+   Each of the four phase images, convolved at stride 1 with the taps of matching parity
+   (w[o, c, 2q + py, 2s + px]), gives a quarter of the sum; a stride-2 conv is their total. Stride 1 makes the
+   columns contiguous, so the kernel vectorizes over output columns with plain loads. At stride 1 there is
+   one phase: the (padded) input rows themselves.
+2. Winograd F(m, r) along rows, r = ceil(KH / stride) row taps per phase: each output tile of m rows reads
+   m + r - 1 input rows, transformed by BT; the weights are transformed by G at compile time (constants); the
    product is a dense multiply-add over (row phase, input channel, column tap) per transformed row j, and AT
-   maps the m + r - 1 products back to m rows. With m = 4, K = 7: 7 x 42 multiply-adds per 4 output pixels
-   of a channel, vs 4 x 147 direct (2.0x fewer); K = 5: 6 x 30 vs 4 x 75 (1.67x). The odd row phase has one
-   tap fewer; it gets a zero tap so both phases share one transform.
-   Columns are not transformed: Winograd along the vector dimension would need lane shuffles.
+   maps the m + r - 1 products back to m rows. With m = 4, K = 7 at stride 2: 7 x 42 multiply-adds per 4
+   output pixels of a channel, vs 4 x 147 direct (2.0x fewer); K = 5: 6 x 30 vs 4 x 75 (1.67x); a 3x1 conv at
+   stride 1: 6 vs 12 (2x). The odd row phase has one tap fewer; it gets a zero tap so both phases share one
+   transform. Columns are not transformed: Winograd along the vector dimension would need lane shuffles.
 
 Tiles never need predicates: like `pixel_chunks`' chunks, the last row tile and the last 16-column chunk
 are moved back to end at the last output row / column, so they overlap the tile before and write a few
-outputs twice with identical values. The phase images read zeros outside the input (padding, and the rows
+outputs twice with identical values. An image narrower than a chunk (14x14) is computed at the chunk's width
+and only its real columns are stored. The phase images read zeros outside the input (padding, and the rows
 and columns past it that only zero taps or discarded outputs touch).
 
 Accuracy: the interpolation points 0, -1, 1, 1/2, -2, -1/2 (Barabasz et al., "Error analysis and improving
@@ -70,18 +74,18 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return at, g, bt
 
 
-def row_taps(kernel: int) -> int:
-    return -(-kernel // 2)
+def row_taps(kernel: int, stride: int = 2) -> int:
+    return -(-kernel // stride)
 
 
-def transform_weights(weight: np.ndarray) -> np.ndarray:
-    """OIHW weights of a KxK stride-2 conv -> u[o, py, c, kx, j] = sum_q G[j, q] w[o, c, 2q + py, kx]."""
-    out_channels, in_channels, kernel, _ = weight.shape
-    r = row_taps(kernel)
+def transform_weights(weight: np.ndarray, stride: int = 2) -> np.ndarray:
+    """OIHW weights of a KHxKW conv at `stride` -> u[o, py, c, kx, j] = sum_q G[j, q] w[o, c, stride q + py, kx]."""
+    out_channels, in_channels, kernel_h, kernel_w = weight.shape
+    r = row_taps(kernel_h, stride)
     _, g, _ = winograd_matrices(ROWS_PER_TILE, r)
-    by_phase = np.zeros((out_channels, 2, in_channels, r, kernel))
-    for py in range(2):
-        taps = weight[:, :, py::2, :].astype(np.float64)
+    by_phase = np.zeros((out_channels, stride, in_channels, r, kernel_w))
+    for py in range(stride):
+        taps = weight[:, :, py::stride, :].astype(np.float64)
         by_phase[:, py, :, :taps.shape[2], :] = taps
     return np.einsum("jq,opcqk->opckj", g, by_phase).astype(np.float32)
 
@@ -95,47 +99,52 @@ def _coefficient(matrix: np.ndarray, row, col: int):
     return value
 
 
-def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: int,
+def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: tuple[int, int], stride: int,
                          padding: tuple[int, int, int, int], has_bias: bool, relu: bool) -> tirx.PrimFunc:
-    """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KxK, stride 2, `padding`)
-    [+ bias][+ ReLU], NCHW. Blocks: PHASE_BLOCK (the input rows a row tile needs, split by parity),
-    TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK (reduction), OUTPUT_BLOCK (AT, bias, ReLU, store)."""
+    """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KHxKW, `stride` 1 or 2,
+    `padding`) [+ bias][+ ReLU], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK (the input rows
+    a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK (reduction),
+    OUTPUT_BLOCK (AT, bias, ReLU, store)."""
     batch, channels, height, width = (int(d) for d in data_shape)
+    kernel_h, kernel_w = kernel
     top, left, bottom, right = padding
-    out_h = (height + top + bottom - kernel) // 2 + 1
-    out_w = (width + left + right - kernel) // 2 + 1
-    m, r = ROWS_PER_TILE, row_taps(kernel)
+    out_h = (height + top + bottom - kernel_h) // stride + 1
+    out_w = (width + left + right - kernel_w) // stride + 1
+    m, r = ROWS_PER_TILE, row_taps(kernel_h, stride)
     a = m + r - 1
     at, _, bt = winograd_matrices(m, r)
     tiles, chunks = -(-out_h // m), -(-out_w // COLUMN_CHUNK)
-    phase_width = -(-(out_w + r - 1) // COLUMN_CHUNK) * COLUMN_CHUNK  # whole vectors
+    stored_columns = min(out_w, COLUMN_CHUNK)  # of each chunk: all but in an image narrower than one chunk
+    phase_width = -(-(out_w + (kernel_w - 1) // stride) // COLUMN_CHUNK) * COLUMN_CHUNK  # whole vectors
     zero = tirx.const(0.0, "float32")
 
     def first_row(tile):
         return tirx.min(tile * m, out_h - m)
 
     def first_column(chunk):
+        if out_w < COLUMN_CHUNK:  # one chunk, its columns past the image computed and not stored
+            return chunk * COLUMN_CHUNK
         return tirx.min(chunk * COLUMN_CHUNK, out_w - COLUMN_CHUNK)
 
     with IRBuilder() as builder:
         with T.prim_func(s_tir=True):
             T.func_name("main")
             data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
-            u = T.arg("u", T.buffer((out_channels, 2, channels, kernel, a), "float32"))
+            u = T.arg("u", T.buffer((out_channels, stride, channels, kernel_w, a), "float32"))
             bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
             output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
-            macs = batch * out_channels * out_h * out_w * channels * kernel * kernel
+            macs = batch * out_channels * out_h * out_w * channels * kernel_h * kernel_w
             T.func_attr({FUSION_ATTR: WINOGRAD_STEM, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
                          "tirx.noalias": True})
             with T.sblock("root"):
-                tile_shape = (batch, tiles, 2, 2, channels, a, phase_width)
+                tile_shape = (batch, tiles, stride, stride, channels, a, phase_width)
                 phase = IRBuilder.name("phase", T.sblock_alloc_buffer(tile_shape, "float32"))
                 transformed = IRBuilder.name("transformed", T.sblock_alloc_buffer(tile_shape, "float32"))
                 product = IRBuilder.name("product", T.sblock_alloc_buffer(
                     (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK), "float32"))
 
                 def split_by_parity(b, t, py, px, c, k, x):
-                    row, col = 2 * (first_row(t) + k) + py - top, 2 * x + px - left
+                    row, col = stride * (first_row(t) + k) + py - top, stride * x + px - left
                     inside = tirx.all(row >= 0, row < height, col >= 0, col < width)
                     T.buffer_store(phase, tirx.if_then_else(inside, data[b, c, row, col], zero),
                                    [b, t, py, px, c, k, x])
@@ -147,9 +156,9 @@ def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: i
                 def multiply_add(b, o, t, j, chunk, lane, py, c, kx):
                     with T.init():
                         T.buffer_store(product, zero, [b, o, t, j, chunk, lane])
-                    column = first_column(chunk) + lane + tirx.floordiv(kx, 2)
+                    column = first_column(chunk) + lane + tirx.floordiv(kx, stride)
                     T.buffer_store(product, product[b, o, t, j, chunk, lane] + u[o, py, c, kx, j]
-                                   * transformed[b, t, py, tirx.floormod(kx, 2), c, j, column],
+                                   * transformed[b, t, py, tirx.floormod(kx, stride), c, j, column],
                                    [b, o, t, j, chunk, lane])
 
                 def store_output(b, o, t, i, chunk, lane):
@@ -159,8 +168,9 @@ def winograd_stem_kernel(data_shape: Sequence[int], out_channels: int, kernel: i
 
                 grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x".split(), transform_rows)
-                grid_block(PRODUCT_BLOCK, (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK, 2, channels, kernel),
+                grid_block(PRODUCT_BLOCK, (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK, stride, channels,
+                                           kernel_w),
                             "SSSSSSRRR", "b o t j chunk lane py c kx".split(), multiply_add)
-                grid_block(OUTPUT_BLOCK, (batch, out_channels, tiles, m, chunks, COLUMN_CHUNK), "SSSSSS",
+                grid_block(OUTPUT_BLOCK, (batch, out_channels, tiles, m, chunks, stored_columns), "SSSSSS",
                             "b o t i chunk lane".split(), store_output)
     return builder.get()

@@ -6,7 +6,7 @@ import tvm
 from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
-from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, row_taps, transform_weights, winograd_stem_kernel
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, row_taps, transform_weights, winograd_rows_kernel
 from ._conv_graph import ConvUnit, rewrite_units
 from ._fusion_report import Reporter
 
@@ -27,7 +27,7 @@ def _describe(unit: ConvUnit) -> str:
 
 def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
     data = rewriter.visit_expr(unit.data)
-    func = winograd_stem_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel[0],
+    func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, 2,
                                 unit.padding, unit.bias is not None, unit.relu)
     gvar = rewriter.builder_.add_func(func, f"fused_{WINOGRAD_STEM}")
     args = [data, relax.const(transform_weights(unit.weight))]
@@ -39,7 +39,7 @@ def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
 @tvm.transform.module_pass(opt_level=0, name="WinogradStem")
 class WinogradStem:
     """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU] becomes one call_tir of
-    `kernels.winograd.winograd_stem_kernel`, its weights transformed at compile time."""
+    `kernels.winograd.winograd_rows_kernel`, its weights transformed at compile time."""
 
     def __init__(self, report: Reporter | None = None) -> None:
         self.report = report
