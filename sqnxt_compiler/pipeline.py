@@ -9,7 +9,8 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradStem, summarize
+from .passes import (FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
+                     WinogradStem, summarize)
 from .target import TargetSpec
 
 
@@ -113,6 +114,8 @@ GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time"),
+    Phase("winograd_rows", _fusion("winograd_rows", WinogradRowConv),
+          "compute the 3x1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
           "fuse each 3x1/1x3 conv pair into one kernel"),
     Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),

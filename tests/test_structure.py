@@ -165,4 +165,4 @@ def test_at_most_one_specific_rule_applies_to_each_kernel():
                 applying = [rule.name for rule in RULES[:-1] if rule.applies(func, spec)]
                 assert len(applying) <= 1, (gvar.name_hint, applying)
                 seen.update(applying)
-    assert {"winograd_stem", "fused_pixel_chunks", "fused_low_rank", "conv2d-dataflow-choice", "dense"} <= seen
+    assert {"winograd_rows", "fused_pixel_chunks", "fused_low_rank", "conv2d-dataflow-choice", "dense"} <= seen

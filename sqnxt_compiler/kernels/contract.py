@@ -9,7 +9,7 @@ from tvm import tirx
 FUSION_ATTR = "sqnxt.fusion"
 MACS_ATTR = "sqnxt.macs"  # multiply-accumulates of the real convolutions (not the padded columns/margins)
 PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # on the pixel-chunk kernels: pixels per chunk
-TAPS_ATTR = "sqnxt.winograd_taps"  # on the Winograd stems: r, the row taps per phase
+TAPS_ATTR = "sqnxt.winograd_taps"  # on the Winograd kernels: r, the row taps per phase
 OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
 
 # Blocks. Conv chains: `sqnxt_conv<i>` (reduction), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between
@@ -24,6 +24,7 @@ REDUCE_CHAIN = "reduce_chain"
 EXPAND_EPILOGUE = "expand_epilogue"
 POINTWISE = "pointwise"
 WINOGRAD_STEM = "winograd_stem"
+WINOGRAD_ROWS = "winograd_rows"  # stride-1 convs whose taps run down the rows (3x1), Winograd along rows
 
 
 def fusion_pattern(func: tirx.PrimFunc) -> str | None:

@@ -100,11 +100,12 @@ def _coefficient(matrix: np.ndarray, row, col: int):
 
 
 def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: tuple[int, int], stride: int,
-                         padding: tuple[int, int, int, int], has_bias: bool, relu: bool) -> tirx.PrimFunc:
+                         padding: tuple[int, int, int, int], has_bias: bool, relu: bool,
+                         pattern: str = WINOGRAD_STEM) -> tirx.PrimFunc:
     """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KHxKW, `stride` 1 or 2,
     `padding`) [+ bias][+ ReLU], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK (the input rows
     a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK (reduction),
-    OUTPUT_BLOCK (AT, bias, ReLU, store)."""
+    OUTPUT_BLOCK (AT, bias, ReLU, store). `pattern` names the rewrite that made it (FUSION_ATTR)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     kernel_h, kernel_w = kernel
     top, left, bottom, right = padding
@@ -134,7 +135,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
             bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
             output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
             macs = batch * out_channels * out_h * out_w * channels * kernel_h * kernel_w
-            T.func_attr({FUSION_ATTR: WINOGRAD_STEM, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
+            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
                          "tirx.noalias": True})
             with T.sblock("root"):
                 tile_shape = (batch, tiles, stride, stride, channels, a, phase_width)

@@ -5,7 +5,8 @@ from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
 from ._fusion_report import summarize
 from .pointwise_conv_over_chunks import PointwiseConvOverChunks
+from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradStem",
-           "summarize"]
+__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradRowConv",
+           "WinogradStem", "summarize"]

@@ -70,7 +70,7 @@ def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, 
     func = winograd_rows_kernel(shape, out_channels, kernel, stride, padding, bias, relu)
     spec = load_target(target_name)
     rule = find_rule(func, spec)
-    assert rule is not None and rule.name == "winograd_stem"
+    assert rule is not None and rule.name == "winograd_rows"
     target = spec.tvm_target()
     default = s_tir.Schedule(func)
     rule.apply(default, spec)
@@ -87,15 +87,17 @@ def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, 
         assert error <= 2e-6, f"schedule {index}: relative error {error:.2e}"
 
 
-def _calls_after_winograd_stem(proto) -> Counter:
-    """Calls in `main` after the winograd_stem phase: operator names, and the names of call_tir'd kernels."""
-    phases = [p for p in PHASES if p.name in ("fold_batchnorm", "winograd_stem")]
+def _calls_after(proto, phase: str) -> Counter:
+    """Calls in `main` after BatchNorm folding and `phase`: operator names, and the names of call_tir'd
+    kernels (without their numbering)."""
+    phases = [p for p in PHASES if p.name in ("fold_batchnorm", phase)]
     mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(SPEC), phases)
     counts: Counter = Counter()
 
     def visit(expr) -> None:
         if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-            counts[expr.args[0].name_hint if expr.op.name == "relax.call_tir" else expr.op.name] += 1
+            counts[expr.args[0].name_hint.rstrip("0123456789") if expr.op.name == "relax.call_tir"
+                   else expr.op.name] += 1
 
     relax.analysis.post_order_visit(mod["main"].body, visit)
     return counts
@@ -108,6 +110,35 @@ def test_pass_replaces_the_stride_2_stem_and_nothing_else(model) -> None:
     attrs = {a.name: list(a.ints) for a in stem.attribute}
     kernel = attrs.get("kernel_shape", [0])[0]
     expected = int(kernel in (5, 7) and attrs.get("strides") == [2, 2])  # alexnet: 11x11/4; resnet-tiny: 3x3
-    counts = _calls_after_winograd_stem(proto)
+    counts = _calls_after(proto, "winograd_stem")
     assert counts["fused_winograd_stem"] == expected
     assert counts["relax.nn.conv2d"] == sum(node.op_type == "Conv" for node in proto.graph.node) - expected
+
+
+def _eligible_3x1_convs(proto) -> int:
+    """3x1 stride-1 convs with >= 32 outputs on images of >= 8 rows and >= 9 columns, from the ONNX graph and
+    ONNX Runtime's shape inference (independent of the pass's own reading of the Relax graph)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    weights = {t.name: list(t.dims) for t in proto.graph.initializer}
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or weights.get(node.input[1], [0, 0, 0, 0])[2:] != [3, 1]:
+            continue
+        attrs = {a.name: list(a.ints) or a.i for a in node.attribute}
+        _, out_channels, rows, columns = shapes[node.output[0]]
+        count += (attrs.get("strides", [1, 1]) == [1, 1] and attrs.get("group", 1) == 1 and out_channels >= 32
+                  and rows >= 8 and columns >= 9)
+    return count
+
+
+@pytest.mark.parametrize("model, expected", [("1.0-SqNxt-23", 14), ("1.0-SqNxt-23v5", 18), ("2.0-SqNxt-23", 20),
+                                             ("squeezenet1.0", 0), ("resnet-tiny", 0)])
+def test_row_pass_takes_the_3x1_convs_where_winograd_wins(model, expected) -> None:
+    """With >= 32 outputs (2.0-SqNxt-23 also at 55x55), not with 16 (1.0-SqNxt-23 at 55x55), not at 7x7, not
+    a 3x3."""
+    proto = build_model(model)
+    counts = _calls_after(proto, "winograd_rows")
+    assert counts["fused_winograd_rows"] == _eligible_3x1_convs(proto) == expected

@@ -1,4 +1,5 @@
-"""Schedule family for the polyphase Winograd stems (`kernels/winograd.py`).
+"""Schedule family for the kernels computed as Winograd along rows (`kernels/winograd.py`): the polyphase
+stems and the stride-1 3x1 convs.
 
 Row tiles (m = 4 output rows each) run in parallel. A tile first splits the input rows it needs by parity and
 transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per tile of output channels and
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernels.contract import (OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM,
-                                fusion_pattern)
+from ..kernels.contract import (OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_ROWS,
+                                WINOGRAD_STEM, fusion_pattern)
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
 from .rule import ScheduleRule
@@ -57,7 +58,7 @@ def default_channel_tile(sch: "s_tir.Schedule", spec: "TargetSpec | None", rows_
     return largest_divisor_at_most(out_channels, min(MAX_CHANNEL_TILE, budget))
 
 
-def schedule_winograd_stem(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
+def schedule_winograd_rows(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
     """The default schedule, from the target; returns a one-line description for --explain."""
     in_registers = rows_fit_in_registers(sch, spec)
     return _schedule(sch, default_channel_tile(sch, spec, in_registers), runs_in_parallel(sch, spec, None),
@@ -77,7 +78,9 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
         lane_vectors, lanes = sch.split(lanes, [None, lanes_per_vector])
         sch.reorder(batch, tiles, channel_tiles, chunks, lane_vectors, rows, channels, lanes)
     else:
-        sch.reorder(batch, tiles, channel_tiles, chunks, rows, channels, lanes)
+        # AT channel by channel: a channel's accumulators die after its output rows (rows outer kept all of
+        # them live beside AT's constants, and LLVM spilled a few)
+        sch.reorder(batch, tiles, channel_tiles, chunks, channels, rows, lanes)
     row_tiles = sch.fuse(batch, tiles)
     if parallel:
         sch.parallel(row_tiles)
@@ -116,13 +119,13 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
             f"{rows} in registers" + (", parallel" if parallel else ""))
 
 
-def winograd_stem_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
-    """Row tiles on all cores (the stem is the largest kernel of the network); the channel tile sampled, in
-    the loop order that fits the target's register file."""
+def winograd_rows_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
+    """Row tiles on all cores; the channel tile sampled, in the loop order that fits the target's register
+    file."""
     _schedule(sch, SAMPLE, parallel=True, rows_in_registers=rows_fit_in_registers(sch, None),
               lanes_per_vector=machine_knobs().lanes)
     return [sch]
 
 
-RULE = ScheduleRule(WINOGRAD_STEM, lambda func, _spec: fusion_pattern(func) == WINOGRAD_STEM, schedule_winograd_stem,
-                    winograd_stem_design_space)
+RULE = ScheduleRule("winograd_rows", lambda func, _spec: fusion_pattern(func) in (WINOGRAD_STEM, WINOGRAD_ROWS),
+                    schedule_winograd_rows, winograd_rows_design_space)

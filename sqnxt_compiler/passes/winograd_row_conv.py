@@ -1,0 +1,51 @@
+"""Compute the 3x1 convs of the low-rank pairs as Winograd F(4, 3) along rows, where that is faster."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from ..kernels.contract import WINOGRAD_ROWS
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, transform_weights, winograd_rows_kernel
+from ._conv_graph import ConvUnit, rewrite_units
+from ._fusion_report import Reporter
+
+# Where it wins (docs/performance.md, 2026-12-05): the transforms are per input channel and the savings per
+# output channel, so with 16 output channels the direct conv is faster; at 7x7 a 4-row tile and a
+# 16-column chunk are mostly overlap and padding.
+MIN_OUT_CHANNELS = 32
+MIN_ROWS = 2 * ROWS_PER_TILE
+MIN_COLUMNS = COLUMN_CHUNK // 2 + 1
+
+
+def is_winograd_row_conv(unit: ConvUnit) -> bool:
+    out_channels, out_h, out_w = (int(unit.output.ty.shape[axis]) for axis in (1, 2, 3))
+    return (unit.kernel == (3, 1) and unit.strides == (1, 1) and unit.groups == 1
+            and unit.padding[1] == unit.padding[3] == 0 and out_channels >= MIN_OUT_CHANNELS
+            and out_h >= MIN_ROWS and out_w >= MIN_COLUMNS)
+
+
+def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
+    data = rewriter.visit_expr(unit.data)
+    func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, 1,
+                                unit.padding, unit.bias is not None, unit.relu, WINOGRAD_ROWS)
+    gvar = rewriter.builder_.add_func(func, f"fused_{WINOGRAD_ROWS}")
+    args = [data, relax.const(transform_weights(unit.weight, stride=1))]
+    if unit.bias is not None:
+        args.append(relax.const(unit.bias))
+    return relax.call_tir(gvar, args, unit.output.ty)
+
+
+@tvm.transform.module_pass(opt_level=0, name="WinogradRowConv")
+class WinogradRowConv:
+    """conv2d(3x1, stride 1)[+bias][+ReLU] with at least MIN_OUT_CHANNELS outputs on an image of at least
+    MIN_ROWS x MIN_COLUMNS becomes one call_tir of `kernels.winograd.winograd_rows_kernel` (6 multiplies per 4
+    output rows instead of 12), its weights transformed at compile time. Runs before FuseLowRankConv: the
+    pair's other conv (1x3, along the vector dimension) stays direct."""
+
+    def __init__(self, report: Reporter | None = None) -> None:
+        self.report = report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        return rewrite_units(mod, is_winograd_row_conv, _emit, WINOGRAD_ROWS, lambda _unit: "3x1, F(4,3)",
+                             self.report)
