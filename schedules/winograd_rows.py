@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernels.contract import (OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_ROWS,
-                                WINOGRAD_STEM, fusion_pattern)
+from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK,
+                                WINOGRAD_ROWS, WINOGRAD_STEM, fusion_pattern)
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
 from .rule import ScheduleRule
@@ -41,6 +41,14 @@ def _transformed_rows(sch: "s_tir.Schedule") -> int:
 
 def _vectors_per_row(spec: "TargetSpec | None") -> int:
     return max(1, COLUMN_CHUNK // machine_knobs(spec).lanes)
+
+
+def _has_block(sch: "s_tir.Schedule", name: str) -> bool:
+    try:
+        sch.get_sblock(name)
+    except Exception:  # noqa: BLE001 - tvm raises a ScheduleError subclass of TVMError
+        return False
+    return True
 
 
 def rows_fit_in_registers(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
@@ -69,14 +77,15 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
               lanes_per_vector: int) -> str:
     """Schedule in place with this channel tile (an int, or SAMPLE in a design space); the transformed rows
     inside the register tile (`rows_in_registers`) or one after another around it."""
-    out = sch.get_sblock(OUTPUT_BLOCK)
+    narrow = _has_block(sch, INVERSE_BLOCK)  # an image narrower than a chunk: AT, then a copy of its columns
+    out = sch.get_sblock(INVERSE_BLOCK if narrow else OUTPUT_BLOCK)
     batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)
     channel_tiles, channels = tile(sch, channels, channel_tile, MAX_CHANNEL_TILE)
     if lanes_per_vector < COLUMN_CHUNK:
-        # AT one vector register wide at a time: its 4 output rows read the same transformed rows, which
-        # LLVM keeps live across them (7 of 16 ymm registers, not 14)
+        # AT one vector register wide and one channel at a time: the channel's transformed rows are loaded
+        # once for its 4 output rows (7 of 16 ymm registers); rows outside channels spilled on AVX2
         lane_vectors, lanes = sch.split(lanes, [None, lanes_per_vector])
-        sch.reorder(batch, tiles, channel_tiles, chunks, lane_vectors, rows, channels, lanes)
+        sch.reorder(batch, tiles, channel_tiles, chunks, lane_vectors, channels, rows, lanes)
     else:
         # AT channel by channel: a channel's accumulators die after its output rows (rows outer kept all of
         # them live beside AT's constants, and LLVM spilled a few)
@@ -100,6 +109,10 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
     sch.unroll(p_channels)
     sch.vectorize(p_lanes)
     sch.decompose_reduction(product, row_phase)
+    if narrow:  # each output row copied as soon as AT made it: LLVM forwards it in registers, no stack tile
+        copy = sch.get_sblock(OUTPUT_BLOCK)
+        sch.reverse_compute_at(copy, rows, preserve_unit_loops=True)
+        sch.vectorize(sch.get_loops(copy)[-1])
 
     for name in (TRANSFORM_BLOCK, PHASE_BLOCK):  # consumers before their producers, as compute_at requires
         block = sch.get_sblock(name)

@@ -17,6 +17,7 @@ OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kerne
 CONV_BLOCK = "sqnxt_conv"
 OUTPUT_BLOCK = "sqnxt_out"
 PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_transform", "sqnxt_wino_product"
+INVERSE_BLOCK = "sqnxt_wino_inverse"  # AT into whole chunks, when the image is narrower than one (then copied)
 
 # Patterns (the value of FUSION_ATTR), one per fusion pass rewrite.
 LOW_RANK = "low_rank"

@@ -21,8 +21,9 @@ How, in two steps:
 
 Tiles never need predicates: like `pixel_chunks`' chunks, the last row tile and the last 16-column chunk
 are moved back to end at the last output row / column, so they overlap the tile before and write a few
-outputs twice with identical values. An image narrower than a chunk (14x14) is computed at the chunk's width
-and only its real columns are stored. The phase images read zeros outside the input (padding, and the rows
+outputs twice with identical values. An image narrower than a chunk (14x14) is computed at the chunk's width,
+AT included (INVERSE_BLOCK, into a chunk-wide buffer), and only its real columns are copied out: the products
+then stay whole vectors. The phase images read zeros outside the input (padding, and the rows
 and columns past it that only zero taps or discarded outputs touch).
 
 Accuracy: the interpolation points 0, -1, 1, 1/2, -2, -1/2 (Barabasz et al., "Error analysis and improving
@@ -39,8 +40,8 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .common import epilogue_value, grid_block
-from .contract import (FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR,
-                       TRANSFORM_BLOCK, WINOGRAD_STEM)
+from .contract import (FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK,
+                       TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM)
 
 ROWS_PER_TILE = 4  # m of F(m, r)
 COLUMN_CHUNK = 16  # output columns per vector chunk (one AVX-512 vector, two AVX2, four NEON)
@@ -105,7 +106,8 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KHxKW, `stride` 1 or 2,
     `padding`) [+ bias][+ ReLU], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK (the input rows
     a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK (reduction),
-    OUTPUT_BLOCK (AT, bias, ReLU, store). `pattern` names the rewrite that made it (FUSION_ATTR)."""
+    OUTPUT_BLOCK (AT, bias, ReLU, store; narrow images: INVERSE_BLOCK does those into a chunk-wide buffer and
+    OUTPUT_BLOCK copies the real columns). `pattern` names the rewrite that made it (FUSION_ATTR)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     kernel_h, kernel_w = kernel
     top, left, bottom, right = padding
@@ -115,7 +117,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     a = m + r - 1
     at, _, bt = winograd_matrices(m, r)
     tiles, chunks = -(-out_h // m), -(-out_w // COLUMN_CHUNK)
-    stored_columns = min(out_w, COLUMN_CHUNK)  # of each chunk: all but in an image narrower than one chunk
+    narrow = out_w < COLUMN_CHUNK
     phase_width = -(-(out_w + (kernel_w - 1) // stride) // COLUMN_CHUNK) * COLUMN_CHUNK  # whole vectors
     zero = tirx.const(0.0, "float32")
 
@@ -123,7 +125,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
         return tirx.min(tile * m, out_h - m)
 
     def first_column(chunk):
-        if out_w < COLUMN_CHUNK:  # one chunk, its columns past the image computed and not stored
+        if narrow:  # one chunk, its columns past the image computed and not stored
             return chunk * COLUMN_CHUNK
         return tirx.min(chunk * COLUMN_CHUNK, out_w - COLUMN_CHUNK)
 
@@ -162,16 +164,27 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                                    * transformed[b, t, py, tirx.floormod(kx, stride), c, j, column],
                                    [b, o, t, j, chunk, lane])
 
+                inverse_shape = (batch, out_channels, tiles, m, chunks, COLUMN_CHUNK)
+                inverse = IRBuilder.name("inverse", T.sblock_alloc_buffer(inverse_shape, "float32")) if narrow else None
+
                 def store_output(b, o, t, i, chunk, lane):
                     value = sum((_coefficient(at, i, j) * product[b, o, t, j, chunk, lane] for j in range(a)), zero)
-                    T.buffer_store(output, epilogue_value(value, bias, o, relu),
-                                   [b, o, first_row(t) + i, first_column(chunk) + lane])
+                    if narrow:
+                        T.buffer_store(inverse, epilogue_value(value, bias, o, relu), [b, o, t, i, chunk, lane])
+                    else:
+                        T.buffer_store(output, epilogue_value(value, bias, o, relu),
+                                       [b, o, first_row(t) + i, first_column(chunk) + lane])
+
+                def copy_columns(b, o, t, i, chunk, lane):
+                    T.buffer_store(output, inverse[b, o, t, i, chunk, lane], [b, o, first_row(t) + i, lane])
 
                 grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x".split(), transform_rows)
                 grid_block(PRODUCT_BLOCK, (batch, out_channels, tiles, a, chunks, COLUMN_CHUNK, stride, channels,
                                            kernel_w),
                             "SSSSSSRRR", "b o t j chunk lane py c kx".split(), multiply_add)
-                grid_block(OUTPUT_BLOCK, (batch, out_channels, tiles, m, chunks, stored_columns), "SSSSSS",
-                            "b o t i chunk lane".split(), store_output)
+                names = "b o t i chunk lane".split()
+                grid_block(INVERSE_BLOCK if narrow else OUTPUT_BLOCK, inverse_shape, "SSSSSS", names, store_output)
+                if narrow:
+                    grid_block(OUTPUT_BLOCK, (*inverse_shape[:-1], out_w), "SSSSSS", names, copy_columns)
     return builder.get()
