@@ -4,7 +4,7 @@ loads/stores that address the stack against vector FMAs (`sqnxt_compiler.registe
 The goal, at most 5%, holds for the stack moves in the kernels' innermost FMA loops on every class. Over all
 of the kernels' code the count also sees the small stack tiles outside those loops (a register tile's row
 staged for a narrower output row, the stem's product rows), which look the same as spills: `CEILING` fails a
-build that has more of them than today's (measured on 2026-12-05, evening: 0.017, 0.092, 0.159; per-kernel tables:
+build that has more of them than today's (measured on 2026-12-05, evening: 0.029, 0.092, 0.122; per-kernel tables:
 `python benchmarks/register_pressure.py`)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqnxt_compiler.register_pressure import (kernel_pressure, library_arch, loo
 from sqnxt_compiler.target import load_target
 
 GOAL = 0.05
-CEILING = {"x86-avx512": 0.025, "x86-avx2": 0.10, "arm": 0.17}
+CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.10, "arm": 0.13}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_spills_stay_below_todays_ceiling(pressure, target):
 @pytest.mark.parametrize("target", sorted(CEILING))
 def test_spills_in_the_fma_loops_meet_the_goal(pressure, target):
     kernels = pressure(target)
-    assert sum(k.loop_fmas for k in kernels) > 0.9 * sum(k.fmas for k in kernels)  # the FMAs sit in loops
+    # the FMAs sit in loops (but the Winograd kernels' AT, straight-line code once per chunk)
+    assert sum(k.loop_fmas for k in kernels) > 0.85 * sum(k.fmas for k in kernels)
     assert loop_ratio(kernels) <= GOAL, sorted(((k.loop_spills, k.name) for k in kernels), reverse=True)[:5]
 
 

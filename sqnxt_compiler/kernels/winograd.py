@@ -157,6 +157,12 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                     T.buffer_store(transformed, value, [b, t, py, px, c, j, x])
 
                 def multiply_add(b, o, t, j, chunk, lane, py, c, kx):
+                    # declared to read the whole transformed row: the transform, computed at the row tile for
+                    # what the products read, then spans whole vectors (the chunks alone read a ragged 55 or 114
+                    # columns, and the transform's tail was scalar code: half of a 55x55 16->16 kernel's time)
+                    T.reads(u[o, py, c, kx, j], transformed[b, t, py, 0:stride, c, j, 0:phase_width],
+                            product[b, o, t, j, chunk, lane])
+                    T.writes(product[b, o, t, j, chunk, lane])
                     with T.init():
                         T.buffer_store(product, zero, [b, o, t, j, chunk, lane])
                     column = first_column(chunk) + lane + tirx.floordiv(kx, stride)

@@ -10,10 +10,10 @@ from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, transform_weights, w
 from ._conv_graph import ConvUnit, rewrite_units
 from ._fusion_report import Reporter
 
-# Where it wins (docs/performance.md, 2026-12-05): the transforms are per input channel and the savings per
-# output channel, so with 16 output channels the direct conv is faster; at 7x7 a 4-row tile and a
-# 16-column chunk are mostly overlap and padding.
-MIN_OUT_CHANNELS = 32
+# Where it wins (docs/performance.md, 2026-12-05): from 8 -> 16 channels up (the transforms are per input
+# channel, the savings per output channel; fewer outputs were not measured); not at 7x7, where a 4-row
+# tile and a 16-column chunk are mostly overlap and padding.
+MIN_OUT_CHANNELS = 16
 MIN_ROWS = 2 * ROWS_PER_TILE
 MIN_COLUMNS = COLUMN_CHUNK // 2 + 1
 
