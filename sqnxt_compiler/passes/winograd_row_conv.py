@@ -10,10 +10,11 @@ from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, transform_weights, w
 from ._conv_graph import ConvUnit, rewrite_units
 from ._fusion_report import Reporter
 
-# Where it wins (docs/performance.md, 2026-12-05): from 8 -> 16 channels up (the transforms are per input
-# channel, the savings per output channel; fewer outputs were not measured); not at 7x7, where a 4-row
-# tile and a 16-column chunk are mostly overlap and padding.
-MIN_OUT_CHANNELS = 16
+# Where it wins end to end (docs/performance.md, 2026-12-05). Alone it wins from 16 outputs, but it takes the
+# conv out of its low-rank pair, and the unfused 1x3 partner with 16 channels (55x55 of 1.0-SqNxt-23) is
+# memory-bound at batch 8 (+7% end to end on x86-avx2). Not at 7x7: a 4-row tile and a 16-column chunk are
+# mostly overlap and padding there.
+MIN_OUT_CHANNELS = 32
 MIN_ROWS = 2 * ROWS_PER_TILE
 MIN_COLUMNS = COLUMN_CHUNK // 2 + 1
 
