@@ -18,8 +18,9 @@ PATTERNS = ("low_rank", "reduce_chain", "expand_epilogue")
 
 
 def expected_counts(name: str) -> dict[str, int]:
-    """One low-rank pair, one reduce pair and one expand epilogue per block; classic CNNs have none of the
-    first two (resnet-tiny's two 1x1-projection blocks do end in an expand epilogue)."""
+    """One low-rank pair (fused, or its 3x1 as Winograd rows), one reduce pair and one expand epilogue per
+    block; classic CNNs have none of the first two (resnet-tiny's two 1x1-projection blocks do end in an
+    expand epilogue)."""
     spec = SQUEEZENEXT_SPECS.get(name) or THIRD_PARTY_SPECS.get(name)
     if spec is None:
         return {"expand_epilogue": 2} if name == "resnet-tiny" else {}
@@ -38,7 +39,12 @@ def compile_compare_and_count(name: str, tmp_path) -> tuple[dict[str, int], dict
     expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})
     assert relative_error(actual[0], expected[0]) <= 1e-4
     notes = result.notes
-    return fused_counts(notes.get("fuse_low_rank", []) + notes.get("fuse_bottleneck", [])), notes
+    counts = fused_counts(notes.get("fuse_low_rank", []) + notes.get("fuse_bottleneck", []))
+    # a block's low-rank pair is one kernel, or two when its 3x1 is computed as Winograd along rows
+    rows = fused_counts(notes.get("winograd_rows", [])).get("winograd_rows", 0)
+    if rows:
+        counts["low_rank"] = counts.get("low_rank", 0) + rows
+    return counts, notes
 
 
 def test_explain_reports_every_block_of_sqnxt23(tmp_path, capsys):
@@ -46,11 +52,14 @@ def test_explain_reports_every_block_of_sqnxt23(tmp_path, capsys):
     assert compile_main(["--model", "1.0-SqNxt-23", "-o", str(tmp_path / "m.so"), "--explain", "--run",
                          "--repeat", "2"]) == 0
     out = capsys.readouterr().out
-    assert "low_rank: 21 fused (3x1->1x3: 11, 1x3->3x1: 10); per stage: 55x55: 6, 28x28: 6, 14x14: 8, 7x7: 1" in out
+    # the 3x1s with >= 32 outputs (28x28, 14x14) as Winograd rows, the other pairs fused
+    assert "winograd_rows: 14 fused (3x1, F(4,3): 14); per stage: 28x28: 6, 14x14: 8" in out
+    assert "low_rank: 7 fused (3x1->1x3: 4, 1x3->3x1: 3); per stage: 55x55: 6, 7x7: 1" in out
     assert "expand_epilogue: 21 fused (1x1+projection+relu: 4, 1x1+identity+relu: 17)" in out
     assert "reduce_chain: 21 fused (1x1->1x1: 18, 1x1/s2->1x1: 3)" in out
     assert re.search(r"check vs ONNX Runtime: max relative error \S+ \(OK", out)
-    assert out.index("[fuse_low_rank]") < out.index("[fuse_bottleneck]") < out.index("[legalize]")
+    assert (out.index("[winograd_rows]") < out.index("[fuse_low_rank]") < out.index("[fuse_bottleneck]")
+            < out.index("[legalize]"))
 
 
 @pytest.mark.parametrize("name", ["sqnxt23_w1", "1.0-G-SqNxt-23"])
