@@ -116,6 +116,15 @@ class ConvShape:
                 * self.reduce_channels * self.kernel_h * self.kernel_w)
 
 
+def has_block(sch: "tvm.s_tir.Schedule", name: str) -> bool:
+    """Whether the scheduled PrimFunc has a block of this name (kernels have optional blocks)."""
+    try:
+        sch.get_sblock(name)
+    except Exception:  # noqa: BLE001 - tvm raises a ScheduleError subclass of TVMError
+        return False
+    return True
+
+
 def root_blocks(func: tirx.PrimFunc) -> list:
     """The blocks directly under the root block (all blocks, in the PrimFuncs FuseTIR produces)."""
     from tvm import s_tir

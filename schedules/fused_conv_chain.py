@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..kernels.contract import CONV_BLOCK, MACS_ATTR, OUTPUT_BLOCK
 
+from ._common import has_block, machine_knobs
+
 if TYPE_CHECKING:
     from tvm import s_tir
 
@@ -39,8 +41,6 @@ class RegisterBudget:
     def of(spec: "TargetSpec | None") -> "RegisterBudget":
         """The conv families' lanes and accumulator budget (`MachineKnobs`), from the target file, or from
         the TVM target in scope for design spaces, which see no target file."""
-        from ._common import machine_knobs
-
         machine = machine_knobs(spec)
         return RegisterBudget(machine.lanes, machine.accumulator_budget)
 
@@ -54,14 +54,8 @@ def stage_blocks(sch: "s_tir.Schedule") -> list[tuple[str, ...]]:
     """Per stage, the blocks that exist among (epilogue, conv, pad), in consumer-to-producer order."""
     stages, index = [], 0
     while True:
-        found = []
-        for suffix in ("_epilogue", "", "_pad"):
-            name = f"{CONV_BLOCK}{index}{suffix}"
-            try:
-                sch.get_sblock(name)
-            except Exception:  # noqa: BLE001 - tvm raises a ScheduleError subclass of TVMError
-                continue
-            found.append(name)
+        found = [name for suffix in ("_epilogue", "", "_pad")
+                 if has_block(sch, name := f"{CONV_BLOCK}{index}{suffix}")]
         if f"{CONV_BLOCK}{index}" not in found:
             return stages
         stages.append(tuple(found))

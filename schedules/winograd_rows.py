@@ -1,8 +1,8 @@
 """Schedule family for the kernels computed as Winograd along rows (`kernels/winograd.py`): the polyphase
 stems and the stride-1 3x1 convs.
 
-Row tiles (m = 4 output rows each) run in parallel. A tile first splits the input rows it needs by parity and
-transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per tile of output channels and
+Row tiles (m = 4 output rows each) run in parallel. A tile first splits the input rows it needs by parity (at
+stride 1: copies them) and transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per tile of output channels and
 16-column chunk, the (channels x transformed rows) accumulators stay in registers through the reduction over
 (row phase, input channel, column tap), each transformed-row vector loaded once and multiplied by broadcast
 weights, and AT + bias + ReLU turn them into the tile's 4 output rows.
@@ -19,7 +19,7 @@ from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, PRODUC
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
 from .rule import ScheduleRule
-from ._common import SAMPLE, Knob, largest_divisor_at_most, machine_knobs, tile
+from ._common import SAMPLE, Knob, has_block, largest_divisor_at_most, machine_knobs, tile
 from .fused_conv_chain import runs_in_parallel
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ def _transformed_rows(sch: "s_tir.Schedule") -> int:
 
 def _vectors_per_row(spec: "TargetSpec | None") -> int:
     return max(1, COLUMN_CHUNK // machine_knobs(spec).lanes)
-
-
-def _has_block(sch: "s_tir.Schedule", name: str) -> bool:
-    try:
-        sch.get_sblock(name)
-    except Exception:  # noqa: BLE001 - tvm raises a ScheduleError subclass of TVMError
-        return False
-    return True
 
 
 def rows_fit_in_registers(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
@@ -77,7 +69,7 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
               lanes_per_vector: int) -> str:
     """Schedule in place with this channel tile (an int, or SAMPLE in a design space); the transformed rows
     inside the register tile (`rows_in_registers`) or one after another around it."""
-    narrow = _has_block(sch, INVERSE_BLOCK)  # an image narrower than a chunk: AT, then a copy of its columns
+    narrow = has_block(sch, INVERSE_BLOCK)  # an image narrower than a chunk: AT, then a copy of its columns
     out = sch.get_sblock(INVERSE_BLOCK if narrow else OUTPUT_BLOCK)
     batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)
     channel_tiles, channels = tile(sch, channels, channel_tile, MAX_CHANNEL_TILE)
