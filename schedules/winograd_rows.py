@@ -2,8 +2,8 @@
 stems and the stride-1 3x1 convs.
 
 Row tiles (m = 4 output rows each) run in parallel. A tile first splits the input rows it needs by parity (at
-stride 1: copies them) and transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per tile of output channels and
-16-column chunk, the (channels x transformed rows) accumulators stay in registers through the reduction over
+stride 1: copies them) and transforms them (BT, vectorized along the phase rows, ~40 KB: L1/L2); then, per
+tile of output channels and 16-column chunk, the (channels x transformed rows) accumulators stay in registers through the reduction over
 (row phase, input channel, column tap), each transformed-row vector loaded once and multiplied by broadcast
 weights, and AT + bias + ReLU turn them into the tile's 4 output rows.
 

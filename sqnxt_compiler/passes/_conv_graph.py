@@ -12,6 +12,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels import ChainStage, chain_kernel
+from ..kernels.winograd import transform_weights, winograd_rows_kernel
 from ._fusion_report import FusionRecord, Reporter
 
 
@@ -145,6 +146,19 @@ def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.
     if residual is not None:
         args.append(remap(residual))
     return relax.call_tir(gvar, args, units[-1].output.ty)
+
+
+def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, pattern: str) -> relax.Expr:
+    """A call_tir of `kernels.winograd.winograd_rows_kernel` for `unit` (its weights transformed at compile time),
+    named after `pattern` (the stems, the 3x1 convs)."""
+    data = rewriter.visit_expr(unit.data)
+    func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, stride,
+                                unit.padding, unit.bias is not None, unit.relu, pattern)
+    gvar = rewriter.builder_.add_func(func, f"fused_{pattern}")
+    args = [data, relax.const(transform_weights(unit.weight, stride))]
+    if unit.bias is not None:
+        args.append(relax.const(unit.bias))
+    return relax.call_tir(gvar, args, unit.output.ty)
 
 
 @mutator

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import tvm
-from tvm import relax
 
 from ..kernels.contract import WINOGRAD_ROWS
-from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, transform_weights, winograd_rows_kernel
-from ._conv_graph import ConvUnit, rewrite_units
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
+from ._conv_graph import ConvUnit, emit_winograd_rows, rewrite_units
 from ._fusion_report import Reporter
 
 # Where it wins end to end (docs/performance.md, 2026-12-05). Alone it wins from 16 outputs, but it takes the
@@ -26,17 +25,6 @@ def is_winograd_row_conv(unit: ConvUnit) -> bool:
             and out_h >= MIN_ROWS and out_w >= MIN_COLUMNS)
 
 
-def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
-    data = rewriter.visit_expr(unit.data)
-    func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, 1,
-                                unit.padding, unit.bias is not None, unit.relu, WINOGRAD_ROWS)
-    gvar = rewriter.builder_.add_func(func, f"fused_{WINOGRAD_ROWS}")
-    args = [data, relax.const(transform_weights(unit.weight, stride=1))]
-    if unit.bias is not None:
-        args.append(relax.const(unit.bias))
-    return relax.call_tir(gvar, args, unit.output.ty)
-
-
 @tvm.transform.module_pass(opt_level=0, name="WinogradRowConv")
 class WinogradRowConv:
     """conv2d(3x1, stride 1)[+bias][+ReLU] with at least MIN_OUT_CHANNELS outputs on an image of at least
@@ -48,5 +36,7 @@ class WinogradRowConv:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return rewrite_units(mod, is_winograd_row_conv, _emit, WINOGRAD_ROWS, lambda _unit: "3x1, F(4,3)",
-                             self.report)
+        def emit(rewriter, unit: ConvUnit):
+            return emit_winograd_rows(rewriter, unit, 1, WINOGRAD_ROWS)
+
+        return rewrite_units(mod, is_winograd_row_conv, emit, WINOGRAD_ROWS, lambda _unit: "3x1, F(4,3)", self.report)

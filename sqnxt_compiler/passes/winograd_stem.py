@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import tvm
-from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
-from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, row_taps, transform_weights, winograd_rows_kernel
-from ._conv_graph import ConvUnit, rewrite_units
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, row_taps
+from ._conv_graph import ConvUnit, emit_winograd_rows, rewrite_units
 from ._fusion_report import Reporter
 
 KERNELS = (5, 7)  # F(4, 3) and F(4, 4): 6 and 7 transformed rows, the accuracy TVM's own Winograd accepts
@@ -25,17 +24,6 @@ def _describe(unit: ConvUnit) -> str:
     return f"{unit.kernel[0]}x{unit.kernel[1]}/s2, F({ROWS_PER_TILE},{row_taps(unit.kernel[0])})"
 
 
-def _emit(rewriter, unit: ConvUnit) -> relax.Expr:
-    data = rewriter.visit_expr(unit.data)
-    func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, 2,
-                                unit.padding, unit.bias is not None, unit.relu)
-    gvar = rewriter.builder_.add_func(func, f"fused_{WINOGRAD_STEM}")
-    args = [data, relax.const(transform_weights(unit.weight))]
-    if unit.bias is not None:
-        args.append(relax.const(unit.bias))
-    return relax.call_tir(gvar, args, unit.output.ty)
-
-
 @tvm.transform.module_pass(opt_level=0, name="WinogradStem")
 class WinogradStem:
     """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU] becomes one call_tir of
@@ -45,4 +33,7 @@ class WinogradStem:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return rewrite_units(mod, is_winograd_stem, _emit, WINOGRAD_STEM, _describe, self.report)
+        def emit(rewriter, unit: ConvUnit):
+            return emit_winograd_rows(rewriter, unit, 2, WINOGRAD_STEM)
+
+        return rewrite_units(mod, is_winograd_stem, emit, WINOGRAD_STEM, _describe, self.report)
