@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK,
-                                WINOGRAD_ROWS, WINOGRAD_STEM, fusion_pattern)
+from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR, PRODUCT_BLOCK, TAPS_ATTR,
+                                TRANSFORM_BLOCK, WINOGRAD_ROWS, WINOGRAD_STEM, fusion_pattern)
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
 from .rule import ScheduleRule
@@ -41,6 +41,26 @@ def _transformed_rows(sch: "s_tir.Schedule") -> int:
 
 def _vectors_per_row(spec: "TargetSpec | None") -> int:
     return max(1, COLUMN_CHUNK // machine_knobs(spec).lanes)
+
+
+def _pooled(sch: "s_tir.Schedule") -> bool:
+    return POOL_ATTR in sch.mod["main"].attrs
+
+
+def _schedule_pool(sch: "s_tir.Schedule", parallel: bool) -> None:
+    """A stem with its max pool: the stem runs one image at a time (its result, ~3 MB an image, stays in the
+    last-level cache for the pool instead of going to memory and back at batch 8), then the pool's channels
+    run in parallel, each window's last row and column apart (the ones a ceil-mode pool clamps; the rest
+    vectorize with strided loads)."""
+    pool = sch.get_sblock(OUTPUT_BLOCK)
+    images, channels, rows, columns = sch.get_loops(pool)
+    sch.compute_at(sch.get_sblock(INVERSE_BLOCK), images, preserve_unit_loops=True)
+    if parallel:
+        sch.parallel(channels)
+    for loop in (columns, rows):  # inner first: partitioning rows copies the column loop
+        extent = int(sch.get(loop).extent)
+        if extent >= 2:
+            sch.loop_partition(loop, [extent - 1, None])
 
 
 def rows_fit_in_registers(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
@@ -69,9 +89,12 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
               lanes_per_vector: int) -> str:
     """Schedule in place with this channel tile (an int, or SAMPLE in a design space); the transformed rows
     inside the register tile (`rows_in_registers`) or one after another around it."""
-    narrow = has_block(sch, INVERSE_BLOCK)  # an image narrower than a chunk: AT, then a copy of its columns
-    out = sch.get_sblock(INVERSE_BLOCK if narrow else OUTPUT_BLOCK)
-    batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)
+    pooled = _pooled(sch)
+    if pooled:
+        _schedule_pool(sch, parallel)
+    narrow = not pooled and has_block(sch, INVERSE_BLOCK)  # narrower than a chunk: AT, then its columns copied
+    out = sch.get_sblock(INVERSE_BLOCK if narrow or pooled else OUTPUT_BLOCK)
+    batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)[-6:]
     channel_tiles, channels = tile(sch, channels, channel_tile, MAX_CHANNEL_TILE)
     if lanes_per_vector < COLUMN_CHUNK:
         # AT one vector register wide and one channel at a time: the channel's transformed rows are loaded
@@ -121,7 +144,8 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
     tile_text = "sampled" if channel_tile is SAMPLE else str(channel_tile)
     rows = "all transformed rows" if rows_in_registers else "one transformed row at a time"
     return (f"F({ROWS_PER_TILE},{_row_taps(sch)}) row tiles, {tile_text} channels x {COLUMN_CHUNK} columns x "
-            f"{rows} in registers" + (", parallel" if parallel else ""))
+            f"{rows} in registers" + (", parallel" if parallel else "")
+            + (", then its max pool, an image at a time" if pooled else ""))
 
 
 def winograd_rows_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

@@ -113,7 +113,8 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),
-          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time"),
+          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time, "
+          "with the max pool after it"),
     Phase("winograd_rows", _fusion("winograd_rows", WinogradRowConv),
           "compute the 3x1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),

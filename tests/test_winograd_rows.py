@@ -13,7 +13,7 @@ from tvm import relax, s_tir
 from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
-from sqnxt_compiler.kernels.winograd import transform_weights, winograd_matrices, winograd_rows_kernel
+from sqnxt_compiler.kernels.winograd import MaxPoolWindow, transform_weights, winograd_matrices, winograd_rows_kernel
 from sqnxt_compiler.schedules import find_rule
 from sqnxt_compiler.target import load_target
 
@@ -58,16 +58,20 @@ CASES = [  # data shape, out channels, kernel, stride, padding (top, left, botto
 ]
 
 
-@pytest.mark.parametrize("target_name", ["host", "x86-avx2"])  # AVX2: the rows do not fit the 16 registers
-@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding, bias, relu", CASES)
-def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, kernel, stride, padding, bias,
-                                                           relu, target_name) -> None:
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal(shape).astype(np.float32)
-    weight = (rng.standard_normal((out_channels, shape[1], *kernel)) / kernel[0]).astype(np.float32)
-    bias_values = rng.standard_normal(out_channels).astype(np.float32) if bias else None
-    expected = _direct_conv(data, weight, bias_values, padding, relu, stride)
-    func = winograd_rows_kernel(shape, out_channels, kernel, stride, padding, bias, relu)
+def _max_pool(planes: np.ndarray, window: MaxPoolWindow) -> np.ndarray:
+    """float64 reference: a max pool without padding whose windows past the image (ceil mode) are clipped."""
+    height, width = planes.shape[2:]
+    out = np.empty(planes.shape[:2] + (window.out_h, window.out_w))
+    for y in range(window.out_h):
+        for x in range(window.out_w):
+            top, left = window.stride * y, window.stride * x
+            out[:, :, y, x] = planes[:, :, top:min(top + window.kernel, height),
+                                     left:min(left + window.kernel, width)].max(axis=(2, 3))
+    return out
+
+
+def _check_every_schedule(func, inputs: list[np.ndarray], expected: np.ndarray, target_name: str) -> None:
+    """`func` under the default schedule, unscheduled and in two sampled design spaces matches `expected`."""
     spec = load_target(target_name)
     rule = find_rule(func, spec)
     assert rule is not None and rule.name == "winograd_rows"
@@ -78,13 +82,50 @@ def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, 
     for seed in (1, 7):
         with spec.scope():
             schedules += [space.mod for space in rule.design_space(s_tir.Schedule(func, seed=seed))]
-    inputs = [data, transform_weights(weight, stride)] + ([bias_values] if bias else [])
     for index, mod in enumerate(schedules):
         tensors = [tvm.runtime.tensor(a) for a in inputs] + [tvm.runtime.tensor(np.full(expected.shape, np.nan,
                                                                                          np.float32))]
         tvm.compile(mod, target)(*tensors)
         error = np.abs(tensors[-1].numpy() - expected).max() / np.abs(expected).max()
         assert error <= 2e-6, f"schedule {index}: relative error {error:.2e}"
+
+
+def _random_conv(shape, out_channels, kernel, bias, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal(shape).astype(np.float32)
+    weight = (rng.standard_normal((out_channels, shape[1], *kernel)) / kernel[0]).astype(np.float32)
+    bias_values = rng.standard_normal(out_channels).astype(np.float32) if bias else None
+    return data, weight, bias_values
+
+
+@pytest.mark.parametrize("target_name", ["host", "x86-avx2"])  # AVX2: the rows do not fit the 16 registers
+@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding, bias, relu", CASES)
+def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, kernel, stride, padding, bias,
+                                                           relu, target_name) -> None:
+    data, weight, bias_values = _random_conv(shape, out_channels, kernel, bias)
+    expected = _direct_conv(data, weight, bias_values, padding, relu, stride)
+    func = winograd_rows_kernel(shape, out_channels, kernel, stride, padding, bias, relu)
+    inputs = [data, transform_weights(weight, stride)] + ([bias_values] if bias else [])
+    _check_every_schedule(func, inputs, expected, target_name)
+
+
+POOL_CASES = [  # data shape, out channels, kernel, padding, pool window; relu: no
+    ((1, 3, 227, 227), 64, (5, 5), (1, 1, 1, 1), MaxPoolWindow(3, 2, 56, 56)),  # 1.0-SqNxt-23v5: 113 -> 56, ceil
+    ((2, 3, 227, 227), 64, (7, 7), (0, 0, 0, 0), MaxPoolWindow(3, 2, 55, 55)),  # 1.0-SqNxt-23 at batch 2
+    ((1, 2, 45, 70), 8, (5, 5), (2, 2, 2, 2), MaxPoolWindow(2, 2, 11, 17)),     # 23 x 35, floor mode, 2x2/2
+    ((1, 3, 40, 50), 12, (7, 7), (3, 3, 3, 3), MaxPoolWindow(3, 1, 18, 23)),    # stride-1 pool, 20 x 25
+]
+
+
+@pytest.mark.parametrize("target_name", ["host", "x86-avx2"])
+@pytest.mark.parametrize("shape, out_channels, kernel, padding, window", POOL_CASES)
+def test_stem_with_its_max_pool_matches_under_every_schedule(shape, out_channels, kernel, padding, window,
+                                                             target_name) -> None:
+    """Signed outputs (no ReLU), so a pool that read the buffer's rows past the image or a zero would fail."""
+    data, weight, bias_values = _random_conv(shape, out_channels, kernel, bias=True, seed=3)
+    expected = _max_pool(_direct_conv(data, weight, bias_values, padding, False, 2), window)
+    func = winograd_rows_kernel(shape, out_channels, kernel, 2, padding, True, False, pool=window)
+    _check_every_schedule(func, [data, transform_weights(weight, 2), bias_values], expected, target_name)
 
 
 def _calls_after(proto, phase: str) -> Counter:
@@ -110,9 +151,17 @@ def test_pass_replaces_the_stride_2_stem_and_nothing_else(model) -> None:
     attrs = {a.name: list(a.ints) for a in stem.attribute}
     kernel = attrs.get("kernel_shape", [0])[0]
     expected = int(kernel in (5, 7) and attrs.get("strides") == [2, 2])  # alexnet: 11x11/4; resnet-tiny: 3x3
+    readers = [node for node in proto.graph.node if stem.output[0] in node.input]
+    while len(readers) == 1 and readers[0].op_type in ("BatchNormalization", "Relu"):
+        readers = [node for node in proto.graph.node if readers[0].output[0] in node.input]
+    pooled = expected * int(len(readers) == 1 and readers[0].op_type == "MaxPool"
+                            and not any(a.name == "pads" and any(a.ints) for a in readers[0].attribute))
     counts = _calls_after(proto, "winograd_stem")
     assert counts["fused_winograd_stem"] == expected
     assert counts["relax.nn.conv2d"] == sum(node.op_type == "Conv" for node in proto.graph.node) - expected
+    max_pools = sum(node.op_type == "MaxPool" for node in proto.graph.node)
+    assert counts["relax.nn.max_pool2d"] == max_pools - pooled
+    assert pooled == (model != "alexnet" and model != "resnet-tiny")  # each Winograd stem here has its pool
 
 
 def _eligible_3x1_convs(proto) -> int:

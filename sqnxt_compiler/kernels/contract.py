@@ -10,6 +10,7 @@ FUSION_ATTR = "sqnxt.fusion"
 MACS_ATTR = "sqnxt.macs"  # multiply-accumulates of the real convolutions (not the padded columns/margins)
 PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # on the pixel-chunk kernels: pixels per chunk
 TAPS_ATTR = "sqnxt.winograd_taps"  # on the Winograd kernels: r, the row taps per phase
+POOL_ATTR = "sqnxt.max_pool"  # on a Winograd stem that also max-pools its result: the pool's window
 OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
 
 # Blocks. Conv chains: `sqnxt_conv<i>` (reduction), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between
@@ -17,7 +18,9 @@ OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kerne
 CONV_BLOCK = "sqnxt_conv"
 OUTPUT_BLOCK = "sqnxt_out"
 PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_transform", "sqnxt_wino_product"
-INVERSE_BLOCK = "sqnxt_wino_inverse"  # AT into whole chunks, when the image is narrower than one (then copied)
+# AT into a buffer of the kernel's own: whole chunks when the image is narrower than one (OUTPUT_BLOCK then copies
+# the real columns), or the conv's result that OUTPUT_BLOCK max-pools (a stem with its pool)
+INVERSE_BLOCK = "sqnxt_wino_inverse"
 
 # Patterns (the value of FUSION_ATTR), one per fusion pass rewrite.
 LOW_RANK = "low_rank"

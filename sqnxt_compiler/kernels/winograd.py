@@ -26,12 +26,17 @@ AT included (INVERSE_BLOCK, into a chunk-wide buffer), and only its real columns
 then stay whole vectors. The phase images read zeros outside the input (padding, and the rows
 and columns past it that only zero taps or discarded outputs touch).
 
+A stem followed by a max pool takes the pool (`MaxPoolWindow`): the kernel then runs one image at a time, and
+the conv's result (~3 MB an image) goes from the last-level cache to the pool instead of to memory and back (at
+batch 8, 25 MB each way). Its tiles are then computed whole into a buffer of the kernel's own, never moved back.
+
 Accuracy: the interpolation points 0, -1, 1, 1/2, -2, -1/2 (Barabasz et al., "Error analysis and improving
 the accuracy of Winograd convolution", 2018: the points TVM's own winograd_util uses); float32 error on the
 stem of 1.0-SqNxt-23 vs a float64 direct conv ~1e-6 of the output's range."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -40,8 +45,8 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .common import epilogue_value, grid_block
-from .contract import (FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, PRODUCT_BLOCK,
-                       TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM)
+from .contract import (FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
+                       PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM)
 
 ROWS_PER_TILE = 4  # m of F(m, r)
 COLUMN_CHUNK = 16  # output columns per vector chunk (one AVX-512 vector, two AVX2, four NEON)
@@ -75,6 +80,18 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return at, g, bt
 
 
+@dataclass(frozen=True)
+class MaxPoolWindow:
+    """A max pool without padding (`out_h` x `out_w` from the graph: floor or ceil mode) applied to a kernel's
+    result. A window that a ceil-mode pool runs past the image reads its last row / column again instead: the
+    same maximum."""
+
+    kernel: int
+    stride: int
+    out_h: int
+    out_w: int
+
+
 def row_taps(kernel: int, stride: int = 2) -> int:
     return -(-kernel // stride)
 
@@ -102,12 +119,13 @@ def _coefficient(matrix: np.ndarray, row, col: int):
 
 def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: tuple[int, int], stride: int,
                          padding: tuple[int, int, int, int], has_bias: bool, relu: bool,
-                         pattern: str = WINOGRAD_STEM) -> tirx.PrimFunc:
+                         pattern: str = WINOGRAD_STEM, pool: MaxPoolWindow | None = None) -> tirx.PrimFunc:
     """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KHxKW, `stride` 1 or 2,
-    `padding`) [+ bias][+ ReLU], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK (the input rows
-    a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK (reduction),
-    OUTPUT_BLOCK (AT, bias, ReLU, store; narrow images: INVERSE_BLOCK does those into a chunk-wide buffer and
-    OUTPUT_BLOCK copies the real columns). `pattern` names the rewrite that made it (FUSION_ATTR)."""
+    `padding`) [+ bias][+ ReLU][+ max `pool`], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK
+    (the input rows a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK
+    (reduction), OUTPUT_BLOCK (AT, bias, ReLU, store). Narrow images: INVERSE_BLOCK does those into a
+    chunk-wide buffer and OUTPUT_BLOCK copies the real columns; with a pool, INVERSE_BLOCK writes the conv's
+    result and OUTPUT_BLOCK pools it. `pattern` names the rewrite that made it (FUSION_ATTR)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     kernel_h, kernel_w = kernel
     top, left, bottom, right = padding
@@ -118,16 +136,20 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     at, _, bt = winograd_matrices(m, r)
     tiles, chunks = -(-out_h // m), -(-out_w // COLUMN_CHUNK)
     narrow = out_w < COLUMN_CHUNK
-    phase_width = -(-(out_w + (kernel_w - 1) // stride) // COLUMN_CHUNK) * COLUMN_CHUNK  # whole vectors
+    if narrow and pool is not None:
+        raise ValueError(f"a pool after a conv narrower than {COLUMN_CHUNK} columns is not fused")
+    # Tiles past the image are computed whole and not stored (narrow images: the columns) or not read (a pool's
+    # buffer, tiles x chunks whole: its stores are then plain enough for the schedule's region analysis)
+    rows_moved_back, columns_moved_back = pool is None, pool is None and not narrow
+    computed_w = out_w if columns_moved_back else chunks * COLUMN_CHUNK
+    phase_width = -(-(computed_w + (kernel_w - 1) // stride) // COLUMN_CHUNK) * COLUMN_CHUNK  # whole vectors
     zero = tirx.const(0.0, "float32")
 
     def first_row(tile):
-        return tirx.min(tile * m, out_h - m)
+        return tirx.min(tile * m, out_h - m) if rows_moved_back else tile * m
 
     def first_column(chunk):
-        if narrow:  # one chunk, its columns past the image computed and not stored
-            return chunk * COLUMN_CHUNK
-        return tirx.min(chunk * COLUMN_CHUNK, out_w - COLUMN_CHUNK)
+        return tirx.min(chunk * COLUMN_CHUNK, out_w - COLUMN_CHUNK) if columns_moved_back else chunk * COLUMN_CHUNK
 
     with IRBuilder() as builder:
         with T.prim_func(s_tir=True):
@@ -135,10 +157,13 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
             data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
             u = T.arg("u", T.buffer((out_channels, stride, channels, kernel_w, a), "float32"))
             bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
-            output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
+            conv_shape = (batch, out_channels, out_h, out_w)
+            output_shape = conv_shape if pool is None else (batch, out_channels, pool.out_h, pool.out_w)
+            output = T.arg("output", T.buffer(output_shape, "float32"))
             macs = batch * out_channels * out_h * out_w * channels * kernel_h * kernel_w
-            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
-                         "tirx.noalias": True})
+            attrs = {FUSION_ATTR: pattern, MACS_ATTR: macs, TAPS_ATTR: r, "op_pattern": OPAQUE_PATTERN,
+                     "tirx.noalias": True}
+            T.func_attr(attrs if pool is None else {**attrs, POOL_ATTR: pool.kernel})
             with T.sblock("root"):
                 tile_shape = (batch, tiles, stride, stride, channels, a, phase_width)
                 phase = IRBuilder.name("phase", T.sblock_alloc_buffer(tile_shape, "float32"))
@@ -172,17 +197,33 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
 
                 inverse_shape = (batch, out_channels, tiles, m, chunks, COLUMN_CHUNK)
                 inverse = IRBuilder.name("inverse", T.sblock_alloc_buffer(inverse_shape, "float32")) if narrow else None
+                conv = output if pool is None else IRBuilder.name("conv", T.sblock_alloc_buffer(
+                    (batch, out_channels, tiles * m, computed_w), "float32"))
 
                 def store_output(b, o, t, i, chunk, lane):
                     value = sum((_coefficient(at, i, j) * product[b, o, t, j, chunk, lane] for j in range(a)), zero)
                     if narrow:
                         T.buffer_store(inverse, epilogue_value(value, bias, o, relu), [b, o, t, i, chunk, lane])
                     else:
-                        T.buffer_store(output, epilogue_value(value, bias, o, relu),
+                        T.buffer_store(conv, epilogue_value(value, bias, o, relu),
                                        [b, o, first_row(t) + i, first_column(chunk) + lane])
 
                 def copy_columns(b, o, t, i, chunk, lane):
                     T.buffer_store(output, inverse[b, o, t, i, chunk, lane], [b, o, first_row(t) + i, lane])
+
+                def max_pool(b, o, y, x):
+                    # declared to read the channel's whole buffer (whole tiles and chunks): the clamped windows'
+                    # own regions are beyond the schedule's region analysis, and compute_at then maps the region
+                    # back to whole tiles (from the image's 113 rows it made tiles of one row)
+                    T.reads(conv[b, o, 0:tiles * m, 0:computed_w])
+                    T.writes(output[b, o, y, x])
+                    values = [conv[b, o, tirx.min(pool.stride * y + dy, out_h - 1),
+                                   tirx.min(pool.stride * x + dx, out_w - 1)]
+                              for dy in range(pool.kernel) for dx in range(pool.kernel)]
+                    value = values[0]
+                    for other in values[1:]:
+                        value = tirx.max(value, other)
+                    T.buffer_store(output, value, [b, o, y, x])
 
                 grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x".split(), transform_rows)
@@ -190,7 +231,10 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                                            kernel_w),
                             "SSSSSSRRR", "b o t j chunk lane py c kx".split(), multiply_add)
                 names = "b o t i chunk lane".split()
-                grid_block(INVERSE_BLOCK if narrow else OUTPUT_BLOCK, inverse_shape, "SSSSSS", names, store_output)
+                grid_block(INVERSE_BLOCK if narrow or pool else OUTPUT_BLOCK, inverse_shape, "SSSSSS", names,
+                           store_output)
                 if narrow:
                     grid_block(OUTPUT_BLOCK, (*inverse_shape[:-1], out_w), "SSSSSS", names, copy_columns)
+                if pool:
+                    grid_block(OUTPUT_BLOCK, output_shape, "SSSS", "b o y x".split(), max_pool)
     return builder.get()

@@ -12,7 +12,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels import ChainStage, chain_kernel
-from ..kernels.winograd import transform_weights, winograd_rows_kernel
+from ..kernels.winograd import MaxPoolWindow, transform_weights, winograd_rows_kernel
 from ._fusion_report import FusionRecord, Reporter
 
 
@@ -148,17 +148,20 @@ def emit_chain(builder: relax.BlockBuilder, remap: Callable[[relax.Expr], relax.
     return relax.call_tir(gvar, args, units[-1].output.ty)
 
 
-def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, pattern: str) -> relax.Expr:
+def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, pattern: str,
+                       pool: tuple[relax.Var, MaxPoolWindow] | None = None) -> relax.Expr:
     """A call_tir of `kernels.winograd.winograd_rows_kernel` for `unit` (its weights transformed at compile time),
-    named after `pattern` (the stems, the 3x1 convs)."""
+    named after `pattern` (the stems, the 3x1 convs); with `pool` (the pool's var and window), of the unit and
+    that max pool of its result."""
     data = rewriter.visit_expr(unit.data)
     func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, stride,
-                                unit.padding, unit.bias is not None, unit.relu, pattern)
+                                unit.padding, unit.bias is not None, unit.relu, pattern,
+                                None if pool is None else pool[1])
     gvar = rewriter.builder_.add_func(func, f"fused_{pattern}")
     args = [data, relax.const(transform_weights(unit.weight, stride))]
     if unit.bias is not None:
         args.append(relax.const(unit.bias))
-    return relax.call_tir(gvar, args, unit.output.ty)
+    return relax.call_tir(gvar, args, (unit.output if pool is None else pool[0]).ty)
 
 
 @mutator

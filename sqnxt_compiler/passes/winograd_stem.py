@@ -1,13 +1,15 @@
-"""Compute stride-2 stems (a 5x5 or 7x7 conv on the few input channels of an image) as polyphase Winograd."""
+"""Compute stride-2 stems (a 5x5 or 7x7 conv on the few input channels of an image) as polyphase Winograd, with
+the max pool that follows them when there is one."""
 
 from __future__ import annotations
 
 import tvm
+from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
-from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, row_taps
-from ._conv_graph import ConvUnit, emit_winograd_rows, rewrite_units
-from ._fusion_report import Reporter
+from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, MaxPoolWindow, row_taps
+from ._conv_graph import ConvGraph, ConvUnit, emit_winograd_rows, rewrite_module
+from ._fusion_report import FusionRecord, Reporter
 
 KERNELS = (5, 7)  # F(4, 3) and F(4, 4): 6 and 7 transformed rows, the accuracy TVM's own Winograd accepts
 MAX_IN_CHANNELS = 4  # an image's channels: the transforms are per input channel, the savings per output
@@ -20,20 +22,51 @@ def is_winograd_stem(unit: ConvUnit) -> bool:
             and int(unit.weight.shape[1]) <= MAX_IN_CHANNELS and out_h >= ROWS_PER_TILE and out_w >= COLUMN_CHUNK)
 
 
-def _describe(unit: ConvUnit) -> str:
-    return f"{unit.kernel[0]}x{unit.kernel[1]}/s2, F({ROWS_PER_TILE},{row_taps(unit.kernel[0])})"
+def following_max_pool(graph: ConvGraph, unit: ConvUnit) -> tuple[relax.Var, MaxPoolWindow] | None:
+    """The max pool that alone reads `unit`'s result, when the stem kernel can take it: square window and
+    strides, no padding or dilation, NCHW; its var and window."""
+    users = graph.users.get(unit.output, ())
+    if not graph.is_private(unit.output) or len(users) != 1:
+        return None
+    pool = graph.call(users[0], "relax.nn.max_pool2d")
+    if pool is None:
+        return None
+    attrs = pool.attrs
+    window, strides = [int(k) for k in attrs.pool_size], [int(s) for s in attrs.strides]
+    if (len(set(window)) != 1 or len(set(strides)) != 1 or any(int(p) for p in attrs.padding)
+            or any(int(d) != 1 for d in attrs.dilation) or attrs.layout != "NCHW" or attrs.out_layout != "NCHW"):
+        return None
+    out_h, out_w = (int(users[0].ty.shape[axis]) for axis in (2, 3))
+    return users[0], MaxPoolWindow(window[0], strides[0], out_h, out_w)
+
+
+def _describe(unit: ConvUnit, pool: MaxPoolWindow | None) -> str:
+    text = f"{unit.kernel[0]}x{unit.kernel[1]}/s2, F({ROWS_PER_TILE},{row_taps(unit.kernel[0])})"
+    return text if pool is None else f"{text} + max pool {pool.kernel}x{pool.kernel}/{pool.stride}"
 
 
 @tvm.transform.module_pass(opt_level=0, name="WinogradStem")
 class WinogradStem:
-    """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU] becomes one call_tir of
-    `kernels.winograd.winograd_rows_kernel`, its weights transformed at compile time."""
+    """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU][+max pool] becomes one call_tir
+    of `kernels.winograd.winograd_rows_kernel`, its weights transformed at compile time. With the pool, the
+    stem's result (~3 MB an image) stays in the cache for it instead of going to memory and back at batch 8."""
 
     def __init__(self, report: Reporter | None = None) -> None:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        def emit(rewriter, unit: ConvUnit):
-            return emit_winograd_rows(rewriter, unit, 2, WINOGRAD_STEM)
+        def plan(graph: ConvGraph) -> dict:
+            plans = {}
+            for unit in graph.outermost_units():
+                if not is_winograd_stem(unit):
+                    continue
+                pool = following_max_pool(graph, unit)
+                result = unit.output if pool is None else pool[0]
+                plans[result] = lambda rw, unit=unit, pool=pool: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM, pool)
+                if self.report is not None:
+                    shape = result.ty.shape
+                    self.report(FusionRecord(WINOGRAD_STEM, _describe(unit, pool and pool[1]),
+                                             (int(shape[2]), int(shape[3]))))
+            return plans
 
-        return rewrite_units(mod, is_winograd_stem, emit, WINOGRAD_STEM, _describe, self.report)
+        return rewrite_module(mod, plan)
