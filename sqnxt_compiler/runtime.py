@@ -51,7 +51,10 @@ class LoadedModel:
                                               for t, a in zip(tensors, arrays)):
             tensors[:] = [tvm.runtime.empty(a.shape, str(a.dtype), self._device) for a in arrays]
         for tensor, array in zip(tensors, arrays):
-            tensor.copyfrom(array)
+            if _in_this_process(tensor):
+                np.copyto(np.from_dlpack(tensor), array)  # a plain memcpy: copyfrom stages through a temporary
+            else:  # a board's tensor, over RPC
+                tensor.copyfrom(array)
         return list(tensors)
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
@@ -92,9 +95,14 @@ class LoadedModel:
         return times
 
 
+def _in_this_process(tensor) -> bool:
+    return int(tensor.device.dlpack_device_type()) == 1  # kDLCPU; over RPC the type carries the session's mask
+
+
 def _flatten(result) -> list[np.ndarray]:
     if hasattr(result, "numpy"):
-        return [result.numpy()]
+        # ~0.6 us for 1000 floats; .numpy() took 6-35 us
+        return [np.from_dlpack(result).copy() if _in_this_process(result) else result.numpy()]
     return [array for item in result for array in _flatten(item)]
 
 
