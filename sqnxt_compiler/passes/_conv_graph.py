@@ -203,21 +203,31 @@ def rewrite_module(mod: tvm.IRModule, plan_function: Callable[[ConvGraph], dict]
     return rewriter.builder_.get() if changed else mod
 
 
-def rewrite_units(mod: tvm.IRModule, applies: Callable[[ConvUnit], bool],
-                  emit: Callable[["ChainRewriter", ConvUnit], relax.Expr], pattern: str,
-                  describe: Callable[[ConvUnit], str], report: Reporter | None) -> tvm.IRModule:
-    """The single-unit rewrites (`winograd_stem`, `pointwise_conv`): every outermost conv unit for which
-    `applies` holds becomes `emit(rewriter, unit)`, reported as `pattern` with `describe(unit)`."""
+@dataclass(frozen=True)
+class UnitRewrite:
+    """What a single-unit rewrite makes of one conv unit: the var whose binding it replaces (the unit's own, or
+    that of a consumer the kernel takes along), the call that replaces it, and its detail for --explain."""
+
+    result: relax.Var
+    emit: Callable[["ChainRewriter"], relax.Expr]
+    detail: str
+
+
+def rewrite_units(mod: tvm.IRModule, rewrite: Callable[[ConvGraph, ConvUnit], UnitRewrite | None], pattern: str,
+                  report: Reporter | None) -> tvm.IRModule:
+    """The single-unit rewrites (`winograd_stem`, `winograd_rows`, `pointwise_conv`): every outermost conv unit
+    for which `rewrite(graph, unit)` says what to do, reported as `pattern`."""
 
     def plan(graph: ConvGraph) -> dict:
         plans = {}
         for unit in graph.outermost_units():
-            if not applies(unit):
+            found = rewrite(graph, unit)
+            if found is None:
                 continue
-            plans[unit.output] = lambda rw, unit=unit: emit(rw, unit)
+            plans[found.result] = found.emit
             if report is not None:
-                shape = unit.output.ty.shape
-                report(FusionRecord(pattern, describe(unit), (int(shape[2]), int(shape[3]))))
+                shape = found.result.ty.shape
+                report(FusionRecord(pattern, found.detail, (int(shape[2]), int(shape[3]))))
         return plans
 
     return rewrite_module(mod, plan)

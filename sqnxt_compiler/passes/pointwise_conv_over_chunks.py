@@ -7,7 +7,7 @@ import tvm
 
 from ..kernels.contract import POINTWISE
 from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain
-from ._conv_graph import ConvUnit, rewrite_units
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, rewrite_units
 from ._fusion_report import Reporter
 
 # Below this many chunks the generic conv schedule is faster (at 7x7, 4 chunks, the last mostly overlap).
@@ -29,5 +29,9 @@ class PointwiseConvOverChunks:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return rewrite_units(mod, _over_chunks, lambda rw, unit: rw.emit_chain([unit], POINTWISE), POINTWISE,
-                             lambda _unit: "1x1", self.report)
+        def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
+            if not _over_chunks(unit):
+                return None
+            return UnitRewrite(unit.output, lambda rw: rw.emit_chain([unit], POINTWISE), "1x1")
+
+        return rewrite_units(mod, rewrite, POINTWISE, self.report)

@@ -6,7 +6,7 @@ import tvm
 
 from ..kernels.contract import WINOGRAD_ROWS
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
-from ._conv_graph import ConvUnit, emit_winograd_rows, rewrite_units
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_winograd_rows, rewrite_units
 from ._fusion_report import Reporter
 
 # Where it wins end to end (docs/performance.md, 2026-12-05). Alone it wins from 16 outputs, but it takes the
@@ -36,7 +36,9 @@ class WinogradRowConv:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        def emit(rewriter, unit: ConvUnit):
-            return emit_winograd_rows(rewriter, unit, 1, WINOGRAD_ROWS)
+        def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
+            if not is_winograd_row_conv(unit):
+                return None
+            return UnitRewrite(unit.output, lambda rw: emit_winograd_rows(rw, unit, 1, WINOGRAD_ROWS), "3x1, F(4,3)")
 
-        return rewrite_units(mod, is_winograd_row_conv, emit, WINOGRAD_ROWS, lambda _unit: "3x1, F(4,3)", self.report)
+        return rewrite_units(mod, rewrite, WINOGRAD_ROWS, self.report)

@@ -8,8 +8,8 @@ from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, MaxPoolWindow, row_taps
-from ._conv_graph import ConvGraph, ConvUnit, emit_winograd_rows, rewrite_module
-from ._fusion_report import FusionRecord, Reporter
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_winograd_rows, rewrite_units
+from ._fusion_report import Reporter
 
 KERNELS = (5, 7)  # F(4, 3) and F(4, 4): 6 and 7 transformed rows, the accuracy TVM's own Winograd accepts
 MAX_IN_CHANNELS = 4  # an image's channels: the transforms are per input channel, the savings per output
@@ -55,18 +55,12 @@ class WinogradStem:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        def plan(graph: ConvGraph) -> dict:
-            plans = {}
-            for unit in graph.outermost_units():
-                if not is_winograd_stem(unit):
-                    continue
-                pool = following_max_pool(graph, unit)
-                result = unit.output if pool is None else pool[0]
-                plans[result] = lambda rw, unit=unit, pool=pool: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM, pool)
-                if self.report is not None:
-                    shape = result.ty.shape
-                    self.report(FusionRecord(WINOGRAD_STEM, _describe(unit, pool and pool[1]),
-                                             (int(shape[2]), int(shape[3]))))
-            return plans
+        def rewrite(graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
+            if not is_winograd_stem(unit):
+                return None
+            pool = following_max_pool(graph, unit)
+            return UnitRewrite(unit.output if pool is None else pool[0],
+                               lambda rw: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM, pool),
+                               _describe(unit, None if pool is None else pool[1]))
 
-        return rewrite_module(mod, plan)
+        return rewrite_units(mod, rewrite, WINOGRAD_STEM, self.report)
