@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import tvm
 from tvm import tirx
 
-from . import dataflow_choice, dense, fused_bottleneck, fused_low_rank, fused_pixel_chunks, pooling, winograd_rows
+from . import dataflow_choice, dense, fused_bottleneck, fused_low_rank, fused_pixel_chunks, pooling, winograd_rows, \
+    winograd_tiles
 from .rule import ScheduleRule
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
     from ..target import TargetSpec
 
 RULES: tuple[ScheduleRule, ...] = (
-    winograd_rows.RULE,         # Winograd along rows: the polyphase stems, the 3x1 convs
+    winograd_tiles.RULE,        # Winograd over 4x4 tiles: a polyphase stem with its max pool
+    winograd_rows.RULE,         # Winograd along rows: the other polyphase stems, the 3x1 convs
     fused_pixel_chunks.RULE,    # 1x1 chains over pixel chunks
     fused_low_rank.RULE,        # 3x1/1x3 pairs, in row tiles
     fused_bottleneck.RULE,      # 1x1 chains that are not over chunks (stride 2, tiny images), in row tiles

@@ -47,14 +47,17 @@ def _pooled(sch: "s_tir.Schedule") -> bool:
     return POOL_ATTR in sch.mod["main"].attrs
 
 
-def _schedule_pool(sch: "s_tir.Schedule", parallel: bool) -> None:
+def schedule_pool(sch: "s_tir.Schedule", parallel: bool) -> None:
     """A stem with its max pool: the stem runs one image at a time (its result, ~3 MB an image, stays in the
     last-level cache for the pool instead of going to memory and back at batch 8), then the pool's channels
     run in parallel, the last output row and column apart (the windows a ceil-mode pool clamps), so the clamps
     fold away everywhere else. LLVM keeps the stride-2 windows scalar; TVM's vectorize, gathering each lane,
-    was slower, and the pool's time is its read of the conv's result anyway."""
+    was slower, and the pool's time is its read of the conv's result anyway. A pool whose columns come in
+    groups (one per column tile of `winograd_tiles`) has the group's loop unrolled."""
     pool = sch.get_sblock(OUTPUT_BLOCK)
-    images, channels, rows, columns = sch.get_loops(pool)
+    images, channels, rows, columns, *within_group = sch.get_loops(pool)
+    for loop in within_group:
+        sch.unroll(loop)
     sch.compute_at(sch.get_sblock(INVERSE_BLOCK), images, preserve_unit_loops=True)
     if parallel:
         sch.parallel(channels)
@@ -92,7 +95,7 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
     inside the register tile (`rows_in_registers`) or one after another around it."""
     pooled = _pooled(sch)
     if pooled:
-        _schedule_pool(sch, parallel)
+        schedule_pool(sch, parallel)
     narrow = not pooled and has_block(sch, INVERSE_BLOCK)  # narrower than a chunk: AT, then its columns copied
     out = sch.get_sblock(INVERSE_BLOCK if narrow or pooled else OUTPUT_BLOCK)
     batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)[-6:]

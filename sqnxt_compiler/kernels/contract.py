@@ -21,6 +21,9 @@ PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_tr
 # AT into a buffer of the kernel's own: whole chunks when the image is narrower than one (OUTPUT_BLOCK then copies
 # the real columns), or the conv's result that OUTPUT_BLOCK max-pools (a stem with its pool)
 INVERSE_BLOCK = "sqnxt_wino_inverse"
+# Winograd over 4x4 tiles (a stem with its pool): BT along columns after TRANSFORM_BLOCK's rows, AT along columns
+# before INVERSE_BLOCK's rows
+COLUMN_TRANSFORM_BLOCK, COLUMN_INVERSE_BLOCK = "sqnxt_wino_column_transform", "sqnxt_wino_column_inverse"
 
 # Patterns (the value of FUSION_ATTR), one per fusion pass rewrite.
 LOW_RANK = "low_rank"
@@ -29,6 +32,7 @@ EXPAND_EPILOGUE = "expand_epilogue"
 POINTWISE = "pointwise"
 WINOGRAD_STEM = "winograd_stem"
 WINOGRAD_ROWS = "winograd_rows"  # stride-1 convs whose taps run down the rows (3x1), Winograd along rows
+WINOGRAD_STEM_TILES = "winograd_stem_tiles"  # a stem and its max pool, Winograd along rows and columns
 
 
 def fusion_pattern(func: tirx.PrimFunc) -> str | None:

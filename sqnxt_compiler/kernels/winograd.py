@@ -108,7 +108,7 @@ def transform_weights(weight: np.ndarray, stride: int = 2) -> np.ndarray:
     return np.einsum("jq,opcqk->opckj", g, by_phase).astype(np.float32)
 
 
-def _coefficient(matrix: np.ndarray, row, col: int):
+def coefficient(matrix: np.ndarray, row, col: int):
     """matrix[row, col] for a loop variable `row`: a Select chain that folds to a constant once the schedule
     unrolls `row`."""
     value = tirx.const(float(matrix[-1, col]), "float32")
@@ -178,7 +178,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                                    [b, t, py, px, c, k, x])
 
                 def transform_rows(b, t, py, px, c, j, x):
-                    value = sum((_coefficient(bt, j, k) * phase[b, t, py, px, c, k, x] for k in range(a)), zero)
+                    value = sum((coefficient(bt, j, k) * phase[b, t, py, px, c, k, x] for k in range(a)), zero)
                     T.buffer_store(transformed, value, [b, t, py, px, c, j, x])
 
                 def multiply_add(b, o, t, j, chunk, lane, py, c, kx):
@@ -201,7 +201,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                     (batch, out_channels, tiles * m, computed_w), "float32"))
 
                 def store_output(b, o, t, i, chunk, lane):
-                    value = sum((_coefficient(at, i, j) * product[b, o, t, j, chunk, lane] for j in range(a)), zero)
+                    value = sum((coefficient(at, i, j) * product[b, o, t, j, chunk, lane] for j in range(a)), zero)
                     if narrow:
                         T.buffer_store(inverse, epilogue_value(value, bias, o, relu), [b, o, t, i, chunk, lane])
                     else:
