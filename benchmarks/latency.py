@@ -324,26 +324,32 @@ def pixel_chunks_vs_rows(model: str, reps: int, spec) -> None:
 
 
 def winograd_vs_direct(model: str, reps: int, spec) -> None:
-    """The model's stem as built (polyphase Winograd, `kernels/winograd.py`) and as the direct conv
-    kernel the pipeline builds without the winograd_stem phase, both with their default schedules, alone."""
+    """The model's stem as built (polyphase Winograd along rows or over tiles, with the max pool after it when
+    the pass takes it) and as the direct conv kernel (+ the separate max pool) the pipeline builds without the
+    winograd_stem phase, all with their default schedules, alone."""
     import tvm
 
-    from sqnxt_compiler.kernels.contract import MACS_ATTR, WINOGRAD_STEM, fusion_pattern
+    from sqnxt_compiler.kernels.contract import MACS_ATTR, POOL_ATTR, WINOGRAD_STEM, WINOGRAD_STEM_TILES, fusion_pattern
     from sqnxt_compiler.passes import winograd_stem
 
     target, winograd, direct = _built_with_and_without(model, winograd_stem, "is_winograd_stem", spec)
     _comparison_header(f"{model} batch 1, target {spec.name}: stride-2 stem as polyphase Winograd vs direct", reps,
                        ["stem", "output", "MMAC", "direct ms", "Winograd ms", "speedup"])
-    for func in (f for f in winograd.functions.values()
-                 if isinstance(f, tvm.tirx.PrimFunc) and fusion_pattern(f) == WINOGRAD_STEM):
-        shapes = [[int(d) for d in p.ty.shape] for p in func.params]
-        data_shape, kernel, out_shape = shapes[0], shapes[1][3], shapes[-1]
-        direct_stem = next(f for gv, f in direct.functions.items() if isinstance(f, tvm.tirx.PrimFunc)
-                           and "conv2d" in gv.name_hint and [int(d) for d in f.params[-1].ty.shape] == out_shape)
-        direct_us, winograd_us = _interleaved_medians_us([direct_stem, func], target, reps)
-        print(f"| {kernel}x{kernel}/2 {data_shape[1]}->{out_shape[1]} | {'x'.join(map(str, out_shape[1:]))} | "
-              f"{int(func.attrs[MACS_ATTR]) / 1e6:.1f} | {direct_us / 1e3:.3f} | {winograd_us / 1e3:.3f} | "
-              f"{direct_us / winograd_us:.2f}x |", flush=True)
+    direct_funcs = {gv.name_hint: f for gv, f in direct.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+    for gvar, func in winograd.functions.items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or fusion_pattern(func) not in (WINOGRAD_STEM, WINOGRAD_STEM_TILES):
+            continue
+        data_shape, out_shape = ([int(d) for d in p.ty.shape] for p in (func.params[0], func.params[-1]))
+        baseline = [next(f for name, f in direct_funcs.items() if "conv2d" in name
+                         and [int(d) for d in f.params[0].ty.shape] == data_shape)]
+        if POOL_ATTR in func.attrs:
+            baseline.append(next(f for name, f in direct_funcs.items() if "max_pool2d" in name
+                                 and [int(d) for d in f.params[-1].ty.shape] == out_shape))
+        *direct_us, winograd_us = _interleaved_medians_us([*baseline, func], target, reps)
+        pool = f" + max pool {int(func.attrs[POOL_ATTR])}x{int(func.attrs[POOL_ATTR])}" if POOL_ATTR in func.attrs else ""
+        print(f"| {gvar.name_hint}{pool} | {'x'.join(map(str, out_shape[1:]))} | "
+              f"{int(func.attrs[MACS_ATTR]) / 1e6:.1f} | {sum(direct_us) / 1e3:.3f} | {winograd_us / 1e3:.3f} | "
+              f"{sum(direct_us) / winograd_us:.2f}x |", flush=True)
 
 
 def network_vs_kernels(model: str, rounds: int, spec) -> None:

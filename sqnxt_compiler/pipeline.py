@@ -50,12 +50,15 @@ def _sequential(*passes: tvm.transform.Pass) -> Callable[[tvm.IRModule, CompileC
     return run
 
 
-def _fusion(phase: str, make_pass: Callable) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
-    """Run a fusion pass and note what it fused (counts per pattern and per stage) for --explain."""
+def _fusion(phase: str, make_pass: Callable, per_target: bool = False
+            ) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
+    """Run a fusion pass and note what it fused (counts per pattern and per stage) for --explain; a pass whose
+    kernels depend on the vector width (`per_target`) gets the target's float32 lanes."""
 
     def run(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
         records: list = []
-        mod = make_pass(report=records.append)(mod)
+        options = {"vector_lanes": ctx.target_spec.vector_lanes} if per_target else {}
+        mod = make_pass(report=records.append, **options)(mod)
         for line in summarize(records):
             ctx.note(phase, line)
         return mod
@@ -112,9 +115,9 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 # conv left).
 GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
-    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem),
-          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd F(4, r), weights transformed at compile time, "
-          "with the max pool after it"),
+    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem, per_target=True),
+          "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "
+          "along rows), weights transformed at compile time, with the max pool after it"),
     Phase("winograd_rows", _fusion("winograd_rows", WinogradRowConv),
           "compute the 3x1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),

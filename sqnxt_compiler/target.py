@@ -37,6 +37,11 @@ class TargetSpec:
         return self.cross.get("triple", "")
 
     @property
+    def vector_lanes(self) -> int:
+        """float32 lanes of one vector register."""
+        return int(self.cpu["vector_bits"]) // 32
+
+    @property
     def cpu_class(self) -> str:
         """The vector ISA class the code is built for (`cpu.VectorISA.cpu_class`), e.g. "x86-avx2"."""
         return str(self.cpu.get("class", ""))

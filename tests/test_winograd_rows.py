@@ -16,6 +16,7 @@ from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
 from sqnxt_compiler.kernels.winograd import MaxPoolWindow, transform_weights, winograd_matrices, winograd_rows_kernel
 from sqnxt_compiler.schedules import find_rule
 from sqnxt_compiler.target import load_target
+from winograd_reference import POOL_CASES, check_every_schedule, direct_conv, max_pool, random_conv
 
 SPEC = load_target("host")
 
@@ -30,22 +31,6 @@ def test_matrices_compute_a_correlation(rows, taps) -> None:
         np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
 
 
-def _direct_conv(data, weight, bias, padding, relu, stride) -> np.ndarray:
-    """float64 reference: conv2d(`stride`) [+ bias] [+ ReLU]."""
-    top, left, bottom, right = padding
-    kernel_h, kernel_w = weight.shape[2:]
-    padded = np.pad(data.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)))
-    out_h, out_w = (padded.shape[2] - kernel_h) // stride + 1, (padded.shape[3] - kernel_w) // stride + 1
-    out = np.zeros((data.shape[0], weight.shape[0], out_h, out_w))
-    for ky in range(kernel_h):
-        for kx in range(kernel_w):
-            window = padded[:, :, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
-            out += np.einsum("oc,ncyx->noyx", weight[:, :, ky, kx].astype(np.float64), window)
-    if bias is not None:
-        out += bias[None, :, None, None]
-    return np.maximum(out, 0) if relu else out
-
-
 CASES = [  # data shape, out channels, kernel, stride, padding (top, left, bottom, right), bias, relu
     ((1, 3, 227, 227), 64, (7, 7), 2, (0, 0, 0, 0), True, True),   # 1.0-SqNxt-23's stem
     ((2, 1, 37, 45), 16, (5, 5), 2, (2, 2, 2, 2), False, False),   # batch 2, one channel, a partial last row tile
@@ -58,63 +43,17 @@ CASES = [  # data shape, out channels, kernel, stride, padding (top, left, botto
 ]
 
 
-def _max_pool(planes: np.ndarray, window: MaxPoolWindow) -> np.ndarray:
-    """float64 reference: a max pool without padding whose windows past the image (ceil mode) are clipped."""
-    height, width = planes.shape[2:]
-    out = np.empty(planes.shape[:2] + (window.out_h, window.out_w))
-    for y in range(window.out_h):
-        for x in range(window.out_w):
-            top, left = window.stride * y, window.stride * x
-            out[:, :, y, x] = planes[:, :, top:min(top + window.kernel, height),
-                                     left:min(left + window.kernel, width)].max(axis=(2, 3))
-    return out
-
-
-def _check_every_schedule(func, inputs: list[np.ndarray], expected: np.ndarray, target_name: str) -> None:
-    """`func` under the default schedule, unscheduled and in two sampled design spaces matches `expected`."""
-    spec = load_target(target_name)
-    rule = find_rule(func, spec)
-    assert rule is not None and rule.name == "winograd_rows"
-    target = spec.tvm_target()
-    default = s_tir.Schedule(func)
-    rule.apply(default, spec)
-    schedules = [s_tir.Schedule(func).mod, default.mod]
-    for seed in (1, 7):
-        with spec.scope():
-            schedules += [space.mod for space in rule.design_space(s_tir.Schedule(func, seed=seed))]
-    for index, mod in enumerate(schedules):
-        tensors = [tvm.runtime.tensor(a) for a in inputs] + [tvm.runtime.tensor(np.full(expected.shape, np.nan,
-                                                                                         np.float32))]
-        tvm.compile(mod, target)(*tensors)
-        error = np.abs(tensors[-1].numpy() - expected).max() / np.abs(expected).max()
-        assert error <= 2e-6, f"schedule {index}: relative error {error:.2e}"
-
-
-def _random_conv(shape, out_channels, kernel, bias, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    data = rng.standard_normal(shape).astype(np.float32)
-    weight = (rng.standard_normal((out_channels, shape[1], *kernel)) / kernel[0]).astype(np.float32)
-    bias_values = rng.standard_normal(out_channels).astype(np.float32) if bias else None
-    return data, weight, bias_values
-
-
 @pytest.mark.parametrize("target_name", ["host", "x86-avx2"])  # AVX2: the rows do not fit the 16 registers
 @pytest.mark.parametrize("shape, out_channels, kernel, stride, padding, bias, relu", CASES)
 def test_kernel_matches_a_direct_conv_under_every_schedule(shape, out_channels, kernel, stride, padding, bias,
                                                            relu, target_name) -> None:
-    data, weight, bias_values = _random_conv(shape, out_channels, kernel, bias)
-    expected = _direct_conv(data, weight, bias_values, padding, relu, stride)
+    data, weight, bias_values = random_conv(shape, out_channels, kernel, bias)
+    expected = direct_conv(data, weight, bias_values, padding, relu, stride)
     func = winograd_rows_kernel(shape, out_channels, kernel, stride, padding, bias, relu)
     inputs = [data, transform_weights(weight, stride)] + ([bias_values] if bias else [])
-    _check_every_schedule(func, inputs, expected, target_name)
+    check_every_schedule(func, inputs, expected, target_name)
 
 
-POOL_CASES = [  # data shape, out channels, kernel, padding, pool window; relu: no
-    ((1, 3, 227, 227), 64, (5, 5), (1, 1, 1, 1), MaxPoolWindow(3, 2, 56, 56)),  # 1.0-SqNxt-23v5: 113 -> 56, ceil
-    ((2, 3, 227, 227), 64, (7, 7), (0, 0, 0, 0), MaxPoolWindow(3, 2, 55, 55)),  # 1.0-SqNxt-23 at batch 2
-    ((1, 2, 45, 70), 8, (5, 5), (2, 2, 2, 2), MaxPoolWindow(2, 2, 11, 17)),     # 23 x 35, floor mode, 2x2/2
-    ((1, 3, 40, 50), 12, (7, 7), (3, 3, 3, 3), MaxPoolWindow(3, 1, 18, 23)),    # stride-1 pool, 20 x 25
-]
 
 
 @pytest.mark.parametrize("target_name", ["host", "x86-avx2"])
@@ -122,17 +61,17 @@ POOL_CASES = [  # data shape, out channels, kernel, padding, pool window; relu: 
 def test_stem_with_its_max_pool_matches_under_every_schedule(shape, out_channels, kernel, padding, window,
                                                              target_name) -> None:
     """Signed outputs (no ReLU), so a pool that read the buffer's rows past the image or a zero would fail."""
-    data, weight, bias_values = _random_conv(shape, out_channels, kernel, bias=True, seed=3)
-    expected = _max_pool(_direct_conv(data, weight, bias_values, padding, False, 2), window)
+    data, weight, bias_values = random_conv(shape, out_channels, kernel, bias=True, seed=3)
+    expected = max_pool(direct_conv(data, weight, bias_values, padding, False, 2), window)
     func = winograd_rows_kernel(shape, out_channels, kernel, 2, padding, True, False, pool=window)
-    _check_every_schedule(func, [data, transform_weights(weight, 2), bias_values], expected, target_name)
+    check_every_schedule(func, [data, transform_weights(weight, 2), bias_values], expected, target_name)
 
 
-def _calls_after(proto, phase: str) -> Counter:
+def _calls_after(proto, phase: str, spec=SPEC) -> Counter:
     """Calls in `main` after BatchNorm folding and `phase`: operator names, and the names of call_tir'd
     kernels (without their numbering)."""
     phases = [p for p in PHASES if p.name in ("fold_batchnorm", phase)]
-    mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(SPEC), phases)
+    mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec), phases)
     counts: Counter = Counter()
 
     def visit(expr) -> None:
@@ -144,8 +83,11 @@ def _calls_after(proto, phase: str) -> Counter:
     return counts
 
 
+@pytest.mark.parametrize("target_name", ["x86-avx2", "x86-avx512"])
 @pytest.mark.parametrize("model", ["1.0-SqNxt-23", "1.0-SqNxt-23v5", "squeezenet1.0", "alexnet", "resnet-tiny"])
-def test_pass_replaces_the_stride_2_stem_and_nothing_else(model) -> None:
+def test_pass_replaces_the_stride_2_stem_and_nothing_else(model, target_name) -> None:
+    """A stem with its max pool becomes the 4x4-tile kernel where a vector holds 16 column tiles (AVX-512),
+    the row kernel elsewhere; a stem without one is always the row kernel."""
     proto = build_model(model)
     stem = next(node for node in proto.graph.node if node.op_type == "Conv")
     attrs = {a.name: list(a.ints) for a in stem.attribute}
@@ -156,8 +98,10 @@ def test_pass_replaces_the_stride_2_stem_and_nothing_else(model) -> None:
         readers = [node for node in proto.graph.node if readers[0].output[0] in node.input]
     pooled = expected * int(len(readers) == 1 and readers[0].op_type == "MaxPool"
                             and not any(a.name == "pads" and any(a.ints) for a in readers[0].attribute))
-    counts = _calls_after(proto, "winograd_stem")
-    assert counts["fused_winograd_stem"] == expected
+    counts = _calls_after(proto, "winograd_stem", load_target(target_name))
+    tiles = pooled if target_name == "x86-avx512" else 0
+    assert counts["fused_winograd_stem_tiles"] == tiles
+    assert counts["fused_winograd_stem"] == expected - tiles
     assert counts["relax.nn.conv2d"] == sum(node.op_type == "Conv" for node in proto.graph.node) - expected
     max_pools = sum(node.op_type == "MaxPool" for node in proto.graph.node)
     assert counts["relax.nn.max_pool2d"] == max_pools - pooled

@@ -2,9 +2,10 @@
 
 Why: `winograd.winograd_rows_kernel` transforms the rows only and multiplies along the columns directly (the
 columns are the vector dimension). Transforming the columns too, with the vector lanes over column tiles
-instead of columns, cuts a 7x7/2 stem's multiplies from 7 x 42 to 49 x 12 per 16 outputs of a row phase
-(1.0-SqNxt-23), a 5x5/2 stem's from 6 x 30 to 36 x 12 (1.0-SqNxt-23v5), AT and BT included 1.3-1.4x fewer
-vector operations.
+instead of columns, halves the multiplies again: per output and input channel of a 7x7/2 stem (1.0-SqNxt-23),
+49 direct, 24.5 along rows, 12.25 over tiles; of a 5x5/2 stem (1.0-SqNxt-23v5) 25, 15, 9. AT and BT along
+columns take back part of that, and the lanes over 16 column tiles need a 16-lane vector to keep a transformed
+row's accumulators in registers: the stem pass uses this kernel on AVX-512 only.
 
 How:
 1. Polyphase as in `winograd.py`: the four parity images, each a stride-1 conv with r x r taps.

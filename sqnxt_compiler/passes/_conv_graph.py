@@ -12,7 +12,9 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels import ChainStage, chain_kernel
+from ..kernels.contract import WINOGRAD_STEM_TILES
 from ..kernels.winograd import MaxPoolWindow, transform_weights, winograd_rows_kernel
+from ..kernels.winograd_tiles import transform_weights_2d, winograd_tiles_kernel
 from ._fusion_report import FusionRecord, Reporter
 
 
@@ -162,6 +164,19 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
     if unit.bias is not None:
         args.append(relax.const(unit.bias))
     return relax.call_tir(gvar, args, (unit.output if pool is None else pool[0]).ty)
+
+
+def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit, pool: tuple[relax.Var, MaxPoolWindow]) -> relax.Expr:
+    """A call_tir of `kernels.winograd_tiles.winograd_tiles_kernel` for the stem `unit` and the max `pool` (its var
+    and window) of its result, the weights transformed at compile time."""
+    data = rewriter.visit_expr(unit.data)
+    func = winograd_tiles_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel[0],
+                                 unit.padding, unit.bias is not None, unit.relu, pool[1])
+    gvar = rewriter.builder_.add_func(func, f"fused_{WINOGRAD_STEM_TILES}")
+    args = [data, relax.const(transform_weights_2d(unit.weight))]
+    if unit.bias is not None:
+        args.append(relax.const(unit.bias))
+    return relax.call_tir(gvar, args, pool[0].ty)
 
 
 @mutator
