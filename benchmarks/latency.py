@@ -329,7 +329,8 @@ def winograd_vs_direct(model: str, reps: int, spec) -> None:
     winograd_stem phase, all with their default schedules, alone."""
     import tvm
 
-    from sqnxt_compiler.kernels.contract import MACS_ATTR, POOL_ATTR, WINOGRAD_STEM, WINOGRAD_STEM_TILES, fusion_pattern
+    from sqnxt_compiler.kernels.contract import (MACS_ATTR, POOL_ATTR, WINOGRAD_STEM, WINOGRAD_STEM_TILES,
+                                                 fusion_pattern)
     from sqnxt_compiler.passes import winograd_stem
 
     target, winograd, direct = _built_with_and_without(model, winograd_stem, "is_winograd_stem", spec)
@@ -346,7 +347,8 @@ def winograd_vs_direct(model: str, reps: int, spec) -> None:
             baseline.append(next(f for name, f in direct_funcs.items() if "max_pool2d" in name
                                  and [int(d) for d in f.params[-1].ty.shape] == out_shape))
         *direct_us, winograd_us = _interleaved_medians_us([*baseline, func], target, reps)
-        pool = f" + max pool {int(func.attrs[POOL_ATTR])}x{int(func.attrs[POOL_ATTR])}" if POOL_ATTR in func.attrs else ""
+        window = int(func.attrs[POOL_ATTR]) if POOL_ATTR in func.attrs else 0
+        pool = f" + max pool {window}x{window}" if window else ""
         print(f"| {gvar.name_hint}{pool} | {'x'.join(map(str, out_shape[1:]))} | "
               f"{int(func.attrs[MACS_ATTR]) / 1e6:.1f} | {sum(direct_us) / 1e3:.3f} | {winograd_us / 1e3:.3f} | "
               f"{sum(direct_us) / winograd_us:.2f}x |", flush=True)

@@ -166,7 +166,8 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
     return relax.call_tir(gvar, args, (unit.output if pool is None else pool[0]).ty)
 
 
-def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit, pool: tuple[relax.Var, MaxPoolWindow]) -> relax.Expr:
+def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,
+                        pool: tuple[relax.Var, MaxPoolWindow]) -> relax.Expr:
     """A call_tir of `kernels.winograd_tiles.winograd_tiles_kernel` for the stem `unit` and the max `pool` (its var
     and window) of its result, the weights transformed at compile time."""
     data = rewriter.visit_expr(unit.data)

@@ -54,8 +54,8 @@ class WinogradStem:
     """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU][+max pool] becomes one call_tir,
     its weights transformed at compile time. With the pool, the stem's result (~3 MB an image) stays in the cache
     for it instead of going to memory and back at batch 8. `vector_lanes` (the target's float32 lanes) picks the
-    kernel for a stem with its pool: Winograd over 4x4 tiles when a vector holds TILE_CHUNK column tiles (1.2x
-    faster than along rows on AVX-512; on AVX2, 8 lanes x 16 registers, 1.1-1.3x slower)."""
+    kernel for a stem with its pool: Winograd over 4x4 tiles when a vector holds TILE_CHUNK column tiles, else
+    along rows (with 8-lane vectors and 16 registers the tiles lost; docs/performance.md)."""
 
     def __init__(self, report: Reporter | None = None, vector_lanes: int = 0) -> None:
         self.report = report
