@@ -92,6 +92,12 @@ class MaxPoolWindow:
     out_w: int
 
 
+def conv_output_size(height: int, width: int, kernel: tuple[int, int], stride: int,
+                     padding: tuple[int, int, int, int]) -> tuple[int, int]:
+    top, left, bottom, right = padding
+    return (height + top + bottom - kernel[0]) // stride + 1, (width + left + right - kernel[1]) // stride + 1
+
+
 def row_taps(kernel: int, stride: int = 2) -> int:
     return -(-kernel // stride)
 
@@ -128,9 +134,8 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     result and OUTPUT_BLOCK pools it. `pattern` names the rewrite that made it (FUSION_ATTR)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     kernel_h, kernel_w = kernel
-    top, left, bottom, right = padding
-    out_h = (height + top + bottom - kernel_h) // stride + 1
-    out_w = (width + left + right - kernel_w) // stride + 1
+    top, left, _, _ = padding
+    out_h, out_w = conv_output_size(height, width, kernel, stride, padding)
     m, r = ROWS_PER_TILE, row_taps(kernel_h, stride)
     a = m + r - 1
     at, _, bt = winograd_matrices(m, r)

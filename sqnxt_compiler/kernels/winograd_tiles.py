@@ -37,7 +37,7 @@ from .common import epilogue_value, grid_block
 from .contract import (COLUMN_INVERSE_BLOCK, COLUMN_TRANSFORM_BLOCK, FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR,
                        OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR, PRODUCT_BLOCK, TAPS_ATTR,
                        TRANSFORM_BLOCK, WINOGRAD_STEM_TILES)
-from .winograd import ROWS_PER_TILE, MaxPoolWindow, coefficient, row_taps, winograd_matrices
+from .winograd import ROWS_PER_TILE, MaxPoolWindow, coefficient, conv_output_size, row_taps, winograd_matrices
 
 STRIDE = 2
 TILE_CHUNK = 16  # column tiles per chunk: one AVX-512 vector, two AVX2, four NEON
@@ -65,9 +65,8 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
     PRODUCT_BLOCK (reduction), COLUMN_INVERSE_BLOCK (AT along columns), INVERSE_BLOCK (AT along rows, bias,
     ReLU), OUTPUT_BLOCK (the pool)."""
     batch, channels, height, width = (int(d) for d in data_shape)
-    top, left, bottom, right = padding
-    out_h = (height + top + bottom - kernel) // STRIDE + 1
-    out_w = (width + left + right - kernel) // STRIDE + 1
+    top, left, _, _ = padding
+    out_h, out_w = conv_output_size(height, width, (kernel, kernel), STRIDE, padding)
     m, r = ROWS_PER_TILE, row_taps(kernel, STRIDE)
     a = m + r - 1
     at, _, bt = winograd_matrices(m, r)
