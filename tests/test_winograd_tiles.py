@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sqnxt_compiler.kernels.winograd import winograd_matrices
+from sqnxt_compiler.kernels.winograd import MaxPoolWindow, winograd_matrices
 from sqnxt_compiler.kernels.winograd_tiles import transform_weights_2d, winograd_tiles_kernel
 from winograd_reference import POOL_CASES, check_every_schedule, direct_conv, max_pool, random_conv
 
@@ -48,7 +48,5 @@ def test_stem_with_its_max_pool_matches_under_every_schedule(shape, out_channels
 
 
 def test_a_pool_whose_stride_does_not_divide_the_tile_is_refused() -> None:
-    from sqnxt_compiler.kernels.winograd import MaxPoolWindow
-
     with pytest.raises(ValueError, match="stride 3"):
         winograd_tiles_kernel((1, 3, 40, 40), 8, 5, (2, 2, 2, 2), True, True, MaxPoolWindow(3, 3, 6, 6))

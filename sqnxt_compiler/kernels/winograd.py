@@ -37,7 +37,7 @@ stem of 1.0-SqNxt-23 vs a float64 direct conv ~1e-6 of the output's range."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tvm import tirx
@@ -90,6 +90,15 @@ class MaxPoolWindow:
     stride: int
     out_h: int
     out_w: int
+
+    def window_max(self, y, x, height: int, width: int, read: Callable[..., tirx.PrimExpr]) -> tirx.PrimExpr:
+        """The max of `read(row, col)` over the window of pooled output (y, x) of a `height` x `width` image."""
+        values = [read(tirx.min(self.stride * y + dy, height - 1), tirx.min(self.stride * x + dx, width - 1))
+                  for dy in range(self.kernel) for dx in range(self.kernel)]
+        value = values[0]
+        for other in values[1:]:
+            value = tirx.max(value, other)
+        return value
 
 
 def conv_output_size(height: int, width: int, kernel: tuple[int, int], stride: int,
@@ -222,12 +231,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                     # back to whole tiles (from the image's 113 rows it made tiles of one row)
                     T.reads(conv[b, o, 0:tiles * m, 0:computed_w])
                     T.writes(output[b, o, y, x])
-                    values = [conv[b, o, tirx.min(pool.stride * y + dy, out_h - 1),
-                                   tirx.min(pool.stride * x + dx, out_w - 1)]
-                              for dy in range(pool.kernel) for dx in range(pool.kernel)]
-                    value = values[0]
-                    for other in values[1:]:
-                        value = tirx.max(value, other)
+                    value = pool.window_max(y, x, out_h, out_w, lambda row, col: conv[b, o, row, col])
                     T.buffer_store(output, value, [b, o, y, x])
 
                 grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)

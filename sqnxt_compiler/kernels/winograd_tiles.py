@@ -43,6 +43,11 @@ STRIDE = 2
 TILE_CHUNK = 16  # column tiles per chunk: one AVX-512 vector, two AVX2, four NEON
 
 
+def pool_fits_tiles(pool: MaxPoolWindow) -> bool:
+    """Whether each column tile holds whole pooled columns (the pool's stride divides the tile's width)."""
+    return ROWS_PER_TILE % pool.stride == 0
+
+
 def transform_weights_2d(weight: np.ndarray) -> np.ndarray:
     """OIHW weights of a KxK stride-2 conv -> u[o, py, px, c, j, k] = (G w_phase G^T)[j, k], w_phase[q, p] =
     w[o, c, 2q + py, 2p + px] (zero past the kernel)."""
@@ -74,7 +79,7 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
     column_tiles = chunks * TILE_CHUNK
     # column tile s reads phase columns [q, s + 1] for q < a - m: one vector past the last chunk
     phase_tiles = column_tiles + TILE_CHUNK
-    if m % pool.stride:
+    if not pool_fits_tiles(pool):
         raise ValueError(f"a pool of stride {pool.stride} does not tile the {m}-column tiles")
     per_tile = m // pool.stride  # pooled columns per column tile
     zero = tirx.const(0.0, "float32")
@@ -147,14 +152,10 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
                     T.reads(conv[b, o, 0:row_tiles * m, 0:m, 0:column_tiles])  # as `winograd.py`'s pool says
                     x = tirx.min(per_tile * s + e, pool.out_w - 1)  # the last tile's spare columns redo the last
                     T.writes(output[b, o, y, x])
-                    value = None
-                    for dy in range(pool.kernel):
-                        for dx in range(pool.kernel):
-                            row = tirx.min(pool.stride * y + dy, out_h - 1)
-                            col = tirx.min(pool.stride * x + dx, out_w - 1)
-                            here = conv[b, o, row, tirx.floormod(col, m), tirx.floordiv(col, m)]
-                            value = here if value is None else tirx.max(value, here)
-                    T.buffer_store(output, value, [b, o, y, x])
+                    def read(row, col):  # column m s + q is at [q, s]
+                        return conv[b, o, row, tirx.floormod(col, m), tirx.floordiv(col, m)]
+
+                    T.buffer_store(output, pool.window_max(y, x, out_h, out_w, read), [b, o, y, x])
 
                 grid_block(PHASE_BLOCK, phase_shape, "SSSSSSSS", "b t py px c k q s".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, phase_shape, "SSSSSSSS", "b t py px c j q s".split(), transform_rows)

@@ -9,7 +9,7 @@ from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, MaxPoolWindow, row_taps
-from ..kernels.winograd_tiles import TILE_CHUNK
+from ..kernels.winograd_tiles import TILE_CHUNK, pool_fits_tiles
 from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_winograd_rows, emit_winograd_tiles, rewrite_units
 from ._fusion_report import Reporter
 
@@ -69,7 +69,7 @@ class WinogradStem:
             if pool is None:
                 return UnitRewrite(unit.output, lambda rw: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM),
                                    _describe(unit, None, tiles=False))
-            if self.tiles_fit and ROWS_PER_TILE % pool[1].stride == 0:
+            if self.tiles_fit and pool_fits_tiles(pool[1]):
                 return UnitRewrite(pool[0], lambda rw: emit_winograd_tiles(rw, unit, pool),
                                    _describe(unit, pool[1], tiles=True))
             return UnitRewrite(pool[0], lambda rw: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM, pool),
