@@ -22,13 +22,13 @@ from sqnxt_compiler.target import load_target
 from sqnxt_compiler.tuning import extract_tuning_tasks, open_database, tune
 from sqnxt_compiler.records.database import RECORDS, WORKLOADS, TuningLogWarning
 
-from utils import compile_and_compare
+from utils import compare_with_reference, compile_and_compare
 
 
-def two_conv_model() -> onnx.ModelProto:
+def two_conv_model(batch: int = 1) -> onnx.ModelProto:
     """Two distinct convolution kernels (a 3x3 and a 1x1) and nothing else worth tuning."""
     g = GraphBuilder(seed=3)
-    x = Tensor("data", (1, 8, 16, 16))
+    x = Tensor("data", (batch, 8, 16, 16))
     y = g.relu(g.conv(x, 16, (3, 3), pad=(1, 1), bias=True, name="c3"))
     y = g.relu(g.conv(y, 8, (1, 1), bias=True, name="c1"))
     return g.finish("two_convs", x, y)
@@ -91,6 +91,31 @@ def test_records_for_another_target_or_shape_are_ignored(tuned_log, tmp_path) ->
     other_shape = build_model("resnet-tiny")
     with pytest.warns(TuningLogWarning, match="do not occur in this model"):
         compile_and_compare(other_shape, tmp_path, tuning_log=log)
+
+
+def test_a_log_holds_the_model_at_several_batch_sizes(tuned_log, tmp_path) -> None:
+    """The model tuned at batch 2 into its batch-1 log: each build takes the records of its own batch size, and
+    the other batch's records are named in a note, without the warning meant for stale records."""
+    import shutil
+
+    import sqnxt_compiler
+
+    log = tmp_path / "two_convs" / "host"
+    shutil.copytree(tuned_log[0], log)
+    tune(two_conv_model(batch=2), load_target("host"), log, trials=4, seed=1)
+    for batch, other in ((1, 2), (2, 1)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = sqnxt_compiler.compile(two_conv_model(batch), "host", output=tmp_path / f"b{batch}.so",
+                                            tuning_log=log)
+        assert not [str(w.message) for w in caught if "do not occur" in str(w.message)]
+        notes = result.notes["schedule"]
+        assert any("2 distinct kernels scheduled from tuning records" in n for n in notes), notes
+        assert any(f"2 tuned kernels in {log} are for other batch sizes (batch {other}: 2); this build is batch "
+                   f"{batch}" in n for n in notes), notes
+    assert compile_and_compare(two_conv_model(batch=2), tmp_path, tuning_log=log) <= 1e-4
+    assert json.loads((log / "meta.json").read_text())["input_shapes"] == [{"data": [1, 8, 16, 16]},
+                                                                           {"data": [2, 8, 16, 16]}]
 
 
 def test_a_finished_log_is_not_tuned_again(tuned_log) -> None:
@@ -235,11 +260,12 @@ def _runs_here(cpu_class: str) -> bool:
     return cpu_class == isa.cpu_class or (cpu_class == "x86-avx2" and isa.cpu_class == "x86-avx512")
 
 
+@pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("cpu_class", ["x86-avx2", "x86-avx512"])
 @pytest.mark.parametrize("model_name", ["1.0-SqNxt-23", "1.0-SqNxt-23v5"])
-def test_shipped_logs_match_the_current_pipeline(model_name, cpu_class, tmp_path) -> None:
+def test_shipped_logs_match_the_current_pipeline(model_name, cpu_class, batch, tmp_path) -> None:
     """The shipped logs of each CPU class must still schedule the kernels our pipeline produces for that
-    class (else: regenerate them), and the build must still match ONNX Runtime."""
+    class at batch 1 and 8 (else: regenerate them), and the build must still match ONNX Runtime."""
     import sqnxt_compiler
 
     log = SHIPPED_LOGS / model_name / cpu_class
@@ -247,7 +273,7 @@ def test_shipped_logs_match_the_current_pipeline(model_name, cpu_class, tmp_path
         pytest.skip(f"no shipped {cpu_class} log for {model_name}")
     if not _runs_here(cpu_class):
         pytest.skip(f"this machine cannot run {cpu_class} code")
-    model = build_model(model_name)
+    model = build_model(model_name, batch=batch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = sqnxt_compiler.compile(model, cpu_class, output=tmp_path / "m.so", tuning_log=log.parent)
@@ -258,7 +284,7 @@ def test_shipped_logs_match_the_current_pipeline(model_name, cpu_class, tmp_path
     assert not problems, problems
     scheduled = next(n for n in result.notes["schedule"] if "distinct kernels scheduled" in n)
     assert str(log) in scheduled and int(scheduled.split()[0]) >= 20
-    compile_and_compare(model, tmp_path, target=cpu_class, tuning_log=log)
+    compare_with_reference(model, result)
 
 
 def test_a_build_takes_the_log_of_its_own_class(tmp_path) -> None:

@@ -29,6 +29,12 @@ def compile_and_compare(model: onnx.ModelProto, out_dir: Path, target: str = "ho
     """Compile for host, run on a seeded input, and check the output against ONNX Runtime."""
     result = sqnxt_compiler.compile(model, target=target, output=out_dir / f"{model.graph.name}.so",
                                     **compile_kwargs)
+    return compare_with_reference(model, result, bound)
+
+
+def compare_with_reference(model: onnx.ModelProto, result, bound: float = 1e-4) -> float:
+    """Run a compiled model (`sqnxt_compiler.compile`'s result) on a seeded input and check its output against
+    ONNX Runtime's; returns the max relative error."""
     inputs = [seeded_input(i.shape, seed) for seed, i in enumerate(result.inputs)]
     actual = sqnxt_compiler.load(result.library).run(*inputs)
     expected = reference_outputs(model, {i.name: x for i, x in zip(result.inputs, inputs)})

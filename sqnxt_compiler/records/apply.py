@@ -122,9 +122,35 @@ def apply_tuning_log(mod: tvm.IRModule, log_dir, spec: TargetSpec) -> tuple[tvm.
     with target, database:
         mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     notes = messages + [f"{len(matched)} distinct kernels scheduled from tuning records in {log_dir}"]
-    if len(in_log - matched):
-        message = (f"{len(in_log - matched)} tuned kernels in {log_dir} do not occur in this model (tuned for "
-                   "another model or input shape); they are ignored")
+    unmatched = [record.workload.mod for record in database.get_all_tuning_records()
+                 if structural_hash(record.workload.mod) not in matched]
+    batch = build_batch(mod)
+    other_batches = Counter(b for b in map(_kernel_batch, {structural_hash(w): w for w in unmatched}.values())
+                            if b is not None and b != batch)
+    stale = len(in_log - matched) - sum(other_batches.values())
+    if other_batches:
+        sizes = ", ".join(f"batch {b}: {n}" for b, n in sorted(other_batches.items()))
+        notes.append(f"{sum(other_batches.values())} tuned kernels in {log_dir} are for other batch sizes "
+                     f"({sizes}); this build is batch {batch}")
+    if stale:
+        message = (f"{stale} tuned kernels in {log_dir} do not occur in this model (tuned for another model or "
+                   "input shape); they are ignored")
         warnings.warn(message, TuningLogWarning, stacklevel=2)
         notes.append(message)
     return mod, notes
+
+
+def _kernel_batch(workload: tvm.IRModule) -> int | None:
+    """The leading dimension of a kernel's first argument (its data: NCHW or [batch, features])."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    args = ArgInfo.from_prim_func(workload["main"])
+    shape = list(args[0].shape) if args else []
+    return int(shape[0]) if shape else None
+
+
+def build_batch(mod: tvm.IRModule) -> int | None:
+    """The batch size of a graph module: the leading dimension of its first input."""
+    params = mod["main"].params
+    shape = getattr(params[0].ty, "shape", None) if params else None
+    return int(shape[0]) if shape is not None and len(shape) and isinstance(shape[0], tvm.tirx.IntImm) else None

@@ -18,7 +18,7 @@ from typing import Callable, Literal
 import onnx
 
 from ..errors import SqnxtError
-from ..frontend import load_onnx
+from ..frontend import load_onnx, resolve_inputs
 from ..outputs import atomic_write_text, check_free_space, check_output_dir
 from ..remote import check_board
 from ..target import TargetSpec
@@ -96,13 +96,17 @@ def trials_per_round(trials: int, num_tasks: int) -> int:
     return max(4, min(64, trials // max(1, 2 * num_tasks)))
 
 
-def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, space: str) -> None:
-    """What produced this log (read by people and by `sqnxt-compile --tuning-log`'s warnings)."""
+def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, space: str,
+               input_shapes: dict[str, list[int]] | None = None) -> None:
+    """What produced this log (read by people and by `sqnxt-compile --tuning-log`'s warnings); `input_shapes`
+    joins the list of the shapes the log holds records for (a log may hold the model at several batch sizes)."""
     meta_path = log_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update(model=model_name, target=spec.name,
                 tvm_target=spec.tvm_target().export() if spec.kind == "cpu" else None,
                 space=space, trials_requested=max(trials, int(meta.get("trials_requested", 0))))
+    if input_shapes is not None and input_shapes not in meta.setdefault("input_shapes", []):
+        meta["input_shapes"].append(input_shapes)
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n", "the tuning log's meta.json")
 
 
@@ -125,7 +129,8 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
         raise SqnxtError("the model has no convolution, dense or pooling kernels to tune")
     check_free_space(log_path, _log_bytes_needed(tasks, trials), "the tuning log")
     database = open_database(log_path)
-    write_meta(log_path, model_name or (proto.graph.name or "model"), spec, trials, space)
+    write_meta(log_path, model_name or (proto.graph.name or "model"), spec, trials, space,
+               {i.name: list(i.shape) for i in resolve_inputs(proto, input_shapes)})
 
     done = record_counts(database)
     progress = [TaskProgress.from_task(task, done) for task in tasks]
