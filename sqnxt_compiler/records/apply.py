@@ -118,16 +118,16 @@ def apply_tuning_log(mod: tvm.IRModule, log_dir, spec: TargetSpec) -> tuple[tvm.
     normalize = get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
     kernels = [func for func in mod.functions.values() if isinstance(func, tirx.PrimFunc)]
     matched = {structural_hash(normalize(f)) for f in kernels if database.has_workload(normalize(f))}
-    in_log = {structural_hash(record.workload.mod) for record in database.get_all_tuning_records()}
+    in_log = {structural_hash(record.workload.mod): record.workload.mod
+              for record in database.get_all_tuning_records()}
+    batch = _build_batch(mod)
     with target, database:
         mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     notes = messages + [f"{len(matched)} distinct kernels scheduled from tuning records in {log_dir}"]
-    unmatched = [record.workload.mod for record in database.get_all_tuning_records()
-                 if structural_hash(record.workload.mod) not in matched]
-    batch = build_batch(mod)
-    other_batches = Counter(b for b in map(_kernel_batch, {structural_hash(w): w for w in unmatched}.values())
-                            if b is not None and b != batch)
-    stale = len(in_log - matched) - sum(other_batches.values())
+    # a log may hold the model at several batch sizes: those kernels are no sign of a stale log
+    other_batches = Counter(size for key, workload in in_log.items() if key not in matched
+                            and (size := _kernel_batch(workload)) not in (None, batch))
+    stale = len(in_log.keys() - matched) - sum(other_batches.values())
     if other_batches:
         sizes = ", ".join(f"batch {b}: {n}" for b, n in sorted(other_batches.items()))
         notes.append(f"{sum(other_batches.values())} tuned kernels in {log_dir} are for other batch sizes "
@@ -149,7 +149,7 @@ def _kernel_batch(workload: tvm.IRModule) -> int | None:
     return int(shape[0]) if shape else None
 
 
-def build_batch(mod: tvm.IRModule) -> int | None:
+def _build_batch(mod: tvm.IRModule) -> int | None:
     """The batch size of a graph module: the leading dimension of its first input."""
     params = mod["main"].params
     shape = getattr(params[0].ty, "shape", None) if params else None
