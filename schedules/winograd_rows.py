@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR, PRODUCT_BLOCK, TAPS_ATTR,
-                                TRANSFORM_BLOCK, WINOGRAD_ROWS, WINOGRAD_STEM, fusion_pattern)
+from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR, POOL_ROWS_BLOCK,
+                                PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_ROWS, WINOGRAD_STEM, fusion_pattern)
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
 from .rule import ScheduleRule
@@ -47,24 +47,29 @@ def _pooled(sch: "s_tir.Schedule") -> bool:
     return POOL_ATTR in sch.mod["main"].attrs
 
 
-def schedule_pool(sch: "s_tir.Schedule", parallel: bool) -> None:
-    """A stem with its max pool: the stem runs one image at a time (its result, ~3 MB an image, stays in the
-    last-level cache for the pool instead of going to memory and back at batch 8), then the pool's channels
-    run in parallel, the last output row and column apart (the windows a ceil-mode pool clamps), so the clamps
-    fold away everywhere else. LLVM keeps the stride-2 windows scalar; TVM's vectorize, gathering each lane,
-    was slower, and the pool's time is its read of the conv's result anyway. A pool whose columns come in
-    groups (one per column tile of `winograd_tiles`) has the group's loop unrolled."""
+def schedule_pool(sch: "s_tir.Schedule", parallel: bool, lanes_per_vector: int | None) -> "s_tir.LoopRV":
+    """A stem with its max pool (`winograd.emit_pool_over_row_tiles`), one image at a time: its row tiles (in
+    parallel) each reduce their conv rows for the pool right after computing them, so they stay in L2 (~130 KB
+    a tile) instead of going through the last-level cache or memory (3.2 MB an image); then the pool's output
+    with its channels in parallel. Returns the row-tile loop, under which the conv's blocks are computed. The
+    reduction's rows and column groups unrolled, its last loop vectorized `lanes_per_vector` wide (None: its
+    reads are stride-2 columns, left to LLVM)."""
     pool = sch.get_sblock(OUTPUT_BLOCK)
-    images, channels, rows, columns, *within_group = sch.get_loops(pool)
-    for loop in within_group:
+    images, channels, *_ = sch.get_loops(pool)
+    tile_rows = sch.get_sblock(POOL_ROWS_BLOCK)
+    sch.compute_at(tile_rows, images, preserve_unit_loops=True)
+    image, channels_of_tile, tiles, rows, *columns = sch.get_loops(tile_rows)[1:]
+    sch.reorder(image, tiles, channels_of_tile)
+    row_tiles = sch.fuse(image, tiles)
+    for loop in (rows, *columns[:-1]):
         sch.unroll(loop)
-    sch.compute_at(sch.get_sblock(INVERSE_BLOCK), images, preserve_unit_loops=True)
+    if lanes_per_vector is not None:
+        sch.vectorize(sch.split(columns[-1], [None, lanes_per_vector])[1])
+    sch.compute_at(sch.get_sblock(INVERSE_BLOCK), row_tiles, preserve_unit_loops=True)
     if parallel:
+        sch.parallel(row_tiles)
         sch.parallel(channels)
-    for loop in (columns, rows):  # inner first: partitioning rows copies the column loop
-        extent = int(sch.get(loop).extent)
-        if extent >= 2:
-            sch.loop_partition(loop, [extent - 1, None])
+    return row_tiles
 
 
 def rows_fit_in_registers(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
@@ -95,7 +100,7 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
     inside the register tile (`rows_in_registers`) or one after another around it."""
     pooled = _pooled(sch)
     if pooled:
-        schedule_pool(sch, parallel)
+        schedule_pool(sch, parallel, None)
     narrow = not pooled and has_block(sch, INVERSE_BLOCK)  # narrower than a chunk: AT, then its columns copied
     out = sch.get_sblock(INVERSE_BLOCK if narrow or pooled else OUTPUT_BLOCK)
     batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)[-6:]
@@ -109,8 +114,8 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, rows_in
         # AT channel by channel: a channel's accumulators die after its output rows (rows outer kept all of
         # them live beside AT's constants, and LLVM spilled a few)
         sch.reorder(batch, tiles, channel_tiles, chunks, channels, rows, lanes)
-    row_tiles = sch.fuse(batch, tiles)
-    if parallel:
+    row_tiles = sch.fuse(batch, tiles)  # pooled: one tile, in the pool's parallel row-tile loop
+    if parallel and not pooled:
         sch.parallel(row_tiles)
     sch.unroll(rows)
     if rows_in_registers:  # else AT reads the rows from L1: unrolled over channels too, LLVM hoists and spills

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..kernels.contract import (COLUMN_INVERSE_BLOCK, COLUMN_TRANSFORM_BLOCK, INVERSE_BLOCK, PHASE_BLOCK,
                                 PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM_TILES, fusion_pattern)
 from ..kernels.winograd import ROWS_PER_TILE
+from ..kernels.winograd_tiles import TILE_CHUNK
 
 from .rule import ScheduleRule
 from ._common import SAMPLE, Knob, largest_divisor_at_most, machine_knobs, tile
@@ -51,15 +52,13 @@ def schedule_winograd_tiles(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
 
 def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, lanes_per_vector: int) -> str:
     """Schedule in place with this channel tile (an int, or SAMPLE in a design space)."""
-    schedule_pool(sch, parallel)
+    schedule_pool(sch, parallel, lanes_per_vector)
     out = sch.get_sblock(INVERSE_BLOCK)
-    batch, channels, tiles, rows, columns, chunks, lanes = sch.get_loops(out)[-7:]
-    lane_vectors, lanes = sch.split(lanes, [None, lanes_per_vector])
+    batch, channels, tiles, rows, columns, column_tiles = sch.get_loops(out)[-6:]
+    chunks, lane_vectors, lanes = sch.split(column_tiles, [None, TILE_CHUNK // lanes_per_vector, lanes_per_vector])
     channel_tiles, channels = tile(sch, channels, channel_tile, MAX_CHANNEL_TILE)
     sch.reorder(batch, tiles, chunks, lane_vectors, channel_tiles, channels, columns, rows, lanes)
-    row_tiles = sch.fuse(batch, tiles)
-    if parallel:
-        sch.parallel(row_tiles)
+    row_tiles = sch.fuse(batch, tiles)  # one tile, in the pool's parallel row-tile loop
     sch.unroll(columns)
     sch.unroll(rows)
     sch.vectorize(lanes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sqnxt_compiler.kernels.winograd import MaxPoolWindow, winograd_matrices
+from sqnxt_compiler.kernels.winograd import MaxPoolWindow, winograd_matrices, winograd_rows_kernel
 from sqnxt_compiler.kernels.winograd_tiles import transform_weights_2d, winograd_tiles_kernel
 from winograd_reference import POOL_CASES, check_every_schedule, direct_conv, max_pool, random_conv
 
@@ -47,6 +47,13 @@ def test_stem_with_its_max_pool_matches_under_every_schedule(shape, out_channels
                          rule_name="winograd_tiles", tolerance=1e-5)
 
 
-def test_a_pool_whose_stride_does_not_divide_the_tile_is_refused() -> None:
-    with pytest.raises(ValueError, match="stride 3"):
-        winograd_tiles_kernel((1, 3, 40, 40), 8, 5, (2, 2, 2, 2), True, True, MaxPoolWindow(3, 3, 6, 6))
+@pytest.mark.parametrize("window", [MaxPoolWindow(3, 3, 6, 6), MaxPoolWindow(7, 2, 7, 7)],
+                         ids=["stride does not divide the tile", "window reads past the next tile"])
+@pytest.mark.parametrize("tiles", [True, False], ids=["tiles", "rows"])
+def test_a_pool_that_does_not_fit_the_row_tiles_is_refused(window, tiles) -> None:
+    assert not window.fits_row_tiles()
+    with pytest.raises(ValueError, match=f"{window.kernel}x{window.kernel} pool of stride {window.stride}"):
+        if tiles:
+            winograd_tiles_kernel((1, 3, 40, 40), 8, 5, (2, 2, 2, 2), True, True, window)
+        else:
+            winograd_rows_kernel((1, 3, 40, 40), 8, (5, 5), 2, (2, 2, 2, 2), True, True, pool=window)

@@ -21,6 +21,9 @@ PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_tr
 # AT into a buffer of the kernel's own: whole chunks when the image is narrower than one (OUTPUT_BLOCK then copies
 # the real columns), or the conv's result that OUTPUT_BLOCK max-pools (a stem with its pool)
 INVERSE_BLOCK = "sqnxt_wino_inverse"
+# A stem's max pool per row tile (`winograd.emit_pool_over_row_tiles`): the tile's rows reduced per window that
+# starts in it, and its first rows, which the tile before also reads; OUTPUT_BLOCK takes the max of the two
+POOL_ROWS_BLOCK = "sqnxt_pool_rows"
 # Winograd over 4x4 tiles (a stem with its pool): BT along columns after TRANSFORM_BLOCK's rows, AT along columns
 # before INVERSE_BLOCK's rows
 COLUMN_TRANSFORM_BLOCK, COLUMN_INVERSE_BLOCK = "sqnxt_wino_column_transform", "sqnxt_wino_column_inverse"

@@ -36,8 +36,9 @@ stem of 1.0-SqNxt-23 vs a float64 direct conv ~1e-6 of the output's range."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tvm import tirx
@@ -46,9 +47,10 @@ from tvm.tirx.script.builder import ir as T
 
 from .common import epilogue_value, grid_block
 from .contract import (FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
-                       PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM)
+                       POOL_ROWS_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM)
 
 ROWS_PER_TILE = 4  # m of F(m, r)
+NEGATIVE_INFINITY = tirx.min_value("float32")  # what a pool window's positions past the image contribute
 COLUMN_CHUNK = 16  # output columns per vector chunk (one AVX-512 vector, two AVX2, four NEON)
 
 # Interpolation points in order of use; F(m, r) takes the first m + r - 2 and infinity.
@@ -83,22 +85,82 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 @dataclass(frozen=True)
 class MaxPoolWindow:
     """A max pool without padding (`out_h` x `out_w` from the graph: floor or ceil mode) applied to a kernel's
-    result. A window that a ceil-mode pool runs past the image reads its last row / column again instead: the
-    same maximum."""
+    result. A window that a ceil-mode pool runs past the image is clipped to the image."""
 
     kernel: int
     stride: int
     out_h: int
     out_w: int
 
-    def window_max(self, y, x, height: int, width: int, read: Callable[..., tirx.PrimExpr]) -> tirx.PrimExpr:
-        """The max of `read(row, col)` over the window of pooled output (y, x) of a `height` x `width` image."""
-        values = [read(tirx.min(self.stride * y + dy, height - 1), tirx.min(self.stride * x + dx, width - 1))
-                  for dy in range(self.kernel) for dx in range(self.kernel)]
-        value = values[0]
-        for other in values[1:]:
-            value = tirx.max(value, other)
-        return value
+    def rows_per_tile(self) -> int:
+        """Pooled rows whose windows start in a tile of ROWS_PER_TILE conv rows."""
+        return ROWS_PER_TILE // self.stride
+
+    def carry_rows(self) -> int:
+        """The first rows of the next tile that a tile's last window also reads."""
+        return max(0, self.stride * (self.rows_per_tile() - 1) + self.kernel - ROWS_PER_TILE)
+
+    def fits_row_tiles(self) -> bool:
+        """Whether each tile starts whole windows and they read at most into the next tile."""
+        return ROWS_PER_TILE % self.stride == 0 and self.carry_rows() <= ROWS_PER_TILE
+
+
+def masked(inside: tirx.PrimExpr, value: tirx.PrimExpr) -> tirx.PrimExpr:
+    """`value` where `inside`, else what a max ignores: a pool window's positions past the image."""
+    return tirx.Select(inside, value, NEGATIVE_INFINITY)
+
+
+def max_of(values: Iterable[tirx.PrimExpr]) -> tirx.PrimExpr:
+    return functools.reduce(tirx.max, values)
+
+
+def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int, conv_columns: Sequence[int],
+                             column_shape: Sequence[int], horizontal_max: Callable[..., tirx.PrimExpr],
+                             output_columns: Callable[[tirx.PrimExpr], tuple], output: tirx.Buffer) -> None:
+    """In a stem kernel's root block: the max pool of its conv result, computed per row tile of ROWS_PER_TILE
+    conv rows while the tile is in cache, so the result never goes through memory. POOL_ROWS_BLOCK reduces a
+    tile's rows into one row per window that starts in the tile, then keeps the tile's first rows that the
+    tile before also reads (`carry_rows`); OUTPUT_BLOCK takes a window's row and the next tile's carried rows.
+    `horizontal_max(b, o, row, *columns)` is the max of conv row `row` over the window of the pooled column at
+    `columns` (an index into `column_shape`, the kernel's layout of pooled columns), -inf past the image;
+    `output_columns(x)` maps output column x to it. `conv` is (batch, channels, rows, *columns), of which the
+    kernel writes `conv_columns`; a window may read past them (masked), so POOL_ROWS_BLOCK declares that it
+    reads its tile's rows of what is written."""
+    m, per_tile, carry = ROWS_PER_TILE, pool.rows_per_tile(), pool.carry_rows()
+    tiles = int(conv.shape[2]) // m
+    batch, channels = (int(d) for d in output.shape[:2])
+    rows_shape = (batch, channels, tiles, per_tile + carry, *column_shape)
+    tile_rows = IRBuilder.name("tile_rows", T.sblock_alloc_buffer(rows_shape, "float32"))
+
+    def reduce_tile(b, o, t, v, *columns):
+        T.reads(conv[(b, o, slice(t * m, t * m + m), *(slice(0, extent) for extent in conv_columns))])
+        T.writes(tile_rows[(b, o, t, v, *columns)])
+
+        def row_max(offset, in_tile):
+            inside = tirx.all(in_tile, t * m + offset < conv_h)
+            return masked(inside, horizontal_max(b, o, t * m + tirx.min(offset, m - 1), *columns))
+
+        # a window's rows in this tile (its rows past the tile: the next tile's carried rows); folds once v is unrolled
+        window = max_of(row_max(pool.stride * v + dy, pool.stride * v + dy < m) for dy in range(pool.kernel))
+        T.buffer_store(tile_rows, tirx.Select(v < per_tile, window, row_max(tirx.max(v - per_tile, 0), v >= per_tile)),
+                       [b, o, t, v, *columns])
+
+    def pool_output(b, o, y, x):
+        t, e, columns = tirx.floordiv(y, per_tile), tirx.floormod(y, per_tile), output_columns(x)
+
+        def carried(dy):
+            i = pool.stride * e + dy - m
+            inside = tirx.all(i >= 0, (t + 1) * m + i < conv_h)
+            next_tile = tirx.min(t + 1, tiles - 1)
+            return masked(inside, tile_rows[(b, o, next_tile, per_tile + tirx.max(tirx.min(i, carry - 1), 0), *columns)])
+
+        passing = range(m - pool.stride * (per_tile - 1), pool.kernel)  # the offsets that can pass the tile
+        value = max_of([tile_rows[(b, o, t, e, *columns)], *(carried(dy) for dy in passing)])
+        T.buffer_store(output, value, [b, o, y, x])
+
+    column_names = [f"x{i}" for i in range(len(column_shape))]
+    grid_block(POOL_ROWS_BLOCK, rows_shape, "S" * len(rows_shape), ["b", "o", "t", "v", *column_names], reduce_tile)
+    grid_block(OUTPUT_BLOCK, (batch, channels, pool.out_h, pool.out_w), "SSSS", "b o y x".split(), pool_output)
 
 
 def conv_output_size(height: int, width: int, kernel: tuple[int, int], stride: int,
@@ -152,6 +214,8 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     narrow = out_w < COLUMN_CHUNK
     if narrow and pool is not None:
         raise ValueError(f"a pool after a conv narrower than {COLUMN_CHUNK} columns is not fused")
+    if pool is not None and not pool.fits_row_tiles():
+        raise ValueError(f"a {pool.kernel}x{pool.kernel} pool of stride {pool.stride} does not fit {ROWS_PER_TILE}-row tiles")
     # Tiles past the image are computed whole and not stored (narrow images: the columns) or not read (a pool's
     # buffer, tiles x chunks whole: its stores are then plain enough for the schedule's region analysis)
     rows_moved_back, columns_moved_back = pool is None, pool is None and not narrow
@@ -225,14 +289,9 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                 def copy_columns(b, o, t, i, chunk, lane):
                     T.buffer_store(output, inverse[b, o, t, i, chunk, lane], [b, o, first_row(t) + i, lane])
 
-                def max_pool(b, o, y, x):
-                    # declared to read the channel's whole buffer (whole tiles and chunks): the clamped windows'
-                    # own regions are beyond the schedule's region analysis, and compute_at then maps the region
-                    # back to whole tiles (from the image's 113 rows it made tiles of one row)
-                    T.reads(conv[b, o, 0:tiles * m, 0:computed_w])
-                    T.writes(output[b, o, y, x])
-                    value = pool.window_max(y, x, out_h, out_w, lambda row, col: conv[b, o, row, col])
-                    T.buffer_store(output, value, [b, o, y, x])
+                def horizontal_max(b, o, row, x):
+                    columns = [pool.stride * x + dx for dx in range(pool.kernel)]
+                    return max_of(masked(c < out_w, conv[b, o, row, tirx.min(c, computed_w - 1)]) for c in columns)
 
                 grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x".split(), transform_rows)
@@ -245,5 +304,6 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                 if narrow:
                     grid_block(OUTPUT_BLOCK, (*inverse_shape[:-1], out_w), "SSSSSS", names, copy_columns)
                 if pool:
-                    grid_block(OUTPUT_BLOCK, output_shape, "SSSS", "b o y x".split(), max_pool)
+                    emit_pool_over_row_tiles(pool, conv, out_h, (computed_w,), (pool.out_w,), horizontal_max,
+                                             lambda x: (x,), output)
     return builder.get()

@@ -35,17 +35,13 @@ from tvm.tirx.script.builder import ir as T
 
 from .common import epilogue_value, grid_block
 from .contract import (COLUMN_INVERSE_BLOCK, COLUMN_TRANSFORM_BLOCK, FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR,
-                       OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR, PRODUCT_BLOCK, TAPS_ATTR,
+                       OPAQUE_PATTERN, PHASE_BLOCK, POOL_ATTR, PRODUCT_BLOCK, TAPS_ATTR,
                        TRANSFORM_BLOCK, WINOGRAD_STEM_TILES)
-from .winograd import ROWS_PER_TILE, MaxPoolWindow, coefficient, conv_output_size, row_taps, winograd_matrices
+from .winograd import (ROWS_PER_TILE, MaxPoolWindow, coefficient, conv_output_size, emit_pool_over_row_tiles, masked,
+                       max_of, row_taps, winograd_matrices)
 
 STRIDE = 2
 TILE_CHUNK = 16  # column tiles per chunk: one AVX-512 vector, two AVX2, four NEON
-
-
-def pool_fits_tiles(pool: MaxPoolWindow) -> bool:
-    """Whether each column tile holds whole pooled columns (the pool's stride divides the tile's width)."""
-    return ROWS_PER_TILE % pool.stride == 0
 
 
 def transform_weights_2d(weight: np.ndarray) -> np.ndarray:
@@ -79,9 +75,9 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
     column_tiles = chunks * TILE_CHUNK
     # column tile s reads phase columns [q, s + 1] for q < a - m: one vector past the last chunk
     phase_tiles = column_tiles + TILE_CHUNK
-    if not pool_fits_tiles(pool):
-        raise ValueError(f"a pool of stride {pool.stride} does not tile the {m}-column tiles")
-    per_tile = m // pool.stride  # pooled columns per column tile
+    if not pool.fits_row_tiles():
+        raise ValueError(f"a {pool.kernel}x{pool.kernel} pool of stride {pool.stride} does not fit {m}x{m} tiles")
+    per_tile = pool.rows_per_tile()  # and pooled columns per column tile
     zero = tirx.const(0.0, "float32")
 
     with IRBuilder() as builder:
@@ -106,8 +102,9 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
                 column_inverse_shape = (batch, out_channels, row_tiles, a, m, chunks, TILE_CHUNK)
                 column_inverse = IRBuilder.name("column_inverse",
                                                 T.sblock_alloc_buffer(column_inverse_shape, "float32"))
+                # one column tile more: the pool's windows of the last tile read into the next one (masked)
                 conv = IRBuilder.name("conv", T.sblock_alloc_buffer(
-                    (batch, out_channels, row_tiles * m, m, column_tiles), "float32"))
+                    (batch, out_channels, row_tiles * m, m, column_tiles + 1), "float32"))
 
                 def split_by_parity(b, t, py, px, c, k, q, s):
                     row, col = STRIDE * (t * m + k) + py - top, STRIDE * (s * m + q) + px - left
@@ -139,23 +136,21 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
                     value = sum((coefficient(at, x, k) * product[b, o, t, j, k, chunk, lane] for k in range(a)), zero)
                     T.buffer_store(column_inverse, value, [b, o, t, j, x, chunk, lane])
 
-                def inverse_rows(b, o, t, i, x, chunk, lane):
+                def inverse_rows(b, o, t, i, x, s):
+                    # over column tiles s, not (chunk, lane): the pool's region of the conv is then a range of
+                    # one variable, which compute_at can map back (from chunk * 16 + lane it kept one lane)
+                    chunk, lane = tirx.floordiv(s, TILE_CHUNK), tirx.floormod(s, TILE_CHUNK)
                     value = sum((coefficient(at, i, j) * column_inverse[b, o, t, j, x, chunk, lane]
                                  for j in range(a)), zero)
-                    T.buffer_store(conv, epilogue_value(value, bias, o, relu),
-                                   [b, o, t * m + i, x, chunk * TILE_CHUNK + lane])
+                    T.buffer_store(conv, epilogue_value(value, bias, o, relu), [b, o, t * m + i, x, s])
 
-                def max_pool(b, o, y, s, e):
-                    # pooled column x = per_tile * s + e reads conv columns m s + stride e + dx: constants in the
-                    # buffer's [column % m, column // m] once the schedule unrolls e and splits off the clamped
-                    # last tile (a gather per window otherwise)
-                    T.reads(conv[b, o, 0:row_tiles * m, 0:m, 0:column_tiles])  # as `winograd.py`'s pool says
-                    x = tirx.min(per_tile * s + e, pool.out_w - 1)  # the last tile's spare columns redo the last
-                    T.writes(output[b, o, y, x])
-                    def read(row, col):  # column m s + q is at [q, s]
-                        return conv[b, o, row, tirx.floormod(col, m), tirx.floordiv(col, m)]
-
-                    T.buffer_store(output, pool.window_max(y, x, out_h, out_w, read), [b, o, y, x])
+                def horizontal_max(b, o, row, e, s):
+                    # pooled column per_tile s + e reads conv columns m s + stride e + dx, at [offset % m, s +
+                    # offset / m]: whole vectors over s once the schedule unrolls e
+                    offsets = [pool.stride * e + dx for dx in range(pool.kernel)]
+                    return max_of(masked(m * s + offset < out_w, conv[b, o, row, tirx.floormod(offset, m),
+                                                                       s + tirx.floordiv(offset, m)])
+                                  for offset in offsets)
 
                 grid_block(PHASE_BLOCK, phase_shape, "SSSSSSSS", "b t py px c k q s".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, phase_shape, "SSSSSSSS", "b t py px c j q s".split(), transform_rows)
@@ -165,8 +160,8 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
                            "b o t j k chunk lane py px c".split(), multiply_add)
                 grid_block(COLUMN_INVERSE_BLOCK, column_inverse_shape, "SSSSSSS", "b o t j x chunk lane".split(),
                            inverse_columns)
-                grid_block(INVERSE_BLOCK, (batch, out_channels, row_tiles, m, m, chunks, TILE_CHUNK), "SSSSSSS",
-                           "b o t i x chunk lane".split(), inverse_rows)
-                grid_block(OUTPUT_BLOCK, (*output_shape[:3], -(-pool.out_w // per_tile), per_tile), "SSSSS",
-                           "b o y s e".split(), max_pool)
+                grid_block(INVERSE_BLOCK, (batch, out_channels, row_tiles, m, m, column_tiles), "SSSSSS",
+                           "b o t i x s".split(), inverse_rows)
+                emit_pool_over_row_tiles(pool, conv, out_h, (m, column_tiles), (per_tile, column_tiles), horizontal_max,
+                                         lambda x: (tirx.floormod(x, per_tile), tirx.floordiv(x, per_tile)), output)
     return builder.get()

@@ -9,7 +9,7 @@ from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, MaxPoolWindow, row_taps
-from ..kernels.winograd_tiles import TILE_CHUNK, pool_fits_tiles
+from ..kernels.winograd_tiles import TILE_CHUNK
 from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_winograd_rows, emit_winograd_tiles, rewrite_units
 from ._fusion_report import Reporter
 
@@ -26,7 +26,7 @@ def is_winograd_stem(unit: ConvUnit) -> bool:
 
 def following_max_pool(graph: ConvGraph, unit: ConvUnit) -> tuple[relax.Var, MaxPoolWindow] | None:
     """The max pool that alone reads `unit`'s result, when the stem kernel can take it: square window and
-    strides, no padding or dilation, NCHW; its var and window."""
+    strides, no padding or dilation, NCHW, windows that fit its row tiles; its var and window."""
     users = graph.users.get(unit.output, ())
     if not graph.is_private(unit.output) or len(users) != 1:
         return None
@@ -39,7 +39,8 @@ def following_max_pool(graph: ConvGraph, unit: ConvUnit) -> tuple[relax.Var, Max
             or any(int(d) != 1 for d in attrs.dilation) or attrs.layout != "NCHW" or attrs.out_layout != "NCHW"):
         return None
     out_h, out_w = (int(users[0].ty.shape[axis]) for axis in (2, 3))
-    return users[0], MaxPoolWindow(window[0], strides[0], out_h, out_w)
+    pool_window = MaxPoolWindow(window[0], strides[0], out_h, out_w)
+    return (users[0], pool_window) if pool_window.fits_row_tiles() else None
 
 
 def _describe(unit: ConvUnit, pool: MaxPoolWindow | None, tiles: bool) -> str:
@@ -69,7 +70,7 @@ class WinogradStem:
             if pool is None:
                 return UnitRewrite(unit.output, lambda rw: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM),
                                    _describe(unit, None, tiles=False))
-            if self.tiles_fit and pool_fits_tiles(pool[1]):
+            if self.tiles_fit:
                 return UnitRewrite(pool[0], lambda rw: emit_winograd_tiles(rw, unit, pool),
                                    _describe(unit, pool[1], tiles=True))
             return UnitRewrite(pool[0], lambda rw: emit_winograd_rows(rw, unit, 2, WINOGRAD_STEM, pool),
