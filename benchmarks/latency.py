@@ -16,7 +16,8 @@ name, and whether it has AVX-512 F: an x86-avx2 build measured on an AVX-512 mac
 Every engine runs with its production defaults for idle threads: the thread pools spin briefly between
 runs (TVM's pool; ORT's allow_spinning; OpenVINO's, which has no such setting), as in a deployment that
 serves requests back to back. Engines therefore run in blocks, not rep by rep: each round runs every engine
---block+1 times in turn, after a pause of --settle seconds (default 0.3) in which the previous engine's idle
+--block+1 times in turn (every other round in reverse order, so no engine always follows the same one or
+comes last), after a pause of --settle seconds (default 0.3) in which the previous engine's idle
 pool stops spinning, and drops the first run of each block (it wakes the pool); the median is over all kept
 runs (rounds x block), so a load change on this shared machine still hits every engine, and "vs ORT" is the
 median of the per-round ratios (`SideBySide`); "vs best peer" likewise, against the faster of ONNX Runtime
@@ -119,7 +120,7 @@ def side_by_side(runners: dict[str, Callable[[], object]], rounds: int, block: i
         run()
     per_round: dict[str, list[list[float]]] = {name: [] for name in runners}
     for round_index in range(rounds):
-        for name, run in runners.items():
+        for name, run in (list(runners.items()) if round_index % 2 == 0 else list(runners.items())[::-1]):
             if name in slow:
                 if round_index < slow_rounds:
                     per_round[name].append([_timer(run)])
