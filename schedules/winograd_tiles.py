@@ -6,7 +6,7 @@ rows (scalar: each input row read in order, its 8 column phases written to 8 row
 it when the chunk is wider), it transforms them along columns (12 x a x a vectors, L1) and, per channel tile and
 transformed row j, keeps the (channels x a points) accumulators in registers through the reduction over (row
 phase, column phase, input channel); AT along columns turns them into 4 vectors per channel (L1), and AT along
-rows, bias and ReLU write the conv's result, which the image's pool then reads from the last-level cache.
+rows, bias and ReLU write the tile's conv rows, which the pool reduces right after (`schedule_pool`).
 
 Default channel tile: as many channels as keep a transformed row's accumulators in half the vector registers
 (AVX-512: 2 channels x 7 points = 14 of 32). LLVM keeps the last row's accumulators live through AT along rows

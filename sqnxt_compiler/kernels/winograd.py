@@ -26,9 +26,9 @@ AT included (INVERSE_BLOCK, into a chunk-wide buffer), and only its real columns
 then stay whole vectors. The phase images read zeros outside the input (padding, and the rows
 and columns past it that only zero taps or discarded outputs touch).
 
-A stem followed by a max pool takes the pool (`MaxPoolWindow`): the kernel then runs one image at a time, and
-the conv's result (~3 MB an image) goes from the last-level cache to the pool instead of to memory and back (at
-batch 8, 25 MB each way). Its tiles are then computed whole into a buffer of the kernel's own, never moved back.
+A stem followed by a max pool takes the pool (`MaxPoolWindow`, `emit_pool_over_row_tiles`): each row tile
+reduces its conv rows for the pool right after computing them, so the conv's result (~3 MB an image) never
+exists whole; the tiles are then computed whole, never moved back.
 
 Accuracy: the interpolation points 0, -1, 1, 1/2, -2, -1/2 (Barabasz et al., "Error analysis and improving
 the accuracy of Winograd convolution", 2018: the points TVM's own winograd_util uses); float32 error on the
@@ -140,10 +140,11 @@ def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int
             inside = tirx.all(in_tile, t * m + offset < conv_h)
             return masked(inside, horizontal_max(b, o, t * m + tirx.min(offset, m - 1), *columns))
 
-        # a window's rows in this tile (its rows past the tile: the next tile's carried rows); folds once v is unrolled
+        # v < per_tile: a window's rows in this tile (the rest are the next tile's carried rows); else carried
+        # row v - per_tile. Folds once v is unrolled.
         window = max_of(row_max(pool.stride * v + dy, pool.stride * v + dy < m) for dy in range(pool.kernel))
-        T.buffer_store(tile_rows, tirx.Select(v < per_tile, window, row_max(tirx.max(v - per_tile, 0), v >= per_tile)),
-                       [b, o, t, v, *columns])
+        carried_row = row_max(tirx.max(v - per_tile, 0), v >= per_tile)
+        T.buffer_store(tile_rows, tirx.Select(v < per_tile, window, carried_row), [b, o, t, v, *columns])
 
     def pool_output(b, o, y, x):
         t, e, columns = tirx.floordiv(y, per_tile), tirx.floormod(y, per_tile), output_columns(x)
@@ -151,8 +152,8 @@ def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int
         def carried(dy):
             i = pool.stride * e + dy - m
             inside = tirx.all(i >= 0, (t + 1) * m + i < conv_h)
-            next_tile = tirx.min(t + 1, tiles - 1)
-            return masked(inside, tile_rows[(b, o, next_tile, per_tile + tirx.max(tirx.min(i, carry - 1), 0), *columns)])
+            next_tile, carried_row = tirx.min(t + 1, tiles - 1), tirx.max(tirx.min(i, carry - 1), 0)
+            return masked(inside, tile_rows[(b, o, next_tile, per_tile + carried_row, *columns)])
 
         passing = range(m - pool.stride * (per_tile - 1), pool.kernel)  # the offsets that can pass the tile
         value = max_of([tile_rows[(b, o, t, e, *columns)], *(carried(dy) for dy in passing)])
@@ -201,8 +202,9 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     `padding`) [+ bias][+ ReLU][+ max `pool`], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK
     (the input rows a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK
     (reduction), OUTPUT_BLOCK (AT, bias, ReLU, store). Narrow images: INVERSE_BLOCK does those into a
-    chunk-wide buffer and OUTPUT_BLOCK copies the real columns; with a pool, INVERSE_BLOCK writes the conv's
-    result and OUTPUT_BLOCK pools it. `pattern` names the rewrite that made it (FUSION_ATTR)."""
+    chunk-wide buffer and OUTPUT_BLOCK copies the real columns; with a pool, INVERSE_BLOCK writes a tile's conv
+    rows, POOL_ROWS_BLOCK and OUTPUT_BLOCK pool them (`emit_pool_over_row_tiles`). `pattern` names the rewrite
+    that made it (FUSION_ATTR)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     kernel_h, kernel_w = kernel
     top, left, _, _ = padding
@@ -215,7 +217,8 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     if narrow and pool is not None:
         raise ValueError(f"a pool after a conv narrower than {COLUMN_CHUNK} columns is not fused")
     if pool is not None and not pool.fits_row_tiles():
-        raise ValueError(f"a {pool.kernel}x{pool.kernel} pool of stride {pool.stride} does not fit {ROWS_PER_TILE}-row tiles")
+        raise ValueError(f"a {pool.kernel}x{pool.kernel} pool of stride {pool.stride} does not fit "
+                         f"{ROWS_PER_TILE}-row tiles")
     # Tiles past the image are computed whole and not stored (narrow images: the columns) or not read (a pool's
     # buffer, tiles x chunks whole: its stores are then plain enough for the schedule's region analysis)
     rows_moved_back, columns_moved_back = pool is None, pool is None and not narrow

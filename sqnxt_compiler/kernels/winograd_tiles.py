@@ -13,11 +13,11 @@ How:
    a = 4 + r - 1 columns of column tile s are [0..3, s] and [0..r-2, s + 1]: whole vectors over s.
 3. BT along rows, then along columns; the product is, per transformed point (j, k), a reduction over (row
    phase, column phase, input channel), the weights transformed by G on both sides at compile time.
-4. AT along columns, then rows, + bias + ReLU into a buffer of the kernel's own in the same layout
-   (conv[o, y, x, s] is the output column 4s + x), which the max pool reads.
+4. AT along columns, then rows, + bias + ReLU into a row tile's buffer in the same layout (conv[o, y, x, s]
+   is the output column 4s + x), which the max pool reduces right away (`winograd.emit_pool_over_row_tiles`):
+   its windows' columns are constant offsets in that layout, so the reduction runs on whole vectors over s.
 
-The kernel runs one image at a time, so the conv's result (~3 MB an image) goes from the last-level cache to
-the pool. Row and column tiles past the image are computed whole and never read. Only stems with a pool:
+Row and column tiles past the image are computed whole and never read. Only stems with a pool:
 without one, the result would need a 4-way interleave of every output row, which the pool absorbs for free
 (it reads scalars anyway).
 
@@ -64,7 +64,7 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
     `padding`) [+ bias][+ ReLU] + max `pool`, NCHW. Blocks: PHASE_BLOCK (a row tile's input rows by parity,
     column-tile-major), TRANSFORM_BLOCK (BT along rows), COLUMN_TRANSFORM_BLOCK (BT along columns),
     PRODUCT_BLOCK (reduction), COLUMN_INVERSE_BLOCK (AT along columns), INVERSE_BLOCK (AT along rows, bias,
-    ReLU), OUTPUT_BLOCK (the pool)."""
+    ReLU), POOL_ROWS_BLOCK and OUTPUT_BLOCK (the pool, `winograd.emit_pool_over_row_tiles`)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     top, left, _, _ = padding
     out_h, out_w = conv_output_size(height, width, (kernel, kernel), STRIDE, padding)
@@ -162,6 +162,7 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
                            inverse_columns)
                 grid_block(INVERSE_BLOCK, (batch, out_channels, row_tiles, m, m, column_tiles), "SSSSSS",
                            "b o t i x s".split(), inverse_rows)
-                emit_pool_over_row_tiles(pool, conv, out_h, (m, column_tiles), (per_tile, column_tiles), horizontal_max,
+                emit_pool_over_row_tiles(pool, conv, out_h, (m, column_tiles), (per_tile, column_tiles),
+                                         horizontal_max,
                                          lambda x: (tirx.floormod(x, per_tile), tirx.floordiv(x, per_tile)), output)
     return builder.get()

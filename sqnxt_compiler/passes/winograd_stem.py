@@ -53,8 +53,8 @@ def _describe(unit: ConvUnit, pool: MaxPoolWindow | None, tiles: bool) -> str:
 @tvm.transform.module_pass(opt_level=0, name="WinogradStem")
 class WinogradStem:
     """conv2d(KxK, stride 2, K in 5, 7, at most 4 input channels)[+bias][+ReLU][+max pool] becomes one call_tir,
-    its weights transformed at compile time. With the pool, the stem's result (~3 MB an image) stays in the cache
-    for it instead of going to memory and back at batch 8. `vector_lanes` (the target's float32 lanes) picks the
+    its weights transformed at compile time. With the pool, each row tile of the stem's result is pooled while
+    in cache (the whole result, ~3 MB an image, never exists). `vector_lanes` (the target's float32 lanes) picks the
     kernel for a stem with its pool: Winograd over 4x4 tiles when a vector holds TILE_CHUNK column tiles, else
     along rows (with 8-lane vectors and 16 registers the tiles lost; docs/performance.md)."""
 
