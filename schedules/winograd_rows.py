@@ -63,9 +63,11 @@ def schedule_pool(sch: "s_tir.Schedule", parallel: bool, lanes_per_vector: int |
     row_tiles = sch.fuse(image, tiles)
     for loop in (rows, *columns[:-1]):
         sch.unroll(loop)
+    sch.compute_at(sch.get_sblock(INVERSE_BLOCK), row_tiles, preserve_unit_loops=True)
     if lanes_per_vector is not None:
         sch.vectorize(sch.split(columns[-1], [None, lanes_per_vector])[1])
-    sch.compute_at(sch.get_sblock(INVERSE_BLOCK), row_tiles, preserve_unit_loops=True)
+    elif (extent := int(sch.get(columns[-1]).extent)) >= 2:
+        sch.loop_partition(columns[-1], [extent - 1, None])  # only the last window can pass the image's edge
     if parallel:
         sch.parallel(row_tiles)
         sch.parallel(channels)
