@@ -53,7 +53,7 @@ def schedule_pool(sch: "s_tir.Schedule", parallel: bool, lanes_per_vector: int |
     a tile) instead of going through the last-level cache or memory (3.2 MB an image); then the pool's output
     with its channels in parallel. Returns the row-tile loop, under which the conv's blocks are computed. The
     reduction's rows and column groups unrolled, its last loop vectorized `lanes_per_vector` wide (None: its
-    reads are stride-2 columns, left to LLVM)."""
+    reads are stride-2 columns: scalar, the last pooled column apart)."""
     pool = sch.get_sblock(OUTPUT_BLOCK)
     images, channels, *_ = sch.get_loops(pool)
     tile_rows = sch.get_sblock(POOL_ROWS_BLOCK)
