@@ -104,6 +104,12 @@ class MaxPoolWindow:
         """Whether each tile starts whole windows and they read at most into the next tile."""
         return ROWS_PER_TILE % self.stride == 0 and self.carry_rows() <= ROWS_PER_TILE
 
+    def check_fits_row_tiles(self) -> None:
+        """What a stem kernel says of a pool it cannot take (the stem pass only fuses pools that fit)."""
+        if not self.fits_row_tiles():
+            raise ValueError(f"a {self.kernel}x{self.kernel} pool of stride {self.stride} does not fit "
+                             f"{ROWS_PER_TILE}-row tiles")
+
 
 def masked(inside: tirx.PrimExpr, value: tirx.PrimExpr) -> tirx.PrimExpr:
     """`value` where `inside`, else what a max ignores: a pool window's positions past the image."""
@@ -216,9 +222,8 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
     narrow = out_w < COLUMN_CHUNK
     if narrow and pool is not None:
         raise ValueError(f"a pool after a conv narrower than {COLUMN_CHUNK} columns is not fused")
-    if pool is not None and not pool.fits_row_tiles():
-        raise ValueError(f"a {pool.kernel}x{pool.kernel} pool of stride {pool.stride} does not fit "
-                         f"{ROWS_PER_TILE}-row tiles")
+    if pool is not None:
+        pool.check_fits_row_tiles()
     # Tiles past the image are computed whole and not stored (narrow images: the columns) or not read (a pool's
     # buffer, tiles x chunks whole: its stores are then plain enough for the schedule's region analysis)
     rows_moved_back, columns_moved_back = pool is None, pool is None and not narrow

@@ -75,8 +75,7 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
     column_tiles = chunks * TILE_CHUNK
     # column tile s reads phase columns [q, s + 1] for q < a - m: one vector past the last chunk
     phase_tiles = column_tiles + TILE_CHUNK
-    if not pool.fits_row_tiles():
-        raise ValueError(f"a {pool.kernel}x{pool.kernel} pool of stride {pool.stride} does not fit {m}x{m} tiles")
+    pool.check_fits_row_tiles()
     per_tile = pool.rows_per_tile()  # and pooled columns per column tile
     zero = tirx.const(0.0, "float32")
 

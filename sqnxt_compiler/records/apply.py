@@ -117,7 +117,8 @@ def apply_tuning_log(mod: tvm.IRModule, log_dir, spec: TargetSpec) -> tuple[tvm.
         return mod, messages + [f"no usable records for this target in {log_dir}"]
     normalize = get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
     kernels = [func for func in mod.functions.values() if isinstance(func, tirx.PrimFunc)]
-    matched = {structural_hash(normalize(f)) for f in kernels if database.has_workload(normalize(f))}
+    normalized = [normalize(f) for f in kernels]
+    matched = {structural_hash(n) for n in normalized if database.has_workload(n)}
     in_log = {structural_hash(record.workload.mod): record.workload.mod
               for record in database.get_all_tuning_records()}
     batch = _build_batch(mod)
