@@ -6,7 +6,8 @@ rows (scalar: each input row read in order, its 8 column phases written to 8 row
 it when the chunk is wider), it transforms them along columns (12 x a x a vectors, L1) and, per channel tile and
 transformed row j, keeps the (channels x a points) accumulators in registers through the reduction over (row
 phase, column phase, input channel); AT along columns turns them into 4 vectors per channel (L1), and AT along
-rows, bias and ReLU write the tile's conv rows, which the pool reduces right after (`schedule_pool`).
+rows, bias and ReLU write the tile's conv rows, which the pool reduces right after (`schedule_pool`); its output
+rows are stored as vectors of the columns at one place in their tile, interleaved by LLVM.
 
 Default channel tile: as many channels as keep a transformed row's accumulators in half the vector registers
 (AVX-512: 2 channels x 7 points = 14 of 32). LLVM keeps the last row's accumulators live through AT along rows
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernels.contract import (COLUMN_INVERSE_BLOCK, COLUMN_TRANSFORM_BLOCK, INVERSE_BLOCK, PHASE_BLOCK,
-                                PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM_TILES, fusion_pattern)
+from ..kernels.contract import (COLUMN_INVERSE_BLOCK, COLUMN_TRANSFORM_BLOCK, INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK,
+                                POOL_ROWS_BLOCK, PRODUCT_BLOCK, TAPS_ATTR, TRANSFORM_BLOCK, WINOGRAD_STEM_TILES,
+                                fusion_pattern)
 from ..kernels.winograd import ROWS_PER_TILE
 from ..kernels.winograd_tiles import TILE_CHUNK
 
@@ -53,6 +55,7 @@ def schedule_winograd_tiles(sch: "s_tir.Schedule", spec: "TargetSpec") -> str:
 def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, lanes_per_vector: int) -> str:
     """Schedule in place with this channel tile (an int, or SAMPLE in a design space)."""
     schedule_pool(sch, parallel, lanes_per_vector)
+    _store_pooled_columns_in_order(sch)
     out = sch.get_sblock(INVERSE_BLOCK)
     batch, channels, tiles, rows, columns, column_tiles = sch.get_loops(out)[-6:]
     chunks, lane_vectors, lanes = sch.split(column_tiles, [None, TILE_CHUNK // lanes_per_vector, lanes_per_vector])
@@ -105,6 +108,24 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, lanes_p
     return (f"F(4x4,{points - 3}x{points - 3}) tiles, {tile_text} channels x {points} points x "
             f"{lanes_per_vector} column tiles in registers" + (", parallel" if parallel else "")
             + ", then its max pool, an image at a time")
+
+
+def _store_pooled_columns_in_order(sch: "s_tir.Schedule") -> None:
+    """The pool keeps a column tile's pooled columns apart (column per_tile * s + e at [e, s]); left to LLVM,
+    the output loop gathered every lane. Per output row, the columns at each place e in their tile are one
+    vector, stored to every per_tile-th column (LLVM interleaves the stores); the columns past the last whole
+    tile apart."""
+    pool = sch.get_sblock(OUTPUT_BLOCK)
+    columns = sch.get_loops(pool)[-1]
+    per_tile = int(sch.get(sch.get_sblock(POOL_ROWS_BLOCK)).writes[0].source.shape[-2])
+    extent = int(sch.get(columns).extent)
+    whole = extent - extent % per_tile
+    if whole < extent:
+        columns, _ = sch.loop_partition(columns, [whole, None])
+    tiles, place = sch.split(columns, [None, per_tile])
+    sch.reorder(place, tiles)
+    sch.unroll(place)
+    sch.vectorize(tiles)
 
 
 def winograd_tiles_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
