@@ -1,9 +1,8 @@
 """Schedule family for a stem and its max pool computed as Winograd over 4x4 tiles (`kernels/winograd_tiles.py`).
 
 One image at a time, its row tiles in parallel. A row tile splits its input rows by parity into column-tile-major
-rows (each of the 8 column phases of a row written as vectors over column tiles, put together from every 8th
-input column; vectorized over the input columns, the reads clamped at the image's edge became gathers) and
-transforms them along rows (~60 KB: L2); then, per chunk of 16 column tiles (per vector register of
+rows (scalar: each input row read in order, its 8 column phases written to 8 rows; as vectors it was a gather of
+16 lanes) and transforms them along rows (~60 KB: L2); then, per chunk of 16 column tiles (per vector register of
 it when the chunk is wider), it transforms them along columns (12 x a x a vectors, L1) and, per channel tile and
 transformed row j, keeps the (channels x a points) accumulators in registers through the reduction over (row
 phase, column phase, input channel); AT along columns turns them into 4 vectors per channel (L1), and AT along
@@ -100,11 +99,9 @@ def _schedule(sch: "s_tir.Schedule", channel_tile: Knob, parallel: bool, lanes_p
     phase = sch.get_sblock(PHASE_BLOCK)
     sch.compute_at(phase, row_tiles, preserve_unit_loops=True)
     row_phase, column_phase, in_channels, rows, column_in_tile, column_tiles = sch.get_loops(phase)[-6:]
-    sch.reorder(row_phase, in_channels, rows, column_in_tile, column_phase, column_tiles)  # phase rows in order
+    sch.reorder(row_phase, in_channels, rows, column_tiles, column_in_tile, column_phase)  # input columns in order
     sch.unroll(column_in_tile)
     sch.unroll(column_phase)
-    _, column_lanes = sch.split(column_tiles, [None, lanes_per_vector])
-    sch.vectorize(column_lanes)
 
     tile_text = "sampled" if channel_tile is SAMPLE else str(channel_tile)
     points = _points_per_row(sch)
