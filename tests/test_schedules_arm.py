@@ -48,3 +48,23 @@ def test_arm_model_library_disassembles_to_neon_fmla(tmp_path):
     assert elf_machine(result.library) == "aarch64"
     text = subprocess.run([*command, str(result.library)], check=True, capture_output=True, text=True).stdout
     assert len(NEON_FMLA.findall(text)) >= 100, "the aarch64 library has (almost) no NEON fmla"
+
+
+@pytest.mark.parametrize("target_name", ["arm", "rk3399", "graviton2"])
+def test_multi_core_arm_targets_run_the_large_kernels_on_every_core(target_name):
+    """Kernels of >= 1M MACs are ~0.2 ms or more on one Cortex-A72 core: each must run on all of the target's
+    cores (a 4M-MAC threshold once left all but two kernels of 1.0-SqNxt-23 on one of four cores)."""
+    from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
+    from sqnxt_compiler.kernels.contract import MACS_ATTR
+    from sqnxt_compiler.pipeline import SCHEDULING, UNSCHEDULED, CompileContext, run_pipeline
+
+    spec = load_target(target_name)
+    proto = build_model("1.0-SqNxt-23")
+    with spec.scope():
+        mod = run_pipeline(import_to_relax(proto, resolve_inputs(proto)), CompileContext(spec),
+                           UNSCHEDULED + SCHEDULING)
+    large = {gv.name_hint: func for gv, func in mod.functions.items() if isinstance(func, tvm.tirx.PrimFunc)
+             and func.attrs is not None and MACS_ATTR in func.attrs and int(func.attrs[MACS_ATTR]) >= 1_000_000}
+    assert len(large) >= 10
+    serial = sorted(name for name, func in large.items() if "T.parallel(" not in func.script())
+    assert not serial, f"{target_name}: large kernels on one core: {serial}"
