@@ -52,8 +52,8 @@ def test_arm_model_library_disassembles_to_neon_fmla(tmp_path):
 
 @pytest.mark.parametrize("target_name", ["arm", "rk3399", "graviton2"])
 def test_multi_core_arm_targets_run_the_large_kernels_on_every_core(target_name):
-    """Kernels of >= 1M MACs are ~0.2 ms or more on one Cortex-A72 core: each must run on all of the target's
-    cores (a 4M-MAC threshold once left all but two kernels of 1.0-SqNxt-23 on one of four cores)."""
+    """Kernels of >= 1M MACs take ~0.2 ms or more on one Cortex-A72 core: each must run on all of the target's
+    cores (a 4M-MAC threshold once left all but two kernels of 1.0-SqNxt-23 on one core of four)."""
     from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
     from sqnxt_compiler.kernels.contract import MACS_ATTR
     from sqnxt_compiler.pipeline import SCHEDULING, UNSCHEDULED, CompileContext, run_pipeline
