@@ -119,8 +119,9 @@ def side_by_side(runners: dict[str, Callable[[], object]], rounds: int, block: i
     for run in runners.values():  # warm-up: first-touch allocations, thread pools
         run()
     per_round: dict[str, list[list[float]]] = {name: [] for name in runners}
+    in_order = list(runners.items())
     for round_index in range(rounds):
-        for name, run in (list(runners.items()) if round_index % 2 == 0 else list(runners.items())[::-1]):
+        for name, run in (in_order if round_index % 2 == 0 else in_order[::-1]):
             if name in slow:
                 if round_index < slow_rounds:
                     per_round[name].append([_timer(run)])
