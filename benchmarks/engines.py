@@ -25,6 +25,12 @@ PEER_TOLERANCE = 1e-3
 ONEDNN_ISA_LIMIT = "ONEDNN_MAX_CPU_ISA"
 
 
+def model_input(proto, seed: int = 0) -> np.ndarray:
+    """A seeded standard-normal batch shaped like the model's (static) first input."""
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    return np.random.default_rng(seed).standard_normal(dims).astype("float32")
+
+
 def engine_threads() -> int:
     """The cores this process may use: every engine's thread count."""
     return len(os.sched_getaffinity(0))

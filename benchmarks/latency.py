@@ -61,8 +61,8 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import (PEERS, describe_target, engine_threads, load_target_for_host, openvino_note,  # noqa: E402
-                     ours_runner, peer_runners, stock_tvm_runner)
+from engines import (PEERS, describe_target, engine_threads, load_target_for_host, model_input,  # noqa: E402
+                     openvino_note, ours_runner, peer_runners, stock_tvm_runner)
 
 
 def blas_gemm_gflops(size: int = 2048, reps: int = 5) -> float:
@@ -189,7 +189,7 @@ def end_to_end(models: list[str], batches: list[int], spec, protocol: argparse.N
             for batch in batches:
                 proto = build_model(name, batch=batch)
                 macs = model_counts(proto)[1]  # already for this batch
-                data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
+                data = model_input(proto)
                 runners = {**peers_and_stock(proto, data, spec, protocol, notes),
                            "ours (default)": ours_runner(proto, data, Path(tmp), spec)}
                 measured = side_by_side(runners, protocol.rounds, protocol.block, not protocol.no_spin,
@@ -365,6 +365,7 @@ def network_vs_kernels(model: str, rounds: int, spec) -> None:
     import tvm
     from tvm import relax
 
+    from sqnxt_compiler.models import build_model
     from sqnxt_compiler.pipeline import FINALIZING, CompileContext, run_pipeline
 
     target = spec.tvm_target()
@@ -381,7 +382,7 @@ def network_vs_kernels(model: str, rounds: int, spec) -> None:
                             _random_arguments(func, device), calls[gvar.name_hint]))
     lowered = run_pipeline(scheduled, CompileContext(spec), FINALIZING)
     network = relax.VirtualMachine(relax.build(lowered, target, relax_pipeline=None), device)["main"]
-    data = tvm.runtime.tensor(np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype("float32"), device)
+    data = tvm.runtime.tensor(model_input(build_model(model)), device)
     alone, whole = [], []
     for _ in range(rounds):
         alone.append(sum(statistics.median(ev(*args).results) * count for ev, args, count in kernels) * 1e3)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import cpu_class, load_target_for_host, ours_runner  # noqa: E402
+from engines import cpu_class, load_target_for_host, model_input, ours_runner  # noqa: E402
 from latency import (add_protocol_arguments, end_to_end_header, peers_and_stock, print_notes,  # noqa: E402
                      restart_with_thread_settings, side_by_side)
 
@@ -51,7 +51,7 @@ def end_to_end(model_names: list[str], batch: int, spec, protocol: argparse.Name
             if not log.is_dir():
                 notes.append(f"{name}: no shipped log at {log.relative_to(REPO)}, so no tuned row")
             proto = build_model(name, batch=batch)
-            data = np.random.default_rng(0).standard_normal((batch, 3, 227, 227)).astype("float32")
+            data = model_input(proto)
             runners = {**peers_and_stock(proto, data, spec, protocol, notes),
                        "ours (default)": ours_runner(proto, data, Path(tmp) / "default", spec)}
             if log.is_dir():

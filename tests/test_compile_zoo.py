@@ -10,7 +10,8 @@ from sqnxt_compiler.models import OFFICIAL_SQUEEZENEXT, build_model
 from sqnxt_compiler.verify import reference_outputs, relative_error
 from utils import compile_and_compare, elf_machine, seeded_input
 
-HOST_MODELS = [*OFFICIAL_SQUEEZENEXT, "sqnxt23_w1", "sqnxt23v5_w1", "squeezenet1.0", "resnet-tiny"]
+HOST_MODELS = [*OFFICIAL_SQUEEZENEXT, "sqnxt23_w1", "sqnxt23v5_w1", "squeezenet1.0", "squeezenet1.1", "resnet-18",
+               "mobilenet-v2", "resnet-tiny"]
 
 
 @pytest.mark.parametrize("name", HOST_MODELS)

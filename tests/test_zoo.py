@@ -34,6 +34,34 @@ def test_counts_match_the_paper_table(name):
     assert _initializer_params(model) == params
 
 
+# torchvision's parameter counts (which include BatchNorm's scale and shift, 2 per BN channel) and MACs at
+# 224x224 (conv and FC multiply-accumulates, as fvcore counts them)
+TORCHVISION_TABLE = {
+    "resnet-18": (11_689_512, 1_814_073_344),
+    "mobilenet-v2": (3_504_872, 300_774_272),
+    "squeezenet1.1": (1_235_496, 349_151_936),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_TABLE))
+def test_ordinary_cnns_match_torchvision(name):
+    model = build_model(name)
+    params, macs = model_counts(model)
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    bn_affine = sum(2 * init[n.input[1]].size for n in model.graph.node if n.op_type == "BatchNormalization")
+    assert (params + bn_affine, macs) == TORCHVISION_TABLE[name]
+    assert _initializer_params(model) == params
+
+
+def test_mobilenet_v2_blocks():
+    model = build_model("mobilenet-v2")
+    depthwise = [n for n in model.graph.node if n.op_type == "Conv"
+                 if next(a.i for a in n.attribute if a.name == "group") > 1]
+    assert len(depthwise) == 17  # one per inverted-residual block
+    assert sum(n.op_type == "Add" for n in model.graph.node) == 10  # stride-1 blocks with equal channels
+    assert sum(n.op_type == "Clip" for n in model.graph.node) == 35  # ReLU6: 16 expands, 17 depthwise, 2 ends
+
+
 def test_family_is_complete():
     assert set(PAPER_TABLE) | {"1.5-SqNxt-23"} == set(OFFICIAL_SQUEEZENEXT)
     assert model_counts(build_model("1.5-SqNxt-23"))[0] > model_counts(build_model("1.0-SqNxt-23"))[0]

@@ -8,7 +8,8 @@ from typing import Callable
 import onnx
 
 from ..errors import SqnxtError
-from .classic import build_alexnet, build_resnet_tiny, build_squeezenet10
+from .classic import (build_alexnet, build_mobilenet_v2, build_resnet18, build_resnet_tiny, build_squeezenet10,
+                      build_squeezenet11)
 from .digits import RESOLUTION as DIGITS_RESOLUTION
 from .digits import TRAINED, build_trained_squeezenext
 from .squeezenext import SQUEEZENEXT_SPECS, build_squeezenext
@@ -35,6 +36,9 @@ def _entries() -> dict[str, ZooEntry]:
         entries[name] = ZooEntry(name, "squeezenext (official), trained on digits", DIGITS_RESOLUTION,
                                  lambda n=name, **kw: build_trained_squeezenext(n, **kw))
     entries["squeezenet1.0"] = ZooEntry("squeezenet1.0", "classic", 227, build_squeezenet10)
+    entries["squeezenet1.1"] = ZooEntry("squeezenet1.1", "classic", 224, build_squeezenet11)
+    entries["resnet-18"] = ZooEntry("resnet-18", "classic", 224, build_resnet18)
+    entries["mobilenet-v2"] = ZooEntry("mobilenet-v2", "classic", 224, build_mobilenet_v2)
     entries["alexnet"] = ZooEntry("alexnet", "classic", 227, build_alexnet)
     entries["resnet-tiny"] = ZooEntry("resnet-tiny", "classic", 64, build_resnet_tiny)
     return entries

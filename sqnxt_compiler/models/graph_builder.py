@@ -115,6 +115,18 @@ class GraphBuilder:
     def relu(self, x: Tensor) -> Tensor:
         return self.unary("Relu", x)
 
+    def clip(self, x: Tensor, low: float, high: float) -> Tensor:
+        """Clip with its bounds as initializers (opset >= 11), the way exporters write ReLU6."""
+        bounds = [self.fresh("clip_min"), self.fresh("clip_max")]
+        for name, value in zip(bounds, (low, high)):
+            self.initializers.append(numpy_helper.from_array(np.array(value, np.float32), name))
+        out = Tensor(self.fresh("clip"), x.shape)
+        self.nodes.append(helper.make_node("Clip", [x.name, *bounds], [out.name]))
+        return out
+
+    def relu6(self, x: Tensor) -> Tensor:
+        return self.clip(x, 0.0, 6.0)
+
     def add(self, a: Tensor, b: Tensor) -> Tensor:
         if a.shape != b.shape:
             raise ValueError(f"add: shape mismatch {a.shape} vs {b.shape}")
@@ -185,9 +197,12 @@ class GraphBuilder:
 
     def conv_bn_relu(self, x: Tensor, out_channels: int, kernel: tuple[int, int], stride: int = 1,
                      pad: tuple[int, int] = (0, 0), groups: int = 1, relu: bool = True,
-                     name: str = "conv") -> Tensor:
+                     name: str = "conv", activation: str = "relu") -> Tensor:
+        """conv (no bias) -> BatchNorm -> `activation` ("relu" or "relu6"), or nothing when `relu` is False."""
         y = self.batch_norm(self.conv(x, out_channels, kernel, stride, pad, groups, name=name), name=f"{name}_bn")
-        return self.relu(y) if relu else y
+        if not relu:
+            return y
+        return self.relu6(y) if activation == "relu6" else self.relu(y)
 
     def finish(self, name: str, x_in: Tensor, y: Tensor, doc: str = "") -> onnx.ModelProto:
         graph = helper.make_graph(
