@@ -119,7 +119,7 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "
           "along rows), weights transformed at compile time, with the max pool after it"),
     Phase("winograd_rows", _fusion("winograd_rows", WinogradRowConv),
-          "compute the 3x1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
+          "compute the 3x1 and 3x3 stride-1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
           "fuse each 3x1/1x3 conv pair into one kernel"),
     Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),

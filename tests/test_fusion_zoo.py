@@ -41,7 +41,7 @@ def compile_compare_and_count(name: str, tmp_path) -> tuple[dict[str, int], dict
     notes = result.notes
     counts = fused_counts(notes.get("fuse_low_rank", []) + notes.get("fuse_bottleneck", []))
     # a block's low-rank pair is one kernel, or two when its 3x1 is computed as Winograd along rows
-    rows = fused_counts(notes.get("winograd_rows", [])).get("winograd_rows", 0)
+    rows = sum(int(n) for line in notes.get("winograd_rows", []) for n in re.findall(r"3x1, F\(4,3\): (\d+)", line))
     if rows:
         counts["low_rank"] = counts.get("low_rank", 0) + rows
     return counts, notes

@@ -34,7 +34,7 @@ REDUCE_CHAIN = "reduce_chain"
 EXPAND_EPILOGUE = "expand_epilogue"
 POINTWISE = "pointwise"
 WINOGRAD_STEM = "winograd_stem"
-WINOGRAD_ROWS = "winograd_rows"  # stride-1 convs whose taps run down the rows (3x1), Winograd along rows
+WINOGRAD_ROWS = "winograd_rows"  # stride-1 3x1 and 3x3 convs, Winograd along rows (their row taps)
 WINOGRAD_STEM_TILES = "winograd_stem_tiles"  # a stem and its max pool, Winograd along rows and columns
 
 
