@@ -9,7 +9,7 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import (FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
+from .passes import (CanonicalizeClip, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
                      WinogradStem, summarize)
 from .target import TargetSpec
 
@@ -115,6 +115,8 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 # conv left).
 GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
+    Phase("canonicalize_clip", _sequential(CanonicalizeClip()),
+          "make each Clip with constant bounds (ReLU6) one clip op, so convs take it as their epilogue"),
     Phase("winograd_stem", _fusion("winograd_stem", WinogradStem, per_target=True),
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "
           "along rows), weights transformed at compile time, with the max pool after it"),

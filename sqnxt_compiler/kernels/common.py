@@ -11,13 +11,16 @@ from tvm.tirx.script.builder import ir as T
 ZERO = tvm.tirx.const(0.0, "float32")
 
 
-def epilogue_value(value, bias, channel, relu: bool, residual=None, final_relu: bool = False):
+def epilogue_value(value, bias, channel, relu: bool, residual=None, final_relu: bool = False,
+                   relu_max: float | None = None):
     """[final_relu]([relu](value + bias[channel]) [+ residual]): what every fused kernel applies to a conv
-    result."""
+    result; the ReLU clips at `relu_max` too when given (ReLU6)."""
     if bias is not None:
         value = value + bias[channel]
     if relu:
         value = tvm.tirx.max(value, ZERO)
+        if relu_max is not None:
+            value = tvm.tirx.min(value, tvm.tirx.const(relu_max, "float32"))
     if residual is not None:
         value = value + residual
     return tvm.tirx.max(value, ZERO) if final_relu else value

@@ -24,6 +24,7 @@ class ChainStage:
     groups: int
     has_bias: bool
     relu: bool
+    relu_max: float | None = None  # the ReLU's upper clip (6 for ReLU6), None for a plain ReLU
 
 
 def padded_width(width: int) -> int:
@@ -102,16 +103,16 @@ def _conv_te(data: te.Tensor, width: int, height: int, weight: te.Tensor, stage:
     return conv, out_h, out_w
 
 
-def _epilogue(conv: te.Tensor, bias: te.Tensor | None, relu: bool, name: str, width: int,
+def _epilogue(conv: te.Tensor, bias: te.Tensor | None, stage: ChainStage, name: str, width: int,
               residual: te.Tensor | None = None, final_relu: bool = False,
               rows: tuple[int, int] | None = None, height: int | None = None) -> te.Tensor:
-    """[final_relu]([relu](conv + bias) [+ residual]) over the first `width` columns (and the first
+    """[final_relu]([stage's ReLU](conv + bias) [+ residual]) over the first `width` columns (and the first
     `height` rows, default all); with `rows` (first real row, real row count) the margin rows outside them
     are zero."""
 
     def value(b, o, y, x):
-        v = epilogue_value(conv[b, o, y, x], bias, o, relu, None if residual is None else residual[b, o, y, x],
-                           final_relu)
+        v = epilogue_value(conv[b, o, y, x], bias, o, stage.relu,
+                           None if residual is None else residual[b, o, y, x], final_relu, stage.relu_max)
         if rows is not None and int(conv.shape[2]) != rows[1]:
             v = te.if_then_else(tvm.tirx.all(y >= rows[0], y < rows[0] + rows[1]), v,
                                 tvm.tirx.const(0.0, "float32"))
@@ -142,13 +143,13 @@ def conv_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], r
         macs += int(data_shape[0]) * stage.out_channels * height * width * cin_per_group * math.prod(stage.kernel)
         if index + 1 < len(stages):
             above = margins[index][0]
-            current = _epilogue(conv, bias, stage.relu, f"{CONV_BLOCK}{index}_epilogue", int(conv.shape[3]),
+            current = _epilogue(conv, bias, stage, f"{CONV_BLOCK}{index}_epilogue", int(conv.shape[3]),
                                 rows=(above, height))
             input_offset = above
             continue
         out_shape = (*conv.shape[:2], height, width)
         shortcut = te.placeholder(out_shape, "float32", name="residual") if residual else None
         args += [shortcut] if shortcut is not None else []
-        current = _epilogue(conv, bias, stage.relu, OUTPUT_BLOCK, width, shortcut, final_relu, height=height)
+        current = _epilogue(conv, bias, stage, OUTPUT_BLOCK, width, shortcut, final_relu, height=height)
     func = te.create_prim_func([*args, current])
     return func.with_attrs({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN})

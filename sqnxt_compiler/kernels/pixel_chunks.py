@@ -82,13 +82,13 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
                     conv = _accumulate(f"{CONV_BLOCK}{index}", shape, stage, cin, weight, source)
                     if index + 1 == len(stages):
                         break
-                    activated = _activated(f"{CONV_BLOCK}{index}_epilogue", conv, bias, stage.relu)
+                    activated = _activated(f"{CONV_BLOCK}{index}_epilogue", conv, bias, stage)
                     source = lambda b, c, k, lane, a=activated: a[b, c, k, lane]  # noqa: E731 - next stage's input
 
                 def store_output(vb, vo, vk, vl):
                     where = (vb, vo, *image_index(vk, vl))
                     value = epilogue_value(conv[vb, vo, vk, vl], bias, vo, stage.relu,
-                                           None if shortcut is None else shortcut[where], final_relu)
+                                           None if shortcut is None else shortcut[where], final_relu, stage.relu_max)
                     T.buffer_store(output, value, list(where))
 
                 _block(OUTPUT_BLOCK, shape, "SSSS", store_output)
@@ -110,13 +110,14 @@ def _accumulate(name: str, shape: tuple, stage: ChainStage, in_channels: int, we
     return acc
 
 
-def _activated(name: str, conv, bias, relu: bool):
-    """The elementwise block `name` between two stages: [relu](conv + bias), chunk-shaped like `conv`."""
+def _activated(name: str, conv, bias, stage: ChainStage):
+    """The elementwise block `name` between two stages: [stage's ReLU](conv + bias), chunk-shaped like `conv`."""
     shape = tuple(int(d) for d in conv.shape)
     activated = IRBuilder.name(f"{name}_out", T.sblock_alloc_buffer(shape, "float32"))
 
     def emit(vb, vo, vk, vl):
-        T.buffer_store(activated, epilogue_value(conv[vb, vo, vk, vl], bias, vo, relu), [vb, vo, vk, vl])
+        T.buffer_store(activated, epilogue_value(conv[vb, vo, vk, vl], bias, vo, stage.relu, relu_max=stage.relu_max),
+                       [vb, vo, vk, vl])
 
     _block(name, shape, "SSSS", emit)
     return activated

@@ -203,9 +203,11 @@ def coefficient(matrix: np.ndarray, row, col: int):
 
 def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: tuple[int, int], stride: int,
                          padding: tuple[int, int, int, int], has_bias: bool, relu: bool,
-                         pattern: str = WINOGRAD_STEM, pool: MaxPoolWindow | None = None) -> tirx.PrimFunc:
+                         pattern: str = WINOGRAD_STEM, pool: MaxPoolWindow | None = None,
+                         relu_max: float | None = None) -> tirx.PrimFunc:
     """The PrimFunc (data, u [from `transform_weights`], [bias], output) of conv2d(KHxKW, `stride` 1 or 2,
-    `padding`) [+ bias][+ ReLU][+ max `pool`], NCHW, at least ROWS_PER_TILE output rows. Blocks: PHASE_BLOCK
+    `padding`) [+ bias][+ ReLU, clipped at `relu_max` when given][+ max `pool`], NCHW, at least ROWS_PER_TILE
+    output rows. Blocks: PHASE_BLOCK
     (the input rows a row tile needs, split by parity), TRANSFORM_BLOCK (BT along rows), PRODUCT_BLOCK
     (reduction), OUTPUT_BLOCK (AT, bias, ReLU, store). Narrow images: INVERSE_BLOCK does those into a
     chunk-wide buffer and OUTPUT_BLOCK copies the real columns; with a pool, INVERSE_BLOCK writes a tile's conv
@@ -289,9 +291,10 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                 def store_output(b, o, t, i, chunk, lane):
                     value = sum((coefficient(at, i, j) * product[b, o, t, j, chunk, lane] for j in range(a)), zero)
                     if narrow:
-                        T.buffer_store(inverse, epilogue_value(value, bias, o, relu), [b, o, t, i, chunk, lane])
+                        T.buffer_store(inverse, epilogue_value(value, bias, o, relu, relu_max=relu_max),
+                                       [b, o, t, i, chunk, lane])
                     else:
-                        T.buffer_store(conv, epilogue_value(value, bias, o, relu),
+                        T.buffer_store(conv, epilogue_value(value, bias, o, relu, relu_max=relu_max),
                                        [b, o, first_row(t) + i, first_column(chunk) + lane])
 
                 def copy_columns(b, o, t, i, chunk, lane):

@@ -59,12 +59,13 @@ def transform_weights_2d(weight: np.ndarray) -> np.ndarray:
 
 
 def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: int, padding: tuple[int, int, int, int],
-                          has_bias: bool, relu: bool, pool: MaxPoolWindow) -> tirx.PrimFunc:
+                          has_bias: bool, relu: bool, pool: MaxPoolWindow, relu_max: float | None = None
+                          ) -> tirx.PrimFunc:
     """The PrimFunc (data, u [from `transform_weights_2d`], [bias], output) of conv2d(kernel x kernel, stride 2,
-    `padding`) [+ bias][+ ReLU] + max `pool`, NCHW. Blocks: PHASE_BLOCK (a row tile's input rows by parity,
-    column-tile-major), TRANSFORM_BLOCK (BT along rows), COLUMN_TRANSFORM_BLOCK (BT along columns),
-    PRODUCT_BLOCK (reduction), COLUMN_INVERSE_BLOCK (AT along columns), INVERSE_BLOCK (AT along rows, bias,
-    ReLU), POOL_ROWS_BLOCK and OUTPUT_BLOCK (the pool, `winograd.emit_pool_over_row_tiles`)."""
+    `padding`) [+ bias][+ ReLU, clipped at `relu_max` when given] + max `pool`, NCHW. Blocks: PHASE_BLOCK (a row
+    tile's input rows by parity, column-tile-major), TRANSFORM_BLOCK (BT along rows), COLUMN_TRANSFORM_BLOCK (BT
+    along columns), PRODUCT_BLOCK (reduction), COLUMN_INVERSE_BLOCK (AT along columns), INVERSE_BLOCK (AT along
+    rows, bias, ReLU), POOL_ROWS_BLOCK and OUTPUT_BLOCK (the pool, `winograd.emit_pool_over_row_tiles`)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     top, left, _, _ = padding
     out_h, out_w = conv_output_size(height, width, (kernel, kernel), STRIDE, padding)
@@ -141,7 +142,8 @@ def winograd_tiles_kernel(data_shape: Sequence[int], out_channels: int, kernel: 
                     chunk, lane = tirx.floordiv(s, TILE_CHUNK), tirx.floormod(s, TILE_CHUNK)
                     value = sum((coefficient(at, i, j) * column_inverse[b, o, t, j, x, chunk, lane]
                                  for j in range(a)), zero)
-                    T.buffer_store(conv, epilogue_value(value, bias, o, relu), [b, o, t * m + i, x, s])
+                    T.buffer_store(conv, epilogue_value(value, bias, o, relu, relu_max=relu_max),
+                                   [b, o, t * m + i, x, s])
 
                 def horizontal_max(b, o, row, e, s):
                     # pooled column per_tile s + e reads conv columns m s + stride e + dx, at [offset % m, s +

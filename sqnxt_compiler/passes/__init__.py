@@ -1,5 +1,6 @@
 """Graph passes over Relax modules, one pass per file."""
 
+from .canonicalize_clip import CanonicalizeClip
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
@@ -8,5 +9,5 @@ from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradRowConv",
-           "WinogradStem", "summarize"]
+__all__ = ["CanonicalizeClip", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks",
+           "WinogradRowConv", "WinogradStem", "summarize"]

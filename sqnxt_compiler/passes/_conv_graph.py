@@ -20,7 +20,7 @@ from ._fusion_report import FusionRecord, Reporter
 
 @dataclass(frozen=True)
 class ConvUnit:
-    """`output = [relu]([add](conv2d(data, weight), bias))` with constant weight and bias."""
+    """`output = [relu | clip(0, relu_max)]([add](conv2d(data, weight), bias))` with constant weight and bias."""
 
     output: relax.Var
     data: relax.Expr
@@ -31,6 +31,7 @@ class ConvUnit:
     padding: tuple[int, int, int, int]  # top, left, bottom, right
     groups: int
     internal: tuple[relax.Var, ...]  # the vars between conv2d and `output`, used only inside the unit
+    relu_max: float | None = None  # a ReLU that also clips at this value (ReLU6), None for a plain ReLU
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -43,7 +44,7 @@ class ConvUnit:
     def stage(self) -> ChainStage:
         """This conv as a stage of a fused kernel (its arrays become kernel arguments)."""
         return ChainStage(int(self.weight.shape[0]), self.kernel, self.strides, self.padding, self.groups,
-                          self.bias is not None, self.relu)
+                          self.bias is not None, self.relu, self.relu_max)
 
 
 def _constant(expr: relax.Expr, bindings: dict) -> np.ndarray | None:
@@ -55,6 +56,15 @@ def _constant(expr: relax.Expr, bindings: dict) -> np.ndarray | None:
         inner = _constant(value.args[0], bindings)
         return None if inner is None else inner.reshape([int(d) for d in expr.ty.shape])
     return None
+
+
+def _relu_clip(call: relax.Call) -> float | None:
+    """The upper bound of a `clip(x, 0, upper)` with upper > 0 (a ReLU that clips: ReLU6), else None."""
+    bounds = [arg.value for arg in call.args[1:] if isinstance(arg, (tvm.tirx.FloatImm, tvm.tirx.IntImm))]
+    if len(bounds) != 2:
+        return None
+    lower, upper = (float(bound) for bound in bounds)
+    return upper if lower == 0.0 and upper > 0.0 else None
 
 
 class ConvGraph:
@@ -83,9 +93,12 @@ class ConvGraph:
 
     def unit_at(self, var: relax.Var) -> ConvUnit | None:
         """The conv unit whose result is `var`, or None."""
-        cursor, relu, bias, internal = var, False, None, []
+        cursor, relu, relu_max, bias, internal = var, False, None, None, []
         if (call := self.call(cursor, "relax.nn.relu")) is not None:
             relu, cursor = True, call.args[0]
+            internal.append(cursor)
+        elif (call := self.call(cursor, "relax.clip")) is not None and (bounds := _relu_clip(call)) is not None:
+            relu, relu_max, cursor = True, bounds, call.args[0]
             internal.append(cursor)
         if (call := self.call(cursor, "relax.add")) is not None:
             for conv_side, bias_side in ((0, 1), (1, 0)):
@@ -116,7 +129,7 @@ class ConvGraph:
         return ConvUnit(output=var, data=conv.args[0], weight=weight, bias=bias, relu=relu,
                         strides=tuple(int(s) for s in attrs.strides),
                         padding=tuple(int(p) for p in attrs.padding), groups=int(attrs.groups),
-                        internal=tuple(internal))
+                        internal=tuple(internal), relu_max=relu_max)
 
     def outermost_units(self) -> list[ConvUnit]:
         """Every conv unit that is not the inside of a larger one (conv+bias inside conv+bias+ReLU)."""
@@ -158,7 +171,7 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
     data = rewriter.visit_expr(unit.data)
     func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, stride,
                                 unit.padding, unit.bias is not None, unit.relu, pattern,
-                                None if pool is None else pool[1])
+                                None if pool is None else pool[1], unit.relu_max)
     return _call_winograd(rewriter, func, pattern, data, transform_weights(unit.weight, stride), unit,
                           unit.output if pool is None else pool[0])
 
@@ -169,7 +182,7 @@ def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,
     and window) of its result, the weights transformed at compile time."""
     data = rewriter.visit_expr(unit.data)
     func = winograd_tiles_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel[0],
-                                 unit.padding, unit.bias is not None, unit.relu, pool[1])
+                                 unit.padding, unit.bias is not None, unit.relu, pool[1], unit.relu_max)
     return _call_winograd(rewriter, func, WINOGRAD_STEM_TILES, data, transform_weights_2d(unit.weight), unit,
                           pool[0])
 
