@@ -9,7 +9,7 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import (CanonicalizeClip, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
+from .passes import (CanonicalizeClip, DepthwiseConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
                      WinogradStem, summarize)
 from .target import TargetSpec
 
@@ -128,6 +128,8 @@ GRAPH_REWRITES: list[Phase] = [
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
     Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
+    Phase("depthwise_conv", _fusion("depthwise_conv", DepthwiseConv),
+          "compute the depthwise convs with the output columns in vectors"),
 ]
 ACCEL_OFFLOAD: list[Phase] = [
     Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "

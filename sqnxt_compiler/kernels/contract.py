@@ -36,6 +36,7 @@ POINTWISE = "pointwise"
 WINOGRAD_STEM = "winograd_stem"
 WINOGRAD_ROWS = "winograd_rows"  # stride-1 3x1 and 3x3 convs, Winograd along rows (their row taps)
 WINOGRAD_STEM_TILES = "winograd_stem_tiles"  # a stem and its max pool, Winograd along rows and columns
+DEPTHWISE = "depthwise"  # a depthwise conv, output columns in vectors
 
 
 def fusion_pattern(func: tirx.PrimFunc) -> str | None:

@@ -1,6 +1,7 @@
 """Graph passes over Relax modules, one pass per file."""
 
 from .canonicalize_clip import CanonicalizeClip
+from .depthwise_conv import DepthwiseConv
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
@@ -9,5 +10,5 @@ from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["CanonicalizeClip", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks",
-           "WinogradRowConv", "WinogradStem", "summarize"]
+__all__ = ["CanonicalizeClip", "DepthwiseConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
+           "PointwiseConvOverChunks", "WinogradRowConv", "WinogradStem", "summarize"]

@@ -172,8 +172,8 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
     func = winograd_rows_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel, stride,
                                 unit.padding, unit.bias is not None, unit.relu, pattern,
                                 None if pool is None else pool[1], unit.relu_max)
-    return _call_winograd(rewriter, func, pattern, data, transform_weights(unit.weight, stride), unit,
-                          unit.output if pool is None else pool[0])
+    return call_with_weights(rewriter, func, pattern, data, transform_weights(unit.weight, stride), unit,
+                             unit.output if pool is None else pool[0])
 
 
 def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,
@@ -183,16 +183,17 @@ def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,
     data = rewriter.visit_expr(unit.data)
     func = winograd_tiles_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.kernel[0],
                                  unit.padding, unit.bias is not None, unit.relu, pool[1], unit.relu_max)
-    return _call_winograd(rewriter, func, WINOGRAD_STEM_TILES, data, transform_weights_2d(unit.weight), unit,
-                          pool[0])
+    return call_with_weights(rewriter, func, WINOGRAD_STEM_TILES, data, transform_weights_2d(unit.weight), unit,
+                             pool[0])
 
 
-def _call_winograd(rewriter: "ChainRewriter", func, pattern: str, data: relax.Expr, transformed: np.ndarray,
-                   unit: ConvUnit, result: relax.Var) -> relax.Expr:
-    """call_tir of a Winograd kernel `func` (added as fused_<pattern>) on data, its transformed weights and the
-    unit's bias, typed as `result` (the unit's output, or the pool's that the kernel also computes)."""
+def call_with_weights(rewriter: "ChainRewriter", func, pattern: str, data: relax.Expr, weights: np.ndarray,
+                      unit: ConvUnit, result: relax.Var) -> relax.Expr:
+    """call_tir of a single-conv kernel `func` (added as fused_<pattern>) on data, its weights (as the kernel
+    wants them: Winograd kernels, transformed) and the unit's bias, typed as `result` (the unit's output, or the
+    pool's that a stem kernel also computes)."""
     gvar = rewriter.builder_.add_func(func, f"fused_{pattern}")
-    args = [data, relax.const(transformed)]
+    args = [data, relax.const(weights)]
     if unit.bias is not None:
         args.append(relax.const(unit.bias))
     return relax.call_tir(gvar, args, result.ty)
