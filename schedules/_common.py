@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Union
 import tvm
 from tvm import tirx
 
-from ..cpu import DEFAULT_L1D_BYTES, vector_isa
+from ..cpu import DEFAULT_L1D_BYTES, DEFAULT_L2_BYTES, vector_isa
 
 if TYPE_CHECKING:
     from ..target import TargetSpec
@@ -36,6 +36,7 @@ class MachineKnobs:
     # Kernels below this many MACs run on one core: a parallel launch and barrier cost more than they save.
     parallel_min_macs: int = 4_000_000
     cpu_class: str = ""  # `cpu.VectorISA.cpu_class`, e.g. "arm": for what a class's LLVM backend does
+    l2_bytes: int = DEFAULT_L2_BYTES
 
     @property
     def lanes(self) -> int:
@@ -62,7 +63,8 @@ def machine_knobs(spec: "TargetSpec | None" = None) -> MachineKnobs:
         cpu = spec.cpu
         return MachineKnobs(int(cpu["vector_bits"]), int(cpu["vector_registers"]), int(cpu.get("cores", 1)),
                             int(cpu.get("l1d_bytes", DEFAULT_L1D_BYTES)),
-                            int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)), spec.cpu_class)
+                            int(cpu.get("parallel_min_macs", MachineKnobs.parallel_min_macs)), spec.cpu_class,
+                            int(cpu.get("l2_bytes", DEFAULT_L2_BYTES)))
     target = tvm.target.Target.current(allow_none=True)
     if target is None:
         raise ValueError("a schedule needs its target: pass the TargetSpec, or build the design space under "
@@ -227,6 +229,7 @@ class ConvKnobs:
     rc_inner: Knob | None = 1  # input channels per weight tile (weight-stationary only)
     rows_per_task: Knob | None = 1  # output rows per parallel task (weight-stationary only)
     channels_outer: bool = True  # output-stationary: channel tile outside the column tile
+    channel_parallel: bool = False  # output-stationary: the cores split the channel tiles, not the rows
     parallel: bool = True  # run the outer (row) loop on all cores
     unroll_max_step: Knob | None = 0  # auto-unroll of the remaining loops
 

@@ -57,6 +57,8 @@ def estimate(shape: ConvShape, machine: MachineKnobs) -> dict[str, float]:
 
 
 def choose(shape: ConvShape, machine: MachineKnobs) -> str:
+    if weight_stationary.weights_bound(shape, machine):
+        return "WS"  # with the cores on channel tiles: each streams its share of the weights once
     costs = estimate(shape, machine)
     return "WS" if costs["WS"] < costs["OS"] else "OS"  # ties go to OS: no partial-sum traffic at all
 
@@ -74,8 +76,10 @@ def apply(sch: "tvm.s_tir.Schedule", spec: "TargetSpec") -> str:
 
 
 def design_space(sch: "tvm.s_tir.Schedule") -> list["tvm.s_tir.Schedule"]:
-    """Both families' spaces: one per loop order (OS channel-outer, OS column-outer, WS)."""
-    return [*output_stationary.design_space(sch.copy()), weight_stationary.design_space(sch.copy())]
+    """Both families' spaces: one per loop order (OS channel-outer, OS column-outer, WS with the cores on row
+    blocks, WS with the cores on channel tiles)."""
+    return [*output_stationary.design_space(sch.copy()), weight_stationary.design_space(sch.copy()),
+            weight_stationary.design_space(sch.copy(), channel_parallel=True)]
 
 
 def applies(func: "tirx.PrimFunc", _spec: "TargetSpec") -> bool:

@@ -6,7 +6,7 @@ import tvm
 
 from schedule_helpers import check_schedule, conv_graph, fused_primfuncs, schedule_with
 from sqnxt_compiler.schedules import conv2d_output_stationary, conv2d_weight_stationary, dataflow_choice, find_rule
-from sqnxt_compiler.schedules._common import find_conv
+from sqnxt_compiler.schedules._common import find_conv, machine_knobs
 from sqnxt_compiler.target import load_target
 
 SHAPES = {
@@ -17,6 +17,9 @@ SHAPES = {
     "7x7-stride2-stem": dict(shape=(1, 3, 31, 31), out_channels=64, kernel=(7, 7), stride=(2, 2)),
     "3x3-pad-odd-channels": dict(shape=(1, 5, 9, 9), out_channels=24, kernel=(3, 3), padding=(1, 1)),
     "grouped-3x1": dict(shape=(1, 16, 8, 8), out_channels=32, kernel=(3, 1), padding=(1, 0), groups=2),
+    # ResNet's last stage in small: 2.4 MB of weights for a 50 KB input, the cores on channel tiles
+    "3x3-weights-bound-residual": dict(shape=(1, 256, 7, 7), out_channels=256, kernel=(3, 3), padding=(1, 1),
+                                       residual=True),
 }
 
 
@@ -45,7 +48,7 @@ def test_design_spaces_sample_and_match(name, host):
     func = conv_func(name, target)
     with target:
         spaces = dataflow_choice.design_space(tvm.s_tir.Schedule(func))
-    assert len(spaces) == 3  # OS channel-outer, OS column-outer, WS: one space per loop order
+    assert len(spaces) == 4  # OS channel-outer, OS column-outer, WS on row blocks or channel tiles
     for space in spaces:
         samples = [inst for inst in space.trace.insts if inst.kind.name.startswith("Sample")]
         assert samples, "the design space samples nothing"
@@ -69,7 +72,7 @@ def test_design_space_works_as_schedule_fn(host):
     assert space_name == find_rule(func, host).name
     context = ms.TuneContext(mod=task.mod, target=target, space_generator=generator, task_name="conv")
     spaces = context.generate_design_space()
-    assert len(spaces) == 3
+    assert len(spaces) == 4
     lanes = machine_knobs(host).lanes
     for space in spaces:
         splits = [inst for inst in space.trace.insts if inst.kind.name == "Split"]
@@ -90,6 +93,22 @@ def test_rule_explains_its_choice(host):
     sch = tvm.s_tir.Schedule(func)
     description = dataflow_choice.apply(sch, host)
     assert ("OS chosen" in description or "WS chosen" in description) and "7x7/2 3->64" in description
+
+
+@pytest.mark.parametrize("target_name", ["x86-avx2", "x86-avx512", "arm"])
+def test_weights_bound_convs_put_the_cores_on_channel_tiles(target_name):
+    """Where the weights outweigh the input and half of L2, each core streams its share of them once (WS over
+    the whole image, channel tiles in parallel, a whole number of tiles per core); SqueezeNext's generic convs
+    (at most 128 KB of weights) keep the per-layer choice."""
+    spec = load_target(target_name)
+    func = conv_func("3x3-weights-bound-residual", spec.tvm_target())
+    description = dataflow_choice.apply(tvm.s_tir.Schedule(func), spec)
+    assert description.startswith("WS chosen") and "7 rows/task" in description
+    assert description.endswith("parallel channel tiles")
+    knobs = conv2d_weight_stationary.default_knobs(find_conv(func), machine_knobs(spec))
+    assert (256 // (knobs.f_vectors * knobs.lanes)) % machine_knobs(spec).cores == 0
+    small = find_conv(conv_func("1x3-pad-residual", spec.tvm_target()))
+    assert not conv2d_weight_stationary.weights_bound(small, machine_knobs(spec))
 
 
 def test_register_tile_follows_the_target():
