@@ -9,8 +9,9 @@ from typing import Callable
 import tvm
 from tvm import relax
 
-from .passes import (CanonicalizeClip, DepthwiseConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
-                     WinogradStem, summarize)
+from .cpu import DEFAULT_L2_BYTES
+from .passes import (CanonicalizeClip, DepthwiseConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv,
+                     PointwiseConvOverChunks, WinogradRowConv, WinogradStem, summarize)
 from .target import TargetSpec
 
 
@@ -50,14 +51,14 @@ def _sequential(*passes: tvm.transform.Pass) -> Callable[[tvm.IRModule, CompileC
     return run
 
 
-def _fusion(phase: str, make_pass: Callable, per_target: bool = False
+def _fusion(phase: str, make_pass: Callable, target_options: Callable[[TargetSpec], dict] | None = None
             ) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
     """Run a fusion pass and note what it fused (counts per pattern and per stage) for --explain; a pass whose
-    kernels depend on the vector width (`per_target`) gets the target's float32 lanes."""
+    choices depend on the target gets the `target_options` of the target as keyword arguments."""
 
     def run(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
         records: list = []
-        options = {"vector_lanes": ctx.target_spec.vector_lanes} if per_target else {}
+        options = target_options(ctx.target_spec) if target_options is not None else {}
         mod = make_pass(report=records.append, **options)(mod)
         for line in summarize(records):
             ctx.note(phase, line)
@@ -117,14 +118,15 @@ GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("canonicalize_clip", _sequential(CanonicalizeClip()),
           "make each Clip with constant bounds (ReLU6) one clip op, so convs take it as their epilogue"),
-    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem, per_target=True),
+    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem, lambda spec: {"vector_lanes": spec.vector_lanes}),
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "
           "along rows), weights transformed at compile time, with the max pool after it"),
     Phase("winograd_rows", _fusion("winograd_rows", WinogradRowConv),
           "compute the 3x1 and 3x3 stride-1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
           "fuse each 3x1/1x3 conv pair into one kernel"),
-    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck),
+    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck,
+                                     lambda spec: {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
     Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),

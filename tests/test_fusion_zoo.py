@@ -11,6 +11,7 @@ from sqnxt_compiler.cli.compile import main as compile_main
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.models.squeezenext import SQUEEZENEXT_SPECS
 from sqnxt_compiler.models.thirdparty import THIRD_PARTY_SPECS
+from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import reference_outputs, relative_error
 from utils import seeded_input
 
@@ -20,11 +21,17 @@ PATTERNS = ("low_rank", "reduce_chain", "expand_epilogue")
 def expected_counts(name: str) -> dict[str, int]:
     """One low-rank pair (fused, or its 3x1 as Winograd rows), one reduce pair and one expand epilogue per
     block; classic CNNs have none of the first two (resnet-tiny's two 1x1-projection blocks do end in an
-    expand epilogue)."""
+    expand epilogue). The 7x7 stage's stride-1 reduce pairs of the 2.0 models (512->256->128, 655 KB of weights
+    on 4 pixel chunks: the blocks after the first, and v5's one block after its strided entry conv) are left to
+    the conv schedules wherever that is more than half of L2."""
     spec = SQUEEZENEXT_SPECS.get(name) or THIRD_PARTY_SPECS.get(name)
     if spec is None:
         return {"expand_epilogue": 2} if name == "resnet-tiny" else {}
-    return dict.fromkeys(PATTERNS, sum(spec.blocks_per_stage))
+    counts = dict.fromkeys(PATTERNS, sum(spec.blocks_per_stage))
+    channels = SQUEEZENEXT_SPECS[name].stage_channels()[-1] if name in SQUEEZENEXT_SPECS else 0
+    if 4 * (channels * channels // 2 + channels * channels // 8) > int(load_target("host").cpu["l2_bytes"]) // 2:
+        counts["reduce_chain"] -= spec.blocks_per_stage[-1] - (0 if spec.chained_entry else 1)
+    return counts
 
 
 def fused_counts(lines: list[str]) -> dict[str, int]:

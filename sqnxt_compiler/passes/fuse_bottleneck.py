@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm import relax
 
 from ..kernels.contract import EXPAND_EPILOGUE, REDUCE_CHAIN
+from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain
+from .pointwise_conv_over_chunks import MIN_CHUNKS
 from ._conv_graph import ConvGraph, ConvUnit, rewrite_module
 from ._fusion_report import FusionRecord, Reporter
 
@@ -18,11 +22,24 @@ def _resolution(var: relax.Var) -> tuple[int, int]:
     return int(var.ty.shape[2]), int(var.ty.shape[3])
 
 
-def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
+def _weights_bound_on_few_chunks(first: ConvUnit, second: ConvUnit, l2_bytes: int | None) -> bool:
+    """A chain that would run over fewer than MIN_CHUNKS pixel chunks with more weights than its input and half
+    of L2 (MobileNetV2's 7x7 960->320->1280: 2.9 MB): each core would stream all the weights for its 2-4
+    chunks; the two convs alone run with the cores on channel tiles (`conv2d_weight_stationary`)."""
+    shape = [int(d) for d in first.data.ty.shape]
+    weight_bytes = 4 * (first.weight.size + second.weight.size)
+    return (l2_bytes is not None and is_pointwise_chain(shape, [first.stage(), second.stage()])
+            and shape[2] * shape[3] < MIN_CHUNKS * PIXEL_CHUNK
+            and weight_bytes > max(l2_bytes // 2, 4 * math.prod(shape)))
+
+
+def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None) -> None:
     taken: set = set()
     for second in graph.outermost_units():
         first = graph.producer_unit(second)
         if first is None or first.output in taken or not (_is_pointwise(first) and _is_pointwise(second)):
+            continue
+        if _weights_bound_on_few_chunks(first, second, l2_bytes):
             continue
         taken.update((first.output, second.output))
         plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, REDUCE_CHAIN)
@@ -72,19 +89,22 @@ class FuseBottleneck:
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
       schedule, and the official and third-party forms are recognised alike.)
 
+    With the target's `l2_bytes`, a reduce chain on an image of few pixel chunks whose weights dominate is left
+    to the conv schedules (`_weights_bound_on_few_chunks`).
+
     The cut sits where the block's tensors are narrowest (C/4 after the reduce pair, C/2 after the low-rank
     pair): larger kernels recompute the 3x1's halo rows through every earlier stage and compute their 1x1s
     in padded rows, and measured no faster (`benchmarks/fusion.py --granularity`, docs/performance.md).
     """
 
-    def __init__(self, report: Reporter | None = None) -> None:
-        self.report = report
+    def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None) -> None:
+        self.report, self.l2_bytes = report, l2_bytes
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def plan(graph: ConvGraph) -> dict:
             plans: dict = {}
             _plan_epilogues(graph, plans, self.report)
-            _plan_reduce_chains(graph, plans, self.report)
+            _plan_reduce_chains(graph, plans, self.report, self.l2_bytes)
             return plans
 
         return rewrite_module(mod, plan)
