@@ -41,10 +41,11 @@ def _grouped_branch(stages: int) -> Phase:
             found = residual_epilogue(graph, var)
             if found is None:
                 continue
-            chain, shortcut = [found[0]], found[1]
+            chain, shortcut, final_relu = [found[0]], found[1], found[2]
             while len(chain) < stages and (producer := graph.producer_unit(chain[0])) is not None:
                 chain.insert(0, producer)
-            plans[var] = lambda rw, units=tuple(chain), s=shortcut: rw.emit_chain(units, "expand_epilogue", s, True)
+            plans[var] = lambda rw, units=tuple(chain), s=shortcut, relu=final_relu: rw.emit_chain(
+                units, "expand_epilogue", s, relu)
         return plans
 
     return Phase(f"fuse_branch_{stages}", lambda mod, _ctx: rewrite_module(mod, plan), "experiment")

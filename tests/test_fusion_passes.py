@@ -250,3 +250,20 @@ def test_only_pointwise_stride_1_chains_over_a_chunk_use_pixel_chunks():
     assert not is_pointwise_chain((1, 8, 55, 55), [_chain_stage(16, stride=2), _chain_stage(8)])
     assert not is_pointwise_chain((1, 8, 55, 55), [_chain_stage(16, kernel=(3, 1))])
     assert not is_pointwise_chain((1, 8, 3, 5), [_chain_stage(16)])  # 15 pixels: less than one chunk
+
+
+@pytest.mark.parametrize("relu_reads_the_sum", [False, True])
+def test_residual_add_without_relu_is_an_expand_epilogue(relu_reads_the_sum):
+    """MobileNetV2's linear bottleneck ends in conv1x1 + shortcut with no ReLU after the add: the add is the
+    1x1's epilogue too (and with a ReLU after it, the ReLU's binding takes both along, as before)."""
+    g = GraphBuilder(seed=7)
+    x = Tensor("data", (1, 16, 14, 14))
+    y = _unit(g, _unit(g, x, 48, (1, 1)), 16, (1, 1), relu=False)
+    out = g.add(y, x)
+    model = g.finish("linear_bottleneck", x, g.relu(out) if relu_reads_the_sum else out)
+    data = _seeded_input(model)
+    fused, notes = compile_and_run(model, True, data)
+    unfused, _ = compile_and_run(model, False, data)
+    assert relative_error(fused, unfused) <= BOUND
+    kind = "1x1+identity+relu" if relu_reads_the_sum else "1x1+identity"
+    assert notes["fuse_bottleneck"][0].startswith(f"expand_epilogue: 1 fused ({kind}: 1)")

@@ -22,13 +22,13 @@ def _resolution(var: relax.Var) -> tuple[int, int]:
     return int(var.ty.shape[2]), int(var.ty.shape[3])
 
 
-def _weights_bound_on_few_chunks(first: ConvUnit, second: ConvUnit, l2_bytes: int | None) -> bool:
+def _weights_bound_on_few_chunks(units: list[ConvUnit], l2_bytes: int | None) -> bool:
     """A chain that would run over fewer than MIN_CHUNKS pixel chunks with more weights than its input and half
     of L2 (MobileNetV2's 7x7 960->320->1280: 2.9 MB): each core would stream all the weights for its 2-4
-    chunks; the two convs alone run with the cores on channel tiles (`conv2d_weight_stationary`)."""
-    shape = [int(d) for d in first.data.ty.shape]
-    weight_bytes = 4 * (first.weight.size + second.weight.size)
-    return (l2_bytes is not None and is_pointwise_chain(shape, [first.stage(), second.stage()])
+    chunks; the convs alone run with the cores on channel tiles (`conv2d_weight_stationary`)."""
+    shape = [int(d) for d in units[0].data.ty.shape]
+    weight_bytes = 4 * sum(unit.weight.size for unit in units)
+    return (l2_bytes is not None and is_pointwise_chain(shape, [unit.stage() for unit in units])
             and shape[2] * shape[3] < MIN_CHUNKS * PIXEL_CHUNK
             and weight_bytes > max(l2_bytes // 2, 4 * math.prod(shape)))
 
@@ -39,7 +39,7 @@ def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None, 
         first = graph.producer_unit(second)
         if first is None or first.output in taken or not (_is_pointwise(first) and _is_pointwise(second)):
             continue
-        if _weights_bound_on_few_chunks(first, second, l2_bytes):
+        if _weights_bound_on_few_chunks([first, second], l2_bytes):
             continue
         taken.update((first.output, second.output))
         plans[second.output] = lambda rw, units=(first, second): rw.emit_chain(units, REDUCE_CHAIN)
@@ -48,33 +48,38 @@ def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None, 
             report(FusionRecord(REDUCE_CHAIN, detail, _resolution(second.output)))
 
 
-def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr] | None:
+def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax.Expr, bool] | None:
     """`var = relu(add(expand, shortcut))` with `expand` a private 1x1 conv unit (with its own ReLU in the
-    third-party form, without in the official one)."""
+    third-party form, without in the official one), or `var = add(expand, shortcut)` that no ReLU reads
+    (MobileNetV2's linear bottleneck); with whether the ReLU is there."""
     relu = graph.call(var, "relax.nn.relu")
-    if relu is None or not graph.is_private(relu.args[0]):
+    if relu is not None and not graph.is_private(relu.args[0]):
         return None
-    add = graph.call(relu.args[0], "relax.add")
+    users = graph.users.get(var, ())
+    if relu is None and len(users) == 1 and graph.call(users[0], "relax.nn.relu") is not None:
+        return None  # the ReLU's own binding takes the add along
+    add = graph.call(var if relu is None else relu.args[0], "relax.add")
     if add is None:
         return None
     for branch, shortcut in (add.args, reversed(add.args)):
         unit = graph.unit_at(branch) if graph.is_private(branch) else None
         if (unit is not None and _is_pointwise(unit) and not shortcut.same_as(branch)
                 and [int(d) for d in shortcut.ty.shape] == [int(d) for d in branch.ty.shape]):
-            return unit, shortcut
+            return unit, shortcut, relu is not None
     return None
 
 
-def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
+def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None) -> None:
     for var in graph.order:
         found = residual_epilogue(graph, var)
-        if found is None or var in plans:
+        if found is None or var in plans or _weights_bound_on_few_chunks([found[0]], l2_bytes):
             continue
-        expand, shortcut = found
-        plans[var] = lambda rw, unit=expand, s=shortcut: rw.emit_chain([unit], EXPAND_EPILOGUE, s, final_relu=True)
+        expand, shortcut, final_relu = found
+        plans[var] = lambda rw, unit=expand, s=shortcut, relu=final_relu: rw.emit_chain(
+            [unit], EXPAND_EPILOGUE, s, final_relu=relu)
         if report is not None:
             kind = "projection" if graph.unit_at(shortcut) is not None else "identity"
-            report(FusionRecord(EXPAND_EPILOGUE, f"1x1+{kind}+relu", _resolution(var)))
+            report(FusionRecord(EXPAND_EPILOGUE, f"1x1+{kind}" + ("+relu" if final_relu else ""), _resolution(var)))
 
 
 @tvm.transform.module_pass(opt_level=0, name="FuseBottleneck")
@@ -84,13 +89,13 @@ class FuseBottleneck:
     - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that holds the
       C/2-channel intermediate only for the current row tile (stride 2) or 16-pixel chunk (stride 1: such
       chains, and the expand below, are built by `kernels.pixel_chunks`);
-    - expand epilogue: relu([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or
+    - expand epilogue: [relu]([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or
       the projection's output) is read in the epilogue, so the C-channel expand result is never written.
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
       schedule, and the official and third-party forms are recognised alike.)
 
-    With the target's `l2_bytes`, a reduce chain on an image of few pixel chunks whose weights dominate is left
-    to the conv schedules (`_weights_bound_on_few_chunks`).
+    With the target's `l2_bytes`, a chain on an image of few pixel chunks whose weights dominate is left to the
+    conv schedules (`_weights_bound_on_few_chunks`).
 
     The cut sits where the block's tensors are narrowest (C/4 after the reduce pair, C/2 after the low-rank
     pair): larger kernels recompute the 3x1's halo rows through every earlier stage and compute their 1x1s
@@ -103,7 +108,7 @@ class FuseBottleneck:
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def plan(graph: ConvGraph) -> dict:
             plans: dict = {}
-            _plan_epilogues(graph, plans, self.report)
+            _plan_epilogues(graph, plans, self.report, self.l2_bytes)
             _plan_reduce_chains(graph, plans, self.report, self.l2_bytes)
             return plans
 
