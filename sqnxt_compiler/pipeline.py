@@ -67,6 +67,11 @@ def _fusion(phase: str, make_pass: Callable, target_options: Callable[[TargetSpe
     return run
 
 
+def _l2_bytes(spec: TargetSpec) -> dict:
+    """The option of a pass that leaves weights-bound convs to the conv schedules."""
+    return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}
+
+
 def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .schedules import apply_default_schedules
 
@@ -125,8 +130,7 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the 3x1 and 3x3 stride-1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
           "fuse each 3x1/1x3 conv pair into one kernel"),
-    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck,
-                                     lambda spec: {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}),
+    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck, _l2_bytes),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
     Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
