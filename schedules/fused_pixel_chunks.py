@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from ..cpu import NEON
 from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, pixel_chunked
-from ..kernels.pixel_chunks import PIXEL_CHUNK
+from ..kernels.conv_chain import ChainStage
+from ..kernels.pixel_chunks import PIXEL_CHUNK, weights_dominate
 from .rule import ScheduleRule
 from ._common import largest_divisor_at_most, machine_knobs
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
@@ -47,6 +48,14 @@ def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec |
             and in_channels * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2)
 
 
+def _weights_dominate(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
+    """A one-stage kernel whose weights outweigh its input and half of L2 (`pixel_chunks.weights_dominate`)."""
+    data = next(region.source for region in sch.get(conv).reads if region.source.name == "data")
+    out_channels = int(sch.get(conv).iter_vars[1].dom.extent)
+    stage = ChainStage(out_channels, (1, 1), (1, 1), (0, 0, 0, 0), 1, False, False)
+    return weights_dominate([int(d) for d in data.shape], [stage], machine_knobs(spec).l2_bytes)
+
+
 def _accumulate(sch: "s_tir.Schedule", block, channels, lanes, rc) -> None:
     """(channels, .., lanes, rc) of a channel tile -> rc, channels[unroll], lanes[vector]: the accumulators
     stay in registers for the whole reduction; the init is split off before it."""
@@ -69,9 +78,17 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     batch, channels, chunk, lanes = sch.get_loops(out)
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
-    tiles, _ = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
+    tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    if stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec):
+    grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, last, spec)
+    if grouped:
+        # each core's chunks under each channel tile: a tile's weights are read once per core, from L1 for all
+        # its chunks, instead of once per chunk from the last-level cache
+        cores = machine_knobs(spec).cores
+        chunks, per_core = sch.split(chunks, [cores, None])
+        sch.reorder(chunks, tiles, per_core, inner)
+        tiles = per_core
+    elif stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec):
         # one loop over (chunk, channel tile): the chunk's inputs are then reloaded per tile (from L1) instead
         # of being hoisted out of the tile loop by LLVM and spilled
         chunks = tiles = sch.fuse(chunks, tiles)
@@ -97,7 +114,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         sch.unroll(epilogue_channels)
         sch.vectorize(epilogue_lanes)
     what = f"{stages} stages" if stages > 1 else "1 stage"
-    return f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")
+    return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")
+            + (", each core's chunks under each channel tile" if grouped else ""))
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,3 +268,25 @@ def test_residual_add_without_relu_is_an_expand_epilogue(relu_reads_the_sum):
     assert relative_error(fused, unfused) <= BOUND
     kind = "1x1+identity+relu" if relu_reads_the_sum else "1x1+identity"
     assert notes["fuse_bottleneck"][0].startswith(f"expand_epilogue: 1 fused ({kind}: 1)")
+
+
+@pytest.mark.parametrize("target_name", ["x86-avx2", "x86-avx512"])
+@pytest.mark.parametrize("out_channels, grouped", [(1000, True), (64, False)])
+def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_channels, grouped):
+    """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) runs each
+    core's chunks under each channel tile; a 1x1 with small weights keeps its chunk-outer order. Both compute
+    what the unscheduled kernel does (run where this CPU has the target's instructions)."""
+    from schedule_helpers import check_schedule
+    from tvm import s_tir
+
+    from sqnxt_compiler.kernels import ChainStage, pointwise_chain_kernel
+    from sqnxt_compiler.schedules.fused_pixel_chunks import schedule_pixel_chunks
+
+    spec = load_target(target_name)
+    func = pointwise_chain_kernel([1, 512, 13, 13], [ChainStage(out_channels, (1, 1), (1, 1), (0, 0, 0, 0), 1, True,
+                                                                True)], False, False, "pointwise")
+    sch = s_tir.Schedule(func)
+    description = schedule_pixel_chunks(sch, spec)
+    assert description.endswith("each core's chunks under each channel tile") == grouped
+    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
+        check_schedule(func, sch.mod["main"], spec.tvm_target())
