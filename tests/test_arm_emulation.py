@@ -173,6 +173,21 @@ def test_sqnxt_run_emulated_matches_host(aarch64_env, arm_build, tmp_path):
     assert_matches_host(tmp_path / "out.npy", arm_build)
 
 
+@pytest.mark.parametrize("name", ["mobilenet-v2", "resnet-18", "squeezenet1.1"])
+def test_ordinary_cnns_emulated_match_host(aarch64_env, name, tmp_path):
+    """The kernel families of the ordinary CNNs on NEON (depthwise, Winograd rows for 3x3 convs, weight-stationary
+    on channel tiles, ReLU6 epilogues), at 64x64 so that emulation stays quick."""
+    model = build_model(name, resolution=64)
+    host = sqnxt_compiler.compile(model, target="host", output=tmp_path / "host.so")
+    input_file = tmp_path / "input.npy"
+    np.save(input_file, seeded_input(host.inputs[0].shape))
+    (reference,) = sqnxt_compiler.load(host.library).run(np.load(input_file))
+    arm = sqnxt_compiler.compile(model, target="arm", output=tmp_path / "arm.so")
+    build = Build(arm.library, input_file, reference)
+    emulated_sqnxt_run(aarch64_env, build, tmp_path / "out.npy")
+    assert_matches_host(tmp_path / "out.npy", build)
+
+
 def test_emulated_timings_are_labelled(aarch64_env, host_build, capsys):
     """Every emulated process carries the marker; sqnxt-run then says its latency is meaningless
     (checked on the host build: the label logic is the same, and a timed emulated run costs minutes)."""
