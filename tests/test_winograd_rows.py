@@ -8,14 +8,19 @@ from collections import Counter
 import numpy as np
 import pytest
 import tvm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tvm import relax, s_tir
 
 from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model
+from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
 from sqnxt_compiler.kernels.winograd import MaxPoolWindow, transform_weights, winograd_matrices, winograd_rows_kernel
 from sqnxt_compiler.schedules import find_rule
 from sqnxt_compiler.target import load_target
+from sqnxt_compiler.verify import reference_outputs, relative_error
+from test_fusion_passes import _seeded_input, compile_and_run
 from winograd_reference import POOL_CASES, check_every_schedule, direct_conv, max_pool, random_conv
 
 SPEC = load_target("host")
@@ -40,6 +45,9 @@ CASES = [  # data shape, out channels, kernel, stride, padding (top, left, botto
     ((2, 24, 14, 14), 40, (3, 1), 1, (1, 0, 1, 0), True, False),   # 14 columns: narrower than one chunk
     ((1, 16, 55, 55), 16, (3, 1), 1, (1, 0, 1, 0), False, True),   # odd rows and columns
     ((1, 8, 19, 21), 12, (3, 3), 1, (1, 1, 1, 1), True, True),     # a 3x3 stride-1 conv: 3 column taps
+    ((2, 16, 13, 13), 48, (3, 3), 1, (1, 1, 1, 1), True, True),    # 3x3 on a narrow image (SqueezeNet 1.1)
+    ((1, 8, 10, 30), 32, (3, 3), 1, (0, 0, 0, 0), False, False),   # 3x3 without padding
+    ((1, 6, 17, 40), 40, (3, 3), 1, (1, 0, 0, 1), True, False),    # 3x3, asymmetric padding
 ]
 
 
@@ -138,3 +146,23 @@ def test_row_pass_takes_the_3x1_and_3x3_convs_where_winograd_wins(model, expecte
     proto = build_model(model)
     counts = _calls_after(proto, "winograd_rows")
     assert counts["fused_winograd_rows"] == _eligible_row_convs(proto) == expected
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 24), st.integers(32, 72), st.integers(8, 30), st.integers(9, 40), st.booleans(),
+       st.sampled_from(["none", "relu", "relu6"]))
+def test_3x3_convs_through_the_pipeline_match_onnxruntime(cin, cout, height, width, padded, activation) -> None:
+    """Random 3x3 stride-1 convs (BatchNorm folded into a bias, ReLU / ReLU6 / none) that the row pass takes,
+    compiled whole and compared with ONNX Runtime."""
+    g = GraphBuilder(seed=cin * cout + height)
+    x = Tensor("data", (1, cin, height, width))
+    y = g.batch_norm(g.conv(x, cout, (3, 3), pad=(1, 1) if padded else (0, 0)))
+    if activation != "none":
+        y = g.relu(y) if activation == "relu" else g.relu6(y)
+    model = g.finish("conv3x3", x, y)
+    data = _seeded_input(model) * 2
+    actual, notes = compile_and_run(model, True, data)
+    assert relative_error(actual, reference_outputs(model, {"data": data})[0]) <= 1e-5
+    rows, columns = (height, width) if padded else (height - 2, width - 2)
+    taken = rows >= 8 and columns >= 9
+    assert notes["winograd_rows"][0].startswith("winograd_rows: 1 fused") == taken
