@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..kernels.contract import DEPTHWISE, OUTPUT_BLOCK, PHASE_BLOCK, fusion_pattern
-from ..kernels.depthwise import ACCUMULATE_BLOCK, ROWS_BLOCK
+from ..kernels.depthwise import ACCUMULATE_BLOCK
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
 from .rule import ScheduleRule
-from ._common import has_block, machine_knobs
+from ._common import machine_knobs
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -43,14 +43,8 @@ def schedule_depthwise(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled
     sch.decompose_reduction(accumulate, taps_y)
     phase = sch.get_sblock(PHASE_BLOCK)
     sch.compute_at(phase, row_tiles, preserve_unit_loops=True)
-    copies = [phase]
-    if has_block(sch, ROWS_BLOCK):  # stride 2: the parity split is written in vectors; its rows come first
-        sch.unroll(sch.get_loops(phase)[-3])  # the parities: each then has its own shuffle
-        copies = [sch.get_sblock(ROWS_BLOCK)]
-        sch.compute_at(copies[0], row_tiles, preserve_unit_loops=True)
-    for copy in copies:
-        columns = sch.get_loops(copy)[-1]
-        sch.vectorize(sch.split(columns, [None, machine_knobs(spec).lanes])[1])
+    columns = sch.get_loops(phase)[-1]
+    sch.vectorize(sch.split(columns, [None, machine_knobs(spec).lanes])[1])
     return "row tiles x 16-column chunks, the taps unrolled" + (", parallel" if parallel else "")
 
 

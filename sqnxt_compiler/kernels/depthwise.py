@@ -7,10 +7,7 @@ holds CHUNK output columns of one row: each of the K x K taps is one multiply-ad
 by a broadcast weight.
 
 - A tile of ROWS output rows first copies the input rows it reads, with the zero padding, into a buffer of its
-  own (PHASE_BLOCK), split by column parity at stride 2, so that every tap reads a contiguous vector. At stride
-  2 on images at least a chunk wide the rows are first copied whole (ROWS_BLOCK, contiguous vectors) and then
-  split as vectors: two loads and an even / odd shuffle per 16 columns of each parity (a stride-2 read of TIR's
-  is scalar code). Narrower images split them as scalars: their rows are too short to pay for whole vectors.
+  own (PHASE_BLOCK), split by column parity at stride 2, so that every tap reads a contiguous vector.
 - The last row tile and, on images at least a chunk wide, the last chunk are moved back to end at the last
   output row / column: they overlap the ones before and write some outputs twice, with identical values.
   Narrower images are computed a whole chunk wide and only their real columns are stored."""
@@ -30,7 +27,6 @@ from .winograd import conv_output_size
 ROWS = 4  # output rows per tile: the register tile is ROWS rows x one chunk
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
-ROWS_BLOCK = "sqnxt_depthwise_rows"  # stride 2: the padded input rows of a tile, before the parity split
 
 
 def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride: int,
@@ -50,7 +46,6 @@ def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride:
     computed_w = CHUNK if narrow else out_w
     phase_width = -(-(computed_w + (kernel_w - 1) // stride) // CHUNK) * CHUNK  # whole vectors
     phase_rows = (rows - 1) * stride + kernel_h
-    vector_split = stride == 2 and not narrow
 
     def first_row(tile):
         return tirx.min(tile * rows, out_h - rows)
@@ -73,29 +68,11 @@ def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride:
                 acc = IRBuilder.name("acc", T.sblock_alloc_buffer(
                     (batch, channels, tiles, rows, chunks, CHUNK), "float32"))
 
-                def padded(b, c, t, r, col):
-                    row = stride * first_row(t) + r - top
-                    inside = tirx.all(row >= 0, row < height, col >= 0, col < width)
-                    return tirx.if_then_else(inside, data[b, c, row, col], ZERO)
-
                 def copy_rows(b, c, t, px, r, x):
-                    T.buffer_store(phase, padded(b, c, t, r, stride * x + px - left), [b, c, t, px, r, x])
-
-                rows_width = stride * phase_width
-                tile_rows = IRBuilder.name("tile_rows", T.sblock_alloc_buffer(
-                    (batch, channels, tiles, phase_rows, rows_width), "float32")) if vector_split else None
-
-                def copy_padded_rows(b, c, t, r, x):
-                    T.buffer_store(tile_rows, padded(b, c, t, r, x - left), [b, c, t, r, x])
-
-                def split_by_parity(b, c, t, px, r, v):
-                    # columns 32 v .. 32 v + 31 -> their 16 of parity px (the Select folds once px is unrolled)
-                    T.reads(tile_rows[b, c, t, r, v * 2 * CHUNK:(v + 1) * 2 * CHUNK])
-                    T.writes(phase[b, c, t, px, r, v * CHUNK:(v + 1) * CHUNK])
-                    halves = [tile_rows[b, c, t, r, tirx.Ramp(v * 2 * CHUNK + h * CHUNK, 1, CHUNK)] for h in (0, 1)]
-                    even, odd = (tirx.Shuffle(halves, [2 * i + parity for i in range(CHUNK)]) for parity in (0, 1))
-                    T.buffer_store(phase, tirx.Select(px == 0, even, odd),
-                                   [b, c, t, px, r, tirx.Ramp(v * CHUNK, 1, CHUNK)])
+                    row, col = stride * first_row(t) + r - top, stride * x + px - left
+                    inside = tirx.all(row >= 0, row < height, col >= 0, col < width)
+                    T.buffer_store(phase, tirx.if_then_else(inside, data[b, c, row, col], ZERO),
+                                   [b, c, t, px, r, x])
 
                 def accumulate(b, c, t, i, chunk, lane, ky, kx):
                     with T.init():
@@ -110,14 +87,8 @@ def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride:
                                                           relu_max=relu_max),
                                    [b, c, first_row(t) + i, first_column(chunk) + lane])
 
-                if not vector_split:
-                    grid_block(PHASE_BLOCK, (batch, channels, tiles, stride, phase_rows, phase_width), "SSSSSS",
-                               "b c t px r x".split(), copy_rows)
-                else:
-                    grid_block(ROWS_BLOCK, (batch, channels, tiles, phase_rows, rows_width), "SSSSS",
-                               "b c t r x".split(), copy_padded_rows)
-                    grid_block(PHASE_BLOCK, (batch, channels, tiles, 2, phase_rows, phase_width // CHUNK), "SSSSSS",
-                               "b c t px r v".split(), split_by_parity)
+                grid_block(PHASE_BLOCK, (batch, channels, tiles, stride, phase_rows, phase_width), "SSSSSS",
+                           "b c t px r x".split(), copy_rows)
                 grid_block(ACCUMULATE_BLOCK, (batch, channels, tiles, rows, chunks, CHUNK, kernel_h, kernel_w),
                            "SSSSSSRR", "b c t i chunk lane ky kx".split(), accumulate)
                 grid_block(OUTPUT_BLOCK, (batch, channels, tiles, rows, chunks, out_w if narrow else CHUNK),
