@@ -57,6 +57,18 @@ def test_tasks_are_deduplicated_and_weighted() -> None:
     assert tasks[0].total_macs == max(t.total_macs for t in tasks)  # heaviest first
 
 
+@pytest.mark.parametrize("name", ["mobilenet-v2", "resnet-18", "squeezenet1.1"])
+def test_the_task_scheduler_reads_every_kernel_of_the_ordinary_cnns(name) -> None:
+    """meta_schedule's task scheduler estimates each task's FLOPs from its TIR, and fails on expressions it
+    does not know (a vector Shuffle in a depthwise kernel once stopped `sqnxt-tune` on MobileNetV2)."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    tasks = extract_tuning_tasks(build_model(name, resolution=64), load_target("host"))
+    assert {"depthwise", "winograd_rows"} & {t.name.split("fused_")[-1].rstrip("0123456789") for t in tasks}
+    for task in tasks:
+        assert estimate_tir_flops(task.mod) >= 0, task.name
+
+
 def test_tune_two_tasks_locally_and_apply(tuned_log, tmp_path) -> None:
     log, report = tuned_log
     assert [t.name for t in report.tasks if t.trials] and len(report.tasks) == 2
