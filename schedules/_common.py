@@ -229,7 +229,7 @@ class ConvKnobs:
     rc_inner: Knob | None = 1  # input channels per weight tile (weight-stationary only)
     rows_per_task: Knob | None = 1  # output rows per parallel task (weight-stationary only)
     channels_outer: bool = True  # output-stationary: channel tile outside the column tile
-    channel_parallel: bool = False  # output-stationary: the cores split the channel tiles, not the rows
+    channel_parallel: bool = False  # weight-stationary: the cores split the channel tiles, not the row blocks
     parallel: bool = True  # run the outer (row) loop on all cores
     unroll_max_step: Knob | None = 0  # auto-unroll of the remaining loops
 

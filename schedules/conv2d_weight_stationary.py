@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..kernels.common import weights_dominate
+
 from ._common import SAMPLE, ConvKnobs, ConvShape, MachineKnobs, find_conv, finish_register_tile, \
     largest_divisor_at_most, machine_knobs, prepare_conv, register_tile, split_channels, tile
 
@@ -15,13 +17,12 @@ if TYPE_CHECKING:
 
 
 def weights_bound(shape: ConvShape, machine: MachineKnobs) -> bool:
-    """Whether the weights outgrow half of L2 and outweigh the input: small images with many channels (ResNet's
+    """Whether the weights dominate (`kernels.common.weights_dominate`): small images with many channels (ResNet's
     7x7 stage: 9.4 MB of weights for a 100 KB input). Split by rows, every core streams all of them from the
     last-level cache or memory; split by channel tiles (`channel_parallel`), each core streams its share once."""
-    window = shape.reduce_channels * shape.kernel_h * shape.kernel_w
-    weight_bytes = shape.out_channels * window * 4
-    input_bytes = shape.batch * shape.reduce_channels * shape.out_height * shape.out_width * 4
-    return weight_bytes > machine.l2_bytes // 2 and weight_bytes > input_bytes
+    weight_bytes = 4 * shape.out_channels * shape.reduce_channels * shape.kernel_h * shape.kernel_w
+    input_bytes = 4 * shape.batch * shape.reduce_channels * shape.out_height * shape.out_width
+    return weights_dominate(weight_bytes, input_bytes, machine.l2_bytes)
 
 
 def _tile_for_every_core(machine: MachineKnobs, out_channels: int, lanes: int, f_vectors: int) -> int:

@@ -12,12 +12,13 @@ tile only adds register pressure."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from ..cpu import NEON
 from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, pixel_chunked
-from ..kernels.conv_chain import ChainStage
-from ..kernels.pixel_chunks import PIXEL_CHUNK, weights_dominate
+from ..kernels.common import weights_dominate
+from ..kernels.pixel_chunks import PIXEL_CHUNK
 from .rule import ScheduleRule
 from ._common import largest_divisor_at_most, machine_knobs
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
@@ -49,11 +50,10 @@ def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec |
 
 
 def _weights_dominate(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
-    """A one-stage kernel whose weights outweigh its input and half of L2 (`pixel_chunks.weights_dominate`)."""
-    data = next(region.source for region in sch.get(conv).reads if region.source.name == "data")
-    out_channels = int(sch.get(conv).iter_vars[1].dom.extent)
-    stage = ChainStage(out_channels, (1, 1), (1, 1), (0, 0, 0, 0), 1, False, False)
-    return weights_dominate([int(d) for d in data.shape], [stage], machine_knobs(spec).l2_bytes)
+    """A one-stage kernel whose weights dominate (`kernels.common.weights_dominate`)."""
+    read = {region.source.name: region.source for region in sch.get(conv).reads}
+    weight_bytes, input_bytes = (4 * math.prod(int(d) for d in read[name].shape) for name in ("w0", "data"))
+    return weights_dominate(weight_bytes, input_bytes, machine_knobs(spec).l2_bytes)
 
 
 def _accumulate(sch: "s_tir.Schedule", block, channels, lanes, rc) -> None:

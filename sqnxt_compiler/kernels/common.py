@@ -26,6 +26,12 @@ def epilogue_value(value, bias, channel, relu: bool, residual=None, final_relu: 
     return tvm.tirx.max(value, ZERO) if final_relu else value
 
 
+def weights_dominate(weight_bytes: int, input_bytes: int, l2_bytes: int) -> bool:
+    """Whether a kernel's weights outgrow half of L2 and its input: split by pixels or rows, every core then
+    streams all of them from the last-level cache or memory, so the cores should split the weights instead."""
+    return weight_bytes > max(l2_bytes // 2, input_bytes)
+
+
 def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None]) -> None:
     """In an IR-builder kernel: a block `name` over loops of these extents and `names` (`kinds`: S or R per
     loop); `emit(*block_vars)` writes its body."""

@@ -20,7 +20,6 @@ that index map (TE writes every output element exactly once, at its own index)."
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 from tvm import tirx
@@ -38,16 +37,6 @@ def is_pointwise_chain(data_shape: Sequence[int], stages: Sequence[ChainStage]) 
     """True when every stage is a 1x1 stride-1 conv without padding and the image has a whole chunk."""
     return int(data_shape[2]) * int(data_shape[3]) >= PIXEL_CHUNK and all(
         stage.kernel == (1, 1) and stage.strides == (1, 1) and not any(stage.padding) for stage in stages)
-
-
-def weights_dominate(data_shape: Sequence[int], stages: Sequence[ChainStage], l2_bytes: int) -> bool:
-    """Whether a chain's weights outgrow half of L2 and its input: every chunk then streams all of them from the
-    last-level cache, on every core."""
-    in_channels, weights = int(data_shape[1]), 0
-    for stage in stages:
-        weights += stage.out_channels * in_channels // stage.groups
-        in_channels = stage.out_channels
-    return 4 * weights > max(l2_bytes // 2, 4 * math.prod(int(d) for d in data_shape))
 
 
 def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:

@@ -9,6 +9,8 @@ import tvm
 from tvm import relax, s_tir, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from ._conv_graph import ConvGraph
+
 _CALL_TIR, _WHERE, _ISNAN = (tvm.ir.Op.get(name) for name in ("relax.call_tir", "relax.where", "relax.isnan"))
 
 
@@ -45,20 +47,20 @@ def _elementwise_kind(mod: tvm.IRModule, call: relax.Expr) -> type | None:
 
 @mutator
 class _ClipRewriter(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, bindings: dict, uses: dict) -> None:
+    def __init__(self, mod: tvm.IRModule, graph: ConvGraph) -> None:
         super().__init__(mod)
-        self.mod, self.bindings, self.uses = mod, bindings, uses
+        self.mod, self.graph = mod, graph
 
     def _clip_of(self, call: relax.Call) -> relax.Expr | None:
         """clip(x, lo, hi) for `minimum(maximum(x, lo), hi)` whose maximum has no other reader."""
         if _elementwise_kind(self.mod, call) is not tirx.Min:
             return None
         inner, upper = call.args[1].fields
-        lower_call = self.bindings.get(inner)
-        if self.uses.get(inner, 0) != 1 or _elementwise_kind(self.mod, lower_call) is not tirx.Max:
+        lower_call = self.graph.bindings.get(inner)
+        if not self.graph.is_private(inner) or _elementwise_kind(self.mod, lower_call) is not tirx.Max:
             return None
         data, lower = lower_call.args[1].fields
-        lo, hi = _scalar(lower, self.bindings), _scalar(upper, self.bindings)
+        lo, hi = _scalar(lower, self.graph.bindings), _scalar(upper, self.graph.bindings)
         shape = [int(d) for d in call.ty.shape]
         if lo is None or hi is None or [int(d) for d in data.ty.shape] != shape or data.ty.dtype != "float32":
             return None
@@ -76,14 +78,7 @@ class CanonicalizeClip:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         for gvar, func in list(mod.functions.items()):
-            if not isinstance(func, relax.Function):
-                continue
-            bindings, uses = {}, {}
-            for block in func.body.blocks:
-                for binding in block.bindings:
-                    bindings[binding.var] = binding.value
-                for var, readers in relax.analysis.udchain(block).items():
-                    uses[var] = len(readers)
-            mod[gvar] = relax.analysis.remove_all_unused(_ClipRewriter(mod, bindings, uses).visit_expr(func))
+            if isinstance(func, relax.Function):
+                rewriter = _ClipRewriter(mod, ConvGraph(func))
+                mod[gvar] = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
         return relax.transform.DeadCodeElimination()(mod)  # the bypassed maximum / minimum PrimFuncs
-

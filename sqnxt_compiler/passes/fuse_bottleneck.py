@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm import relax
 
 from ..kernels.contract import EXPAND_EPILOGUE, REDUCE_CHAIN
-from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain, weights_dominate
+from ..kernels.common import weights_dominate
+from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain
 from .pointwise_conv_over_chunks import MIN_CHUNKS
 from ._conv_graph import ConvGraph, ConvUnit, rewrite_module
 from ._fusion_report import FusionRecord, Reporter
@@ -22,12 +25,12 @@ def _resolution(var: relax.Var) -> tuple[int, int]:
 
 def _weights_bound_on_few_chunks(units: list[ConvUnit], l2_bytes: int | None) -> bool:
     """A chain that would run over fewer than MIN_CHUNKS pixel chunks, with weights that dominate
-    (`pixel_chunks.weights_dominate`; MobileNetV2's 7x7 960->320->1280: 2.9 MB): each core would stream all the
+    (`kernels.common.weights_dominate`; MobileNetV2's 7x7 960->320->1280: 2.9 MB): each core would stream all the
     weights for its 2-4 chunks; the convs alone run with the cores on channel tiles."""
     shape = [int(d) for d in units[0].data.ty.shape]
-    stages = [unit.stage() for unit in units]
-    return (l2_bytes is not None and is_pointwise_chain(shape, stages)
-            and shape[2] * shape[3] < MIN_CHUNKS * PIXEL_CHUNK and weights_dominate(shape, stages, l2_bytes))
+    return (l2_bytes is not None and is_pointwise_chain(shape, [unit.stage() for unit in units])
+            and shape[2] * shape[3] < MIN_CHUNKS * PIXEL_CHUNK
+            and weights_dominate(4 * sum(unit.weight.size for unit in units), 4 * math.prod(shape), l2_bytes))
 
 
 def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None) -> None:
