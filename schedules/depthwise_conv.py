@@ -1,8 +1,8 @@
 """Schedule family for the depthwise kernels (`kernels/depthwise.py`).
 
-Row tiles of all channels run in parallel. A tile copies its padded input rows (a few KB: L1), then per
-chunk its ROWS x CHUNK accumulators stay in registers while the K x K taps, unrolled, stream past: with the
-rows and taps unrolled, LLVM loads each input vector once for every output row that reads it (stride 1: 6 input
+Row tiles of all channels run in parallel. A tile zeroes and fills its input planes (a few KB: L1) in
+vectors, then per chunk its ROWS x CHUNK accumulators stay in registers while the K x K taps, unrolled, stream
+past: with the rows and taps unrolled, LLVM loads each input vector once for every output row that reads it (stride 1: 6 input
 rows for 4 output rows of a 3x3). The epilogue (bias, ReLU / ReLU6) stores each row as it is finished."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..kernels.contract import DEPTHWISE, OUTPUT_BLOCK, PHASE_BLOCK, fusion_pattern
-from ..kernels.depthwise import ACCUMULATE_BLOCK
+from ..kernels.depthwise import ACCUMULATE_BLOCK, PAD_BLOCK
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
 from .rule import ScheduleRule
 from ._common import machine_knobs
@@ -27,7 +27,7 @@ def schedule_depthwise(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled
     parallel = runs_in_parallel(sch, spec, sampled_parallel)
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, tiles, rows, chunks, lanes = sch.get_loops(out)
-    sch.reorder(batch, channels, tiles, chunks, rows, lanes)
+    sch.reorder(chunks, rows)
     row_tiles = sch.fuse(batch, channels, tiles)
     if parallel:
         sch.parallel(row_tiles)
@@ -41,10 +41,8 @@ def schedule_depthwise(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled
         sch.unroll(loop)
     sch.vectorize(acc_lanes)
     sch.decompose_reduction(accumulate, taps_y)
-    phase = sch.get_sblock(PHASE_BLOCK)
-    sch.compute_at(phase, row_tiles, preserve_unit_loops=True)
-    columns = sch.get_loops(phase)[-1]
-    sch.vectorize(sch.split(columns, [None, machine_knobs(spec).lanes])[1])
+    sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, machine_knobs(spec).lanes])[1])
+    sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
     return "row tiles x 16-column chunks, the taps unrolled" + (", parallel" if parallel else "")
 
 

@@ -32,10 +32,14 @@ def weights_dominate(weight_bytes: int, input_bytes: int, l2_bytes: int) -> bool
     return weight_bytes > max(l2_bytes // 2, input_bytes)
 
 
-def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None]) -> None:
+def grid_block(name: str, extents: Sequence[int], kinds: str, names: Sequence[str], emit: Callable[..., None],
+               outer: Sequence[tuple[str, "tvm.tirx.Var"]] = ()) -> None:
     """In an IR-builder kernel: a block `name` over loops of these extents and `names` (`kinds`: S or R per
-    loop); `emit(*block_vars)` writes its body."""
+    loop), nested in the spatial loops `outer` ((name, loop var) pairs) when given; `emit(*block_vars)` writes its
+    body, the outer loops' block vars first."""
     with T.grid(*extents) as loops:
         IRBuilder.name_many(list(names), loops)
         with T.sblock(name):
-            emit(*IRBuilder.name_many([f"v{n}" for n in names], T.axis.remap(kinds, loops)))
+            all_names = [n for n, _ in outer] + list(names)
+            all_loops = [loop for _, loop in outer] + list(loops)
+            emit(*IRBuilder.name_many([f"v{n}" for n in all_names], T.axis.remap("S" * len(outer) + kinds, all_loops)))

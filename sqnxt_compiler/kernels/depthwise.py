@@ -6,11 +6,14 @@ across channels, and a vector of channels is a gather (a channel's pixels lie H*
 holds CHUNK output columns of one row: each of the K x K taps is one multiply-add of a contiguous input vector
 by a broadcast weight.
 
-- A tile of ROWS output rows first copies the input rows it reads, with the zero padding, into a buffer of its
-  own (PHASE_BLOCK), split by column parity at stride 2, so that every tap reads a contiguous vector.
-- The last row tile and, on images at least a chunk wide, the last chunk are moved back to end at the last
-  output row / column: they overlap the ones before and write some outputs twice, with identical values.
-  Narrower images are computed a whole chunk wide and only their real columns are stored."""
+- A tile of ROWS output rows first copies the input rows it reads into a buffer of its own, one plane per column
+  phase (stride 2: the even and the odd columns), so that every tap reads a contiguous vector. The planes are
+  zeroed (PAD_BLOCK: the padding) and the image's columns copied in whole vectors with no per-column test
+  (PHASE_BLOCK; a per-lane test would make TVM copy lane by lane). At stride 2 the input is read as 64-bit
+  pairs of columns, whose low and high halves are the two phases.
+- The last row tile and, on images at least a chunk wide, the last chunk (and the last copied vector of a row)
+  are moved back to end at the last row / column: they overlap the ones before and write some values twice,
+  identically. Narrower images are computed a whole chunk wide and only their real columns are stored."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from .winograd import conv_output_size
 ROWS = 4  # output rows per tile: the register tile is ROWS rows x one chunk
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
+PAD_BLOCK = f"{PHASE_BLOCK}_pad"
 
 
 def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride: int,
@@ -44,7 +48,14 @@ def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride:
     tiles, chunks = -(-out_h // rows), -(-out_w // CHUNK)
     narrow = out_w < CHUNK
     computed_w = CHUNK if narrow else out_w
-    phase_width = -(-(computed_w + (kernel_w - 1) // stride) // CHUNK) * CHUNK  # whole vectors
+    # plane p holds input columns stride * x + p at column margin + x, zeros around them
+    plane_w = -(-width // stride)
+    margin = -(-left // stride)
+    pairs = stride == 2 and width % 2 == 0  # read as 64-bit pairs: both planes are plane_w wide
+    copy_lanes = 1 << (min(CHUNK, plane_w).bit_length() - 1)  # a power of two: LLVM splits other widths lane by lane
+    copy_vectors = -(-plane_w // copy_lanes)
+    reach = margin + computed_w + max(0, (kernel_w - 1 - left) // stride)
+    phase_width = -(-max(reach, margin + plane_w) // CHUNK) * CHUNK
     phase_rows = (rows - 1) * stride + kernel_h
 
     def first_row(tile):
@@ -67,18 +78,30 @@ def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride:
                     (batch, channels, tiles, stride, phase_rows, phase_width), "float32"))
                 acc = IRBuilder.name("acc", T.sblock_alloc_buffer(
                     (batch, channels, tiles, rows, chunks, CHUNK), "float32"))
+                def input_column(b, c, row, p, x):
+                    if stride == 1:
+                        return data[b, c, row, x]
+                    if pairs:
+                        word = data_pairs[b, c, row, x] >> tirx.Cast("uint64", 32 * p)
+                        return tirx.reinterpret("float32", tirx.Cast("uint32", word))
+                    column = stride * x + p  # an odd width: the last even column has no odd partner
+                    return tirx.if_then_else(column < width, data[b, c, row, tirx.min(column, width - 1)], ZERO)
 
-                def copy_rows(b, c, t, px, r, x):
-                    row, col = stride * first_row(t) + r - top, stride * x + px - left
-                    inside = tirx.all(row >= 0, row < height, col >= 0, col < width)
-                    T.buffer_store(phase, tirx.if_then_else(inside, data[b, c, row, col], ZERO),
-                                   [b, c, t, px, r, x])
+                def zero_planes(b, c, t, p, r, x):
+                    T.buffer_store(phase, ZERO, [b, c, t, p, r, x])
+
+                def copy_planes(b, c, t, p, r, v, lane):
+                    row = stride * first_row(t) + r - top
+                    x = tirx.min(v * copy_lanes, plane_w - copy_lanes) + lane
+                    value = input_column(b, c, tirx.max(tirx.min(row, height - 1), 0), p, x)
+                    inside = tirx.all(row >= 0, row < height)
+                    T.buffer_store(phase, tirx.if_then_else(inside, value, ZERO), [b, c, t, p, r, margin + x])
 
                 def accumulate(b, c, t, i, chunk, lane, ky, kx):
                     with T.init():
                         T.buffer_store(acc, ZERO, [b, c, t, i, chunk, lane])
-                    column = first_column(chunk) + lane + tirx.floordiv(kx, stride)
-                    tap = phase[b, c, t, tirx.floormod(kx, stride), i * stride + ky, column]
+                    plane, offset = tirx.floormod(kx - left, stride), tirx.floordiv(kx - left, stride)
+                    tap = phase[b, c, t, plane, i * stride + ky, margin + first_column(chunk) + lane + offset]
                     T.buffer_store(acc, acc[b, c, t, i, chunk, lane] + weight[c, 0, ky, kx] * tap,
                                    [b, c, t, i, chunk, lane])
 
@@ -87,10 +110,18 @@ def depthwise_kernel(data_shape: Sequence[int], kernel: tuple[int, int], stride:
                                                           relu_max=relu_max),
                                    [b, c, first_row(t) + i, first_column(chunk) + lane])
 
-                grid_block(PHASE_BLOCK, (batch, channels, tiles, stride, phase_rows, phase_width), "SSSSSS",
-                           "b c t px r x".split(), copy_rows)
-                grid_block(ACCUMULATE_BLOCK, (batch, channels, tiles, rows, chunks, CHUNK, kernel_h, kernel_w),
-                           "SSSSSSRR", "b c t i chunk lane ky kx".split(), accumulate)
-                grid_block(OUTPUT_BLOCK, (batch, channels, tiles, rows, chunks, out_w if narrow else CHUNK),
-                           "SSSSSS", "b c t i chunk lane".split(), store_output)
+                with T.grid(batch, channels, tiles) as tile_loops:
+                    outer = list(zip(("b", "c", "t"), IRBuilder.name_many(["b", "c", "t"], tile_loops)))
+                    # the input as 64-bit pairs of columns, the even column in the low half (declared in the loop:
+                    # relax's layout-rewrite split wants every statement of the root block to hold a block)
+                    data_pairs = T.decl_buffer((batch, channels, height, width // 2), "uint64", data=data.data) \
+                        if pairs else None
+                    grid_block(PAD_BLOCK, (stride, phase_rows, phase_width), "SSS", "p r x".split(), zero_planes,
+                               outer)
+                    grid_block(PHASE_BLOCK, (stride, phase_rows, copy_vectors, copy_lanes), "SSSS",
+                               "p r v lane".split(), copy_planes, outer)
+                    grid_block(ACCUMULATE_BLOCK, (rows, chunks, CHUNK, kernel_h, kernel_w), "SSSRR",
+                               "i chunk lane ky kx".split(), accumulate, outer)
+                    grid_block(OUTPUT_BLOCK, (rows, chunks, out_w if narrow else CHUNK), "SSS",
+                               "i chunk lane".split(), store_output, outer)
     return builder.get()
