@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import tvm
 from tvm import tirx
 
-from . import dataflow_choice, dense, depthwise_conv, fused_bottleneck, fused_low_rank, fused_pixel_chunks, pooling, \
+from . import column_conv, dataflow_choice, dense, fused_bottleneck, fused_low_rank, fused_pixel_chunks, pooling, \
     winograd_rows, winograd_tiles
 from .rule import ScheduleRule
 
@@ -27,7 +27,7 @@ RULES: tuple[ScheduleRule, ...] = (
     fused_pixel_chunks.RULE,    # 1x1 chains over pixel chunks
     fused_low_rank.RULE,        # 3x1/1x3 pairs, in row tiles
     fused_bottleneck.RULE,      # 1x1 chains that are not over chunks (stride 2, tiny images), in row tiles
-    depthwise_conv.RULE,        # depthwise convs, output columns in vectors
+    column_conv.RULE,           # depthwise and few-channel convs, output columns in vectors
     dataflow_choice.RULE,       # any other conv2d: output- or weight-stationary, chosen per layer
     dense.RULE,                 # matmul / dense
     pooling.RULE,               # pooling, reductions and elementwise: the catch-all

@@ -10,7 +10,7 @@ import tvm
 from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
-from .passes import (CanonicalizeClip, DepthwiseConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv,
+from .passes import (CanonicalizeClip, DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv,
                      PointwiseConvOverChunks, WinogradRowConv, WinogradStem, summarize)
 from .target import TargetSpec
 
@@ -136,6 +136,8 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
     Phase("depthwise_conv", _fusion("depthwise_conv", DepthwiseConv),
           "compute the depthwise convs with the output columns in vectors"),
+    Phase("few_channel_conv", _fusion("few_channel_conv", FewChannelConv),
+          "compute the remaining convs on <= 4 input channels (3x3 stems) with the output columns in vectors"),
 ]
 ACCEL_OFFLOAD: list[Phase] = [
     Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "

@@ -36,7 +36,8 @@ POINTWISE = "pointwise"
 WINOGRAD_STEM = "winograd_stem"
 WINOGRAD_ROWS = "winograd_rows"  # stride-1 3x1 and 3x3 convs, Winograd along rows (their row taps)
 WINOGRAD_STEM_TILES = "winograd_stem_tiles"  # a stem and its max pool, Winograd along rows and columns
-DEPTHWISE = "depthwise"  # a depthwise conv, output columns in vectors
+DEPTHWISE = "depthwise"  # a depthwise conv, output columns in vectors (`kernels.column_conv`)
+FEW_CHANNEL_CONV = "few_channel_conv"  # a conv on an image's few channels, the same kernel
 
 
 def fusion_pattern(func: tirx.PrimFunc) -> str | None:

@@ -2,6 +2,7 @@
 
 from .canonicalize_clip import CanonicalizeClip
 from .depthwise_conv import DepthwiseConv
+from .few_channel_conv import FewChannelConv
 from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
@@ -10,5 +11,5 @@ from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["CanonicalizeClip", "DepthwiseConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
+__all__ = ["CanonicalizeClip", "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
            "PointwiseConvOverChunks", "WinogradRowConv", "WinogradStem", "summarize"]

@@ -12,6 +12,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels import ChainStage, chain_kernel
+from ..kernels.column_conv import column_conv_kernel
 from ..kernels.contract import WINOGRAD_STEM_TILES
 from ..kernels.winograd import MaxPoolWindow, transform_weights, winograd_rows_kernel
 from ..kernels.winograd_tiles import transform_weights_2d, winograd_tiles_kernel
@@ -174,6 +175,15 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
                                 None if pool is None else pool[1], unit.relu_max)
     return call_with_weights(rewriter, func, pattern, data, transform_weights(unit.weight, stride), unit,
                              unit.output if pool is None else pool[0])
+
+
+def emit_column_conv(rewriter: "ChainRewriter", unit: ConvUnit, pattern: str) -> relax.Expr:
+    """A call_tir of `kernels.column_conv.column_conv_kernel` for `unit` (a depthwise or few-channel conv),
+    named after `pattern`."""
+    data = rewriter.visit_expr(unit.data)
+    func = column_conv_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.groups, unit.kernel,
+                              unit.strides[0], unit.padding, unit.bias is not None, unit.relu, unit.relu_max, pattern)
+    return call_with_weights(rewriter, func, pattern, data, unit.weight, unit, unit.output)
 
 
 def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import tvm
 
 from ..kernels.contract import DEPTHWISE
-from ..kernels.depthwise import depthwise_kernel
-from ._conv_graph import ChainRewriter, ConvGraph, ConvUnit, UnitRewrite, call_with_weights, rewrite_units
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_column_conv, rewrite_units
 from ._fusion_report import Reporter
 
 
@@ -17,16 +16,9 @@ def is_depthwise(unit: ConvUnit) -> bool:
             and unit.strides[0] == unit.strides[1] in (1, 2))
 
 
-def _emit(rewriter: ChainRewriter, unit: ConvUnit) -> tvm.relax.Expr:
-    data = rewriter.visit_expr(unit.data)
-    func = depthwise_kernel([int(d) for d in data.ty.shape], unit.kernel, unit.strides[0], unit.padding,
-                            unit.bias is not None, unit.relu, unit.relu_max)
-    return call_with_weights(rewriter, func, DEPTHWISE, data, unit.weight, unit, unit.output)
-
-
 @tvm.transform.module_pass(opt_level=0, name="DepthwiseConv")
 class DepthwiseConv:
-    """conv2d(groups = channels)[+bias][+ReLU / ReLU6] becomes one call_tir of `kernels.depthwise`: the generic
+    """conv2d(groups = channels)[+bias][+ReLU / ReLU6] becomes one call_tir of `kernels.column_conv`: the generic
     conv schedules vectorize over output channels, which a depthwise conv in NCHW can only feed by gathers."""
 
     def __init__(self, report: Reporter | None = None) -> None:
@@ -37,6 +29,7 @@ class DepthwiseConv:
             if not is_depthwise(unit):
                 return None
             kh, kw = unit.kernel
-            return UnitRewrite(unit.output, lambda rw: _emit(rw, unit), f"{kh}x{kw}/s{unit.strides[0]}")
+            return UnitRewrite(unit.output, lambda rw: emit_column_conv(rw, unit, DEPTHWISE),
+                               f"{kh}x{kw}/s{unit.strides[0]}")
 
         return rewrite_units(mod, rewrite, DEPTHWISE, self.report)

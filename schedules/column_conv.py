@@ -1,0 +1,73 @@
+"""Schedule family for the column convs (`kernels/column_conv.py`): depthwise convs and few-channel stems.
+
+Row tiles of all groups run in parallel. A tile zeroes and fills its input planes (a few KB: L1) in vectors,
+then per chunk, one vector register wide at a time, its output channels x ROWS accumulators stay in registers
+while the taps, unrolled, stream past: LLVM loads each input vector once for every output row and channel that
+reads it (a 3x3 at stride 1: 6 input rows for 4 output rows). The epilogue (bias, ReLU / ReLU6) stores each
+row as it is finished."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK
+from ..kernels.contract import DEPTHWISE, FEW_CHANNEL_CONV, OUTPUT_BLOCK, PHASE_BLOCK, fusion_pattern
+from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
+from .rule import ScheduleRule
+from ._common import MachineKnobs, machine_knobs
+
+if TYPE_CHECKING:
+    from tvm import s_tir
+
+    from ..target import TargetSpec
+
+
+def output_channel_tile(out_group: int, rows: int, knobs: MachineKnobs) -> int:
+    """Output channels in the register tile: with ROWS rows of one vector each, as many as half the register
+    file holds (the rest: the input vectors and broadcast weights), dividing the group's channels."""
+    fitting = max(1, knobs.accumulator_budget // rows)
+    return max(d for d in range(1, min(out_group, fitting) + 1) if out_group % d == 0)
+
+
+def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
+                         sampled_parallel: bool | None = None) -> str:
+    """Schedule a column conv in place; returns a one-line description for --explain. The tiles run in
+    parallel when the kernel has the target's `parallel_min_macs`, or as a design space says."""
+    parallel = runs_in_parallel(sch, spec, sampled_parallel)
+    knobs = machine_knobs(spec)
+    out = sch.get_sblock(OUTPUT_BLOCK)
+    batch, groups, tiles, channels, rows, chunks, lanes = sch.get_loops(out)
+    out_group, row_count, chunk = (int(sch.get(loop).extent) for loop in (channels, rows, lanes))
+    vector_parts = max(1, chunk // knobs.lanes) if chunk == CHUNK else 1
+    channel_tile = output_channel_tile(out_group, row_count, knobs)
+    channel_tiles, channels = sch.split(channels, [None, channel_tile])
+    # a chunk one register wide at a time (AVX2, NEON): its accumulators, channel_tile x ROWS, fit the file
+    lane_vectors, lanes = sch.split(lanes, [vector_parts, None])
+    sch.reorder(channel_tiles, chunks, lane_vectors, channels, rows, lanes)
+    row_tiles = sch.fuse(batch, groups, tiles)
+    if parallel:
+        sch.parallel(row_tiles)
+    sch.unroll(channels)
+    sch.unroll(rows)
+    sch.vectorize(lanes)
+    accumulate = sch.get_sblock(ACCUMULATE_BLOCK)
+    sch.compute_at(accumulate, lane_vectors, preserve_unit_loops=True)
+    acc_channels, acc_rows, _, acc_lanes, in_channels, taps_y, taps_x = sch.get_loops(accumulate)[-7:]
+    sch.reorder(in_channels, taps_y, taps_x, acc_channels, acc_rows, acc_lanes)
+    for loop in (taps_y, taps_x, acc_channels, acc_rows):  # the input channels too: more spills, slower
+        sch.unroll(loop)
+    sch.vectorize(acc_lanes)
+    sch.decompose_reduction(accumulate, in_channels)
+    sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, knobs.lanes])[1])
+    sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
+    tile = f"{channel_tile} channels x " if out_group > 1 else ""
+    return (f"row tiles x {tile}{CHUNK}-column chunks, the taps unrolled" + (", parallel" if parallel else ""))
+
+
+def column_conv_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
+    """Row tiles on one core or in parallel."""
+    return serial_and_parallel_spaces(sch, schedule_column_conv)
+
+
+RULE = ScheduleRule("column_conv", lambda func, _spec: fusion_pattern(func) in (DEPTHWISE, FEW_CHANNEL_CONV),
+                    schedule_column_conv, column_conv_design_space)

@@ -1,0 +1,132 @@
+"""Direct convs with the output columns in vectors, for convs with few input channels per group: depthwise
+convs (one filter per channel, as in MobileNet's blocks) and the first conv of a network, on an image's 3
+channels. Stride 1 or 2.
+
+The generic conv schedules vectorize over output channels; in NCHW a depthwise conv has nothing to reduce
+across channels, and a vector of channels is a gather (a channel's pixels lie H*W floats apart), and a stem's
+3 input channels feed too short a reduction to hide its transposed stores. Here a vector holds CHUNK output
+columns of one row: each tap is one multiply-add of a contiguous input vector by a broadcast weight, and an
+input vector feeds every output channel of the register tile.
+
+- A tile of ROWS output rows of a group first copies the input rows it reads into a buffer of its own, one
+  plane per input channel and column phase (stride 2: the even and the odd columns), so that every tap reads a
+  contiguous vector. The planes are zeroed (PAD_BLOCK: the padding) and the image's columns copied in whole
+  vectors with no per-column test (PHASE_BLOCK; a per-lane test would make TVM copy lane by lane). At stride
+  2 the input is read as 64-bit pairs of columns, whose low and high halves are the two phases.
+- The last row tile and, on images at least a chunk wide, the last chunk (and the last copied vector of a row)
+  are moved back to end at the last row / column: they overlap the ones before and write some values twice,
+  identically. Narrower images are computed a whole chunk wide and only their real columns are stored."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.tirx.script.builder import ir as T
+
+from .common import ZERO, epilogue_value, grid_block
+from .contract import CONV_BLOCK, DEPTHWISE, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK
+from .winograd import conv_output_size
+
+ROWS = 4  # output rows per tile: the register tile is ROWS rows x one chunk
+CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
+ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
+PAD_BLOCK = f"{PHASE_BLOCK}_pad"
+
+
+def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int, kernel: tuple[int, int],
+                       stride: int, padding: tuple[int, int, int, int], has_bias: bool, relu: bool,
+                       relu_max: float | None = None, pattern: str = DEPTHWISE) -> tirx.PrimFunc:
+    """The PrimFunc (data, weight [out_channels, in_channels / groups, KH, KW], [bias], output) of a conv2d in
+    `groups` groups [+ bias][+ ReLU, clipped at `relu_max` when given], NCHW. Blocks, each over (batch, group,
+    row tile) loops: PAD_BLOCK and PHASE_BLOCK (the tile's input planes), ACCUMULATE_BLOCK (the taps, into
+    [.., out channel, row, chunk, lane]), OUTPUT_BLOCK (bias, ReLU, store of the real columns). `pattern`
+    names the rewrite that made it (FUSION_ATTR)."""
+    batch, channels, height, width = (int(d) for d in data_shape)
+    in_group, out_group = channels // groups, out_channels // groups
+    kernel_h, kernel_w = kernel
+    top, left, _, _ = padding
+    out_h, out_w = conv_output_size(height, width, kernel, stride, padding)
+    rows = min(ROWS, out_h)
+    tiles, chunks = -(-out_h // rows), -(-out_w // CHUNK)
+    narrow = out_w < CHUNK
+    computed_w = CHUNK if narrow else out_w
+    # plane p holds input columns stride * x + p at column margin + x, zeros around them
+    plane_w = -(-width // stride)
+    margin = -(-left // stride)
+    pairs = stride == 2 and width % 2 == 0  # read as 64-bit pairs: both planes are plane_w wide
+    copy_lanes = 1 << (min(CHUNK, plane_w).bit_length() - 1)  # a power of two: LLVM splits other widths lane by lane
+    copy_vectors = -(-plane_w // copy_lanes)
+    reach = margin + computed_w + max(0, (kernel_w - 1 - left) // stride)
+    phase_width = -(-max(reach, margin + plane_w) // CHUNK) * CHUNK
+    phase_rows = (rows - 1) * stride + kernel_h
+
+    def first_row(tile):
+        return tirx.min(tile * rows, out_h - rows)
+
+    def first_column(chunk):
+        return chunk * CHUNK if narrow else tirx.min(chunk * CHUNK, out_w - CHUNK)
+
+    with IRBuilder() as builder:
+        with T.prim_func(s_tir=True):
+            T.func_name("main")
+            data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
+            weight = T.arg("weight", T.buffer((out_channels, in_group, kernel_h, kernel_w), "float32"))
+            bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
+            output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
+            macs = batch * out_channels * out_h * out_w * in_group * kernel_h * kernel_w
+            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN, "tirx.noalias": True})
+            with T.sblock("root"):
+                phase = IRBuilder.name("phase", T.sblock_alloc_buffer(
+                    (batch, groups, tiles, in_group, stride, phase_rows, phase_width), "float32"))
+                acc = IRBuilder.name("acc", T.sblock_alloc_buffer(
+                    (batch, groups, tiles, out_group, rows, chunks, CHUNK), "float32"))
+                def input_column(b, c, row, p, x):
+                    if stride == 1:
+                        return data[b, c, row, x]
+                    if pairs:
+                        word = data_pairs[b, c, row, x] >> tirx.Cast("uint64", 32 * p)
+                        return tirx.reinterpret("float32", tirx.Cast("uint32", word))
+                    column = stride * x + p  # an odd width: the last even column has no odd partner
+                    return tirx.if_then_else(column < width, data[b, c, row, tirx.min(column, width - 1)], ZERO)
+
+                def zero_planes(b, g, t, ci, p, r, x):
+                    T.buffer_store(phase, ZERO, [b, g, t, ci, p, r, x])
+
+                def copy_planes(b, g, t, ci, p, r, v, lane):
+                    row = stride * first_row(t) + r - top
+                    x = tirx.min(v * copy_lanes, plane_w - copy_lanes) + lane
+                    value = input_column(b, g * in_group + ci, tirx.max(tirx.min(row, height - 1), 0), p, x)
+                    inside = tirx.all(row >= 0, row < height)
+                    T.buffer_store(phase, tirx.if_then_else(inside, value, ZERO), [b, g, t, ci, p, r, margin + x])
+
+                def accumulate(b, g, t, co, i, chunk, lane, ci, ky, kx):
+                    with T.init():
+                        T.buffer_store(acc, ZERO, [b, g, t, co, i, chunk, lane])
+                    plane, offset = tirx.floormod(kx - left, stride), tirx.floordiv(kx - left, stride)
+                    tap = phase[b, g, t, ci, plane, i * stride + ky, margin + first_column(chunk) + lane + offset]
+                    T.buffer_store(acc, acc[b, g, t, co, i, chunk, lane]
+                                   + weight[g * out_group + co, ci, ky, kx] * tap, [b, g, t, co, i, chunk, lane])
+
+                def store_output(b, g, t, co, i, chunk, lane):
+                    channel = g * out_group + co
+                    T.buffer_store(output, epilogue_value(acc[b, g, t, co, i, chunk, lane], bias, channel, relu,
+                                                          relu_max=relu_max),
+                                   [b, channel, first_row(t) + i, first_column(chunk) + lane])
+
+                with T.grid(batch, groups, tiles) as tile_loops:
+                    outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))
+                    # the input as 64-bit pairs of columns, the even column in the low half (declared in the loop:
+                    # relax's layout-rewrite split wants every statement of the root block to hold a block)
+                    data_pairs = T.decl_buffer((batch, channels, height, width // 2), "uint64", data=data.data) \
+                        if pairs else None
+                    grid_block(PAD_BLOCK, (in_group, stride, phase_rows, phase_width), "SSSS", "ci p r x".split(),
+                               zero_planes, outer)
+                    grid_block(PHASE_BLOCK, (in_group, stride, phase_rows, copy_vectors, copy_lanes), "SSSSS",
+                               "ci p r v lane".split(), copy_planes, outer)
+                    grid_block(ACCUMULATE_BLOCK, (out_group, rows, chunks, CHUNK, in_group, kernel_h, kernel_w),
+                               "SSSSRRR", "co i chunk lane ci ky kx".split(), accumulate, outer)
+                    grid_block(OUTPUT_BLOCK, (out_group, rows, chunks, out_w if narrow else CHUNK), "SSSS",
+                               "co i chunk lane".split(), store_output, outer)
+    return builder.get()

@@ -1,0 +1,39 @@
+"""Compute convs on an image's few channels (the 3x3 stride-2 stems of MobileNetV2 and SqueezeNet 1.1) with the
+output columns in vectors."""
+
+from __future__ import annotations
+
+import tvm
+
+from ..kernels.contract import FEW_CHANNEL_CONV
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_column_conv, rewrite_units
+from ._fusion_report import Reporter
+
+MAX_IN_CHANNELS = 4  # an image's channels: each input vector then feeds a register tile of output channels
+
+
+def is_few_channel_conv(unit: ConvUnit) -> bool:
+    """A dense conv (one group) on at most MAX_IN_CHANNELS channels with a spatial kernel, at stride 1 or 2 both
+    ways."""
+    return (unit.groups == 1 and int(unit.weight.shape[1]) <= MAX_IN_CHANNELS and max(unit.kernel) > 1
+            and unit.strides[0] == unit.strides[1] in (1, 2))
+
+
+@tvm.transform.module_pass(opt_level=0, name="FewChannelConv")
+class FewChannelConv:
+    """conv2d(at most 4 input channels)[+bias][+ReLU / ReLU6] becomes one call_tir of `kernels.column_conv`: the
+    generic schedules put output channels in vectors, and with a reduction of only C x K x K taps per output
+    the transposed stores into NCHW are what they wait for (48 GMAC/s on a 3x3 stem)."""
+
+    def __init__(self, report: Reporter | None = None) -> None:
+        self.report = report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
+            if not is_few_channel_conv(unit):
+                return None
+            kh, kw = unit.kernel
+            return UnitRewrite(unit.output, lambda rw: emit_column_conv(rw, unit, FEW_CHANNEL_CONV),
+                               f"{kh}x{kw}/s{unit.strides[0]}, {int(unit.weight.shape[1])} channels")
+
+        return rewrite_units(mod, rewrite, FEW_CHANNEL_CONV, self.report)
