@@ -328,7 +328,8 @@ def pixel_chunks_vs_rows(model: str, reps: int, spec) -> None:
 def winograd_vs_direct(model: str, reps: int, spec) -> None:
     """The model's stem as built (polyphase Winograd along rows or over tiles, with the max pool after it when
     the pass takes it) and as the direct conv kernel (+ the separate max pool) the pipeline builds without the
-    winograd_stem phase, all with their default schedules, alone."""
+    winograd_stem phase (the column conv of `passes/few_channel_conv.py`), all with their default schedules,
+    alone."""
     import tvm
 
     from sqnxt_compiler.kernels.contract import (MACS_ATTR, POOL_ATTR, WINOGRAD_STEM, WINOGRAD_STEM_TILES,
@@ -343,7 +344,8 @@ def winograd_vs_direct(model: str, reps: int, spec) -> None:
         if not isinstance(func, tvm.tirx.PrimFunc) or fusion_pattern(func) not in (WINOGRAD_STEM, WINOGRAD_STEM_TILES):
             continue
         data_shape, out_shape = ([int(d) for d in p.ty.shape] for p in (func.params[0], func.params[-1]))
-        baseline = [next(f for name, f in direct_funcs.items() if "conv2d" in name
+        # the generic conv2d, or the column conv that takes a stem on few channels (`passes/few_channel_conv.py`)
+        baseline = [next(f for name, f in direct_funcs.items() if "conv" in name
                          and [int(d) for d in f.params[0].ty.shape] == data_shape)]
         if POOL_ATTR in func.attrs:
             baseline.append(next(f for name, f in direct_funcs.items() if "max_pool2d" in name
