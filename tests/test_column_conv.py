@@ -13,36 +13,51 @@ from sqnxt_compiler.verify import reference_outputs, relative_error
 from test_fusion_passes import SETTINGS, _seeded_input, compile_and_run
 
 
+def _spatial(draw, kernels):
+    kernel = draw(st.sampled_from(kernels))
+    return dict(height=draw(st.integers(kernel[0], 40)), width=draw(st.integers(kernel[1], 40)), kernel=kernel,
+                stride=draw(st.sampled_from([1, 2])), padded=draw(st.booleans()),
+                activation=draw(st.sampled_from(["none", "relu", "relu6"])), batch=draw(st.sampled_from([1, 2])))
+
+
 @st.composite
 def depthwise_convs(draw):
-    kernel = draw(st.sampled_from([(3, 3), (5, 5), (3, 1), (1, 3)]))
-    return dict(channels=draw(st.integers(2, 40)), height=draw(st.integers(kernel[0], 40)),
-                width=draw(st.integers(kernel[1], 40)), kernel=kernel, stride=draw(st.sampled_from([1, 2])),
-                padded=draw(st.booleans()), activation=draw(st.sampled_from(["none", "relu", "relu6"])),
-                batch=draw(st.sampled_from([1, 2])))
+    channels = draw(st.integers(2, 40))
+    return dict(in_channels=channels, out_channels=channels, groups=channels,
+                **_spatial(draw, [(3, 3), (5, 5), (3, 1), (1, 3)]))
 
 
-def depthwise_model(channels, height, width, kernel, stride, padded, activation, batch):
-    g = GraphBuilder(seed=channels * height + width)
-    x = Tensor("data", (batch, channels, height, width))
+@st.composite
+def few_channel_convs(draw):
+    # fewer than 32 outputs: stride-1 3x3s with more are Winograd rows' (`passes/winograd_row_conv.py`)
+    return dict(in_channels=draw(st.integers(1, 4)), out_channels=draw(st.integers(1, 31)), groups=1,
+                **_spatial(draw, [(3, 3), (3, 1), (1, 3), (2, 2)]))
+
+
+def conv_model(in_channels, out_channels, groups, height, width, kernel, stride, padded, activation, batch):
+    g = GraphBuilder(seed=in_channels * height + width)
+    x = Tensor("data", (batch, in_channels, height, width))
     pad = (kernel[0] // 2, kernel[1] // 2) if padded else (0, 0)
-    y = g.batch_norm(g.conv(x, channels, kernel, stride, pad, groups=channels))
+    y = g.batch_norm(g.conv(x, out_channels, kernel, stride, pad, groups=groups))
     if activation != "none":
         y = g.relu(y) if activation == "relu" else g.relu6(y)
-    return g.finish("depthwise", x, y)
+    return g.finish("column_conv", x, y)
 
 
 @SETTINGS
-@given(depthwise_convs())
-def test_depthwise_matches_onnxruntime(conv):
-    """Narrow images (one chunk computed wide), widths that are no multiple of a chunk (the last chunk moved
-    back), images of fewer rows than a tile, both strides, with and without padding."""
-    model = depthwise_model(**conv)
+@given(st.one_of(depthwise_convs(), few_channel_convs()))
+def test_column_conv_matches_onnxruntime(conv):
+    """Depthwise and few-channel (1-4 inputs) convs: narrow images (one chunk computed wide), widths that are no
+    multiple of a chunk (the last chunk moved back), odd widths at stride 2 (the last even column without an
+    odd partner), images of fewer rows than a tile, output channels that are no multiple of the register tile
+    (a prime count takes a tile of 1), both strides, with and without padding."""
+    model = conv_model(**conv)
     data = _seeded_input(model) * 3
     actual, notes = compile_and_run(model, True, data)
     (expected,) = reference_outputs(model, {"data": data})
     assert relative_error(actual, expected) <= 1e-5
-    assert notes["depthwise_conv"][0].startswith("depthwise: 1 fused")
+    phase, pattern = ("depthwise_conv", "depthwise") if conv["groups"] > 1 else ("few_channel_conv",) * 2
+    assert notes[phase][0].startswith(f"{pattern}: 1 fused")
 
 
 def test_mobilenet_v2_has_every_depthwise_conv_taken():
@@ -57,41 +72,8 @@ def test_grouped_but_not_depthwise_convs_stay_generic(groups):
     x = Tensor("data", (1, 8, 12, 12))
     model = g.finish("grouped", x, g.conv(x, 8, (3, 3), pad=(1, 1), groups=groups))
     actual, notes = compile_and_run(model, True, _seeded_input(model))
-    assert notes["depthwise_conv"] == ["nothing to fuse; module unchanged"]
+    assert notes["depthwise_conv"] == notes["few_channel_conv"] == ["nothing to fuse; module unchanged"]
     assert relative_error(actual, reference_outputs(model, {"data": _seeded_input(model)})[0]) <= 1e-5
-
-
-@st.composite
-def few_channel_convs(draw):
-    kernel = draw(st.sampled_from([(3, 3), (3, 1), (1, 3), (2, 2)]))
-    # fewer than 32 outputs: stride-1 3x3s with more are Winograd rows' (`passes/winograd_row_conv.py`)
-    return dict(in_channels=draw(st.integers(1, 4)), out_channels=draw(st.integers(1, 31)),
-                height=draw(st.integers(kernel[0], 40)), width=draw(st.integers(kernel[1], 40)), kernel=kernel,
-                stride=draw(st.sampled_from([1, 2])), padded=draw(st.booleans()),
-                activation=draw(st.sampled_from(["none", "relu", "relu6"])), batch=draw(st.sampled_from([1, 2])))
-
-
-def few_channel_model(in_channels, out_channels, height, width, kernel, stride, padded, activation, batch):
-    g = GraphBuilder(seed=in_channels * height + width)
-    x = Tensor("data", (batch, in_channels, height, width))
-    pad = (kernel[0] // 2, kernel[1] // 2) if padded else (0, 0)
-    y = g.batch_norm(g.conv(x, out_channels, kernel, stride, pad))
-    if activation != "none":
-        y = g.relu(y) if activation == "relu" else g.relu6(y)
-    return g.finish("few_channel", x, y)
-
-
-@SETTINGS
-@given(few_channel_convs())
-def test_few_channel_conv_matches_onnxruntime(conv):
-    """1-4 input channels, output channels that are no multiple of the register tile (a prime count takes a
-    tile of 1), odd widths at stride 2 (the last even column without an odd partner), narrow images."""
-    model = few_channel_model(**conv)
-    data = _seeded_input(model) * 3
-    actual, notes = compile_and_run(model, True, data)
-    (expected,) = reference_outputs(model, {"data": data})
-    assert relative_error(actual, expected) <= 1e-5
-    assert notes["few_channel_conv"][0].startswith("few_channel_conv: 1 fused")
 
 
 @pytest.mark.parametrize("name, taken", [("mobilenet-v2", "3x3/s2, 3 channels: 1"),

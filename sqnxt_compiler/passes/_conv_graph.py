@@ -177,13 +177,20 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
                              unit.output if pool is None else pool[0])
 
 
-def emit_column_conv(rewriter: "ChainRewriter", unit: ConvUnit, pattern: str) -> relax.Expr:
-    """A call_tir of `kernels.column_conv.column_conv_kernel` for `unit` (a depthwise or few-channel conv),
-    named after `pattern`."""
-    data = rewriter.visit_expr(unit.data)
-    func = column_conv_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.groups, unit.kernel,
-                              unit.strides[0], unit.padding, unit.bias is not None, unit.relu, unit.relu_max, pattern)
-    return call_with_weights(rewriter, func, pattern, data, unit.weight, unit, unit.output)
+def column_conv_rewrite(unit: ConvUnit, pattern: str) -> UnitRewrite:
+    """Compute `unit` (a depthwise or few-channel conv) as a call_tir of `kernels.column_conv.column_conv_kernel`
+    named after `pattern`; reported by its kernel, stride and input channels per group."""
+
+    def emit(rewriter: "ChainRewriter") -> relax.Expr:
+        data = rewriter.visit_expr(unit.data)
+        func = column_conv_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.groups,
+                                  unit.kernel, unit.strides[0], unit.padding, unit.bias is not None, unit.relu,
+                                  unit.relu_max, pattern)
+        return call_with_weights(rewriter, func, pattern, data, unit.weight, unit, unit.output)
+
+    (kh, kw), inputs = unit.kernel, int(unit.weight.shape[1])
+    detail = f"{kh}x{kw}/s{unit.strides[0]}" + (f", {inputs} channels" if inputs > 1 else "")
+    return UnitRewrite(unit.output, emit, detail)
 
 
 def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,

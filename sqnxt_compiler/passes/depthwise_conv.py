@@ -5,7 +5,7 @@ from __future__ import annotations
 import tvm
 
 from ..kernels.contract import DEPTHWISE
-from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_column_conv, rewrite_units
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, column_conv_rewrite, rewrite_units
 from ._fusion_report import Reporter
 
 
@@ -26,10 +26,6 @@ class DepthwiseConv:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
-            if not is_depthwise(unit):
-                return None
-            kh, kw = unit.kernel
-            return UnitRewrite(unit.output, lambda rw: emit_column_conv(rw, unit, DEPTHWISE),
-                               f"{kh}x{kw}/s{unit.strides[0]}")
+            return column_conv_rewrite(unit, DEPTHWISE) if is_depthwise(unit) else None
 
         return rewrite_units(mod, rewrite, DEPTHWISE, self.report)

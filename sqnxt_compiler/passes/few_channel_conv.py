@@ -6,7 +6,7 @@ from __future__ import annotations
 import tvm
 
 from ..kernels.contract import FEW_CHANNEL_CONV
-from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_column_conv, rewrite_units
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, column_conv_rewrite, rewrite_units
 from ._fusion_report import Reporter
 
 MAX_IN_CHANNELS = 4  # an image's channels: each input vector then feeds a register tile of output channels
@@ -30,10 +30,6 @@ class FewChannelConv:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
-            if not is_few_channel_conv(unit):
-                return None
-            kh, kw = unit.kernel
-            return UnitRewrite(unit.output, lambda rw: emit_column_conv(rw, unit, FEW_CHANNEL_CONV),
-                               f"{kh}x{kw}/s{unit.strides[0]}, {int(unit.weight.shape[1])} channels")
+            return column_conv_rewrite(unit, FEW_CHANNEL_CONV) if is_few_channel_conv(unit) else None
 
         return rewrite_units(mod, rewrite, FEW_CHANNEL_CONV, self.report)
