@@ -35,29 +35,29 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     parallel when the kernel has the target's `parallel_min_macs`, or as a design space says."""
     parallel = runs_in_parallel(sch, spec, sampled_parallel)
     knobs = machine_knobs(spec)
-    out = sch.get_sblock(OUTPUT_BLOCK)
-    batch, groups, tiles, channels, rows, chunks, lanes = sch.get_loops(out)
-    out_group, row_count, chunk = (int(sch.get(loop).extent) for loop in (channels, rows, lanes))
-    vector_parts = max(1, chunk // knobs.lanes) if chunk == CHUNK else 1
+    accumulate = sch.get_sblock(ACCUMULATE_BLOCK)
+    batch, groups, tiles, channels, rows, chunks, lanes, in_channels, taps_y, taps_x = sch.get_loops(accumulate)
+    out_group, row_count = (int(sch.get(loop).extent) for loop in (channels, rows))
     channel_tile = output_channel_tile(out_group, row_count, knobs)
     channel_tiles, channels = sch.split(channels, [None, channel_tile])
     # a chunk one register wide at a time (AVX2, NEON): its accumulators, channel_tile x ROWS, fit the file
-    lane_vectors, lanes = sch.split(lanes, [vector_parts, None])
-    sch.reorder(channel_tiles, chunks, lane_vectors, channels, rows, lanes)
+    lane_vectors, lanes = sch.split(lanes, [max(1, CHUNK // knobs.lanes), None])
+    sch.reorder(channel_tiles, chunks, lane_vectors, in_channels, taps_y, taps_x, channels, rows, lanes)
     row_tiles = sch.fuse(batch, groups, tiles)
     if parallel:
         sch.parallel(row_tiles)
-    sch.unroll(channels)
-    sch.unroll(rows)
-    sch.vectorize(lanes)
-    accumulate = sch.get_sblock(ACCUMULATE_BLOCK)
-    sch.compute_at(accumulate, lane_vectors, preserve_unit_loops=True)
-    acc_channels, acc_rows, _, acc_lanes, in_channels, taps_y, taps_x = sch.get_loops(accumulate)[-7:]
-    sch.reorder(in_channels, taps_y, taps_x, acc_channels, acc_rows, acc_lanes)
-    for loop in (taps_y, taps_x, acc_channels, acc_rows):  # the input channels too: more spills, slower
+    for loop in (taps_y, taps_x, channels, rows):  # the input channels too: more spills, slower
         sch.unroll(loop)
-    sch.vectorize(acc_lanes)
+    sch.vectorize(lanes)
     sch.decompose_reduction(accumulate, in_channels)
+    # the store under the accumulation, not the other way round: a chunk of a narrower image (7 or 14
+    # columns) still multiply-adds whole vectors, and only the store is as narrow as the image
+    out = sch.get_sblock(OUTPUT_BLOCK)
+    sch.reverse_compute_at(out, lane_vectors, preserve_unit_loops=True)
+    out_channels, out_rows, _, out_lanes = sch.get_loops(out)[-4:]
+    for loop in (out_channels, out_rows):
+        sch.unroll(loop)
+    sch.vectorize(out_lanes)
     sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, knobs.lanes])[1])
     sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
     tile = f"{channel_tile} channels x " if out_group > 1 else ""
