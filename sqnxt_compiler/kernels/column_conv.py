@@ -29,7 +29,7 @@ from .common import ZERO, epilogue_value, grid_block
 from .contract import CONV_BLOCK, DEPTHWISE, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK
 from .winograd import conv_output_size
 
-ROWS = 4  # output rows per tile: the register tile is ROWS rows x one chunk
+ROWS = 4  # output rows per tile: the register tile is ROWS rows x a few output channels x one chunk
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
 PAD_BLOCK = f"{PHASE_BLOCK}_pad"
@@ -82,6 +82,7 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                     (batch, groups, tiles, in_group, stride, phase_rows, phase_width), "float32"))
                 acc = IRBuilder.name("acc", T.sblock_alloc_buffer(
                     (batch, groups, tiles, out_group, rows, chunks, CHUNK), "float32"))
+
                 def input_column(b, c, row, p, x):
                     if stride == 1:
                         return data[b, c, row, x]
@@ -117,8 +118,9 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
 
                 with T.grid(batch, groups, tiles) as tile_loops:
                     outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))
-                    # the input as 64-bit pairs of columns, the even column in the low half (declared in the loop:
-                    # relax's layout-rewrite split wants every statement of the root block to hold a block)
+                    # the input as 64-bit pairs of columns, the even column in the low half (little-endian: x86,
+                    # AArch64); declared in the loop: relax's layout-rewrite split wants every statement of the
+                    # root block to hold a block
                     data_pairs = T.decl_buffer((batch, channels, height, width // 2), "uint64", data=data.data) \
                         if pairs else None
                     grid_block(PAD_BLOCK, (in_group, stride, phase_rows, phase_width), "SSSS", "ci p r x".split(),
