@@ -7,8 +7,9 @@ of output channels, each tile's accumulators (channels x one chunk) in registers
 (bias, ReLU, residual add) consumes the tile right away. The rc loop sits outside the tile's channels, so
 each input vector is loaded once per tile and broadcast weights do the rest.
 
-Default tile: 4 output channels. These kernels stream their input, residual and output once; a bigger
-tile only adds register pressure."""
+Default tile: as many output channels as the target's accumulator budget holds chunks (4 on AVX2 and NEON,
+16 on AVX-512); with one vector per chunk (AVX-512) half that unless the reduction is long, and 4 channels on
+a reduction of at most 16 (per-shape timings: docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,30 @@ if TYPE_CHECKING:
 
     from ..target import TargetSpec
 
-CHANNELS_PER_TILE = 4
+SHORT_REDUCTION = 16  # input channels up to which a tile's init and epilogue outweigh its multiply-adds
+LONG_REDUCTION = 256  # input channels from which one vector per chunk takes a tile of the whole budget
 
 
-def _channel_tile(sch: "s_tir.Schedule", channels, sampled: bool):
+def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec | None") -> int:
+    """Output channels per register tile: the accumulator budget in chunk-sized accumulators. With a chunk in
+    one vector (AVX-512) a tile of the whole budget pays only on long reductions; short ones take 4 channels."""
+    machine = machine_knobs(spec)
+    vectors = max(1, PIXEL_CHUNK // machine.lanes)
+    accumulators = machine.accumulator_budget
+    if vectors == 1 and in_channels < LONG_REDUCTION:
+        accumulators //= 2
+    channels = accumulators // vectors
+    if in_channels <= SHORT_REDUCTION:
+        channels = min(channels, 4)
+    return largest_divisor_at_most(out_channels, channels)
+
+
+def _channel_tile(sch: "s_tir.Schedule", channels, conv, sampled: bool, spec: "TargetSpec | None"):
     extent = int(sch.get(channels).extent)
     if sampled:
         return sch.sample_perfect_tile(channels, n=2, max_innermost_factor=min(16, extent))[1]
-    return largest_divisor_at_most(extent, CHANNELS_PER_TILE)
+    in_channels = int(sch.get(conv).iter_vars[-1].dom.extent)
+    return _default_channel_tile(extent, in_channels, spec)
 
 
 def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
@@ -78,8 +95,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     batch, channels, chunk, lanes = sch.get_loops(out)
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
-    tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
+    tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec)])
     grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, last, spec)
     if grouped:
         # each core's chunks under each channel tile: a tile's weights are read once per core, from L1 for all
@@ -105,7 +122,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         conv = sch.get_sblock(f"{CONV_BLOCK}{index}")
         sch.compute_at(conv, chunks, preserve_unit_loops=True)
         _, channels, _, lanes, rc = sch.get_loops(conv)[-5:]
-        stage_tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, sampled)])
+        stage_tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, conv, sampled, spec)])
         _accumulate(sch, conv, inner, lanes, rc)
         # Bias and ReLU per channel tile, straight from its accumulators: with the epilogue after all the
         # tiles, LLVM keeps every tile's accumulators live until then and spills them.

@@ -206,7 +206,8 @@ def _chain_stage(out, kernel=(1, 1), stride=1, groups=1, bias=True, relu=True):
     ((2, 32, 7, 7), [_chain_stage(64, groups=2, bias=False), _chain_stage(16, relu=False)], True),
     ((1, 8, 4, 4), [_chain_stage(8)], False),  # exactly one chunk
 ])
-@pytest.mark.parametrize("channels_per_tile", [4, 1])  # 1: the tile's channel loop has extent 1
+# None: the target's default tile; 16: AVX-512's widest; 1: the tile's channel loop has extent 1
+@pytest.mark.parametrize("channels_per_tile", [None, 16, 1])
 def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channels_per_tile, monkeypatch):
     """The pixel-chunk kernel computes what the row kernel computes, scheduled by default and as sampled
     by its design space; its loads and stores stay contiguous vectors (no gathers), which is its point."""
@@ -216,9 +217,12 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
     from sqnxt_compiler.kernels.conv_chain import conv_chain_kernel
     from sqnxt_compiler.kernels.pixel_chunks import is_pointwise_chain, pointwise_chain_kernel
     from sqnxt_compiler.schedules import fused_pixel_chunks
+    from sqnxt_compiler.schedules._common import largest_divisor_at_most
     from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunks_design_space, schedule_pixel_chunks
 
-    monkeypatch.setattr(fused_pixel_chunks, "CHANNELS_PER_TILE", channels_per_tile)
+    if channels_per_tile is not None:
+        monkeypatch.setattr(fused_pixel_chunks, "_default_channel_tile",
+                            lambda out, _in, _spec: largest_divisor_at_most(out, channels_per_tile))
     assert is_pointwise_chain(data_shape, stages)
     rows = conv_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
     chunks = pointwise_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
@@ -240,7 +244,7 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
     assembly = library.mod.inspect_source("asm")
     assert "main" in assembly and "gather" not in assembly
     with target:
-        spaces = pixel_chunks_design_space(s_tir.Schedule(chunks, seed=5 + channels_per_tile))
+        spaces = pixel_chunks_design_space(s_tir.Schedule(chunks, seed=5 + (channels_per_tile or 0)))
     for space in spaces:
         assert np.abs(run(space.mod["main"])[0] - expected).max() <= 1e-5 * np.abs(expected).max()
 
