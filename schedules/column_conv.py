@@ -38,11 +38,14 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     accumulate = sch.get_sblock(ACCUMULATE_BLOCK)
     batch, groups, tiles, channels, rows, chunks, lanes, in_channels, taps_y, taps_x = sch.get_loops(accumulate)
     out_group, row_count = (int(sch.get(loop).extent) for loop in (channels, rows))
-    channel_tile = output_channel_tile(out_group, row_count, knobs)
+    # a depthwise tile taller than the accumulator budget (14 rows on AVX2) accumulates its rows in groups
+    row_group = max(d for d in range(1, min(row_count, knobs.accumulator_budget) + 1) if row_count % d == 0)
+    row_groups, rows = sch.split(rows, [None, row_group])
+    channel_tile = output_channel_tile(out_group, row_group, knobs)
     channel_tiles, channels = sch.split(channels, [None, channel_tile])
-    # a chunk one register wide at a time (AVX2, NEON): its accumulators, channel_tile x ROWS, fit the file
+    # a chunk one register wide at a time (AVX2, NEON): its accumulators, channel_tile x rows, fit the file
     lane_vectors, lanes = sch.split(lanes, [max(1, CHUNK // knobs.lanes), None])
-    sch.reorder(channel_tiles, chunks, lane_vectors, in_channels, taps_y, taps_x, channels, rows, lanes)
+    sch.reorder(channel_tiles, chunks, lane_vectors, row_groups, in_channels, taps_y, taps_x, channels, rows, lanes)
     row_tiles = sch.fuse(batch, groups, tiles)
     if parallel:
         sch.parallel(row_tiles)
@@ -53,7 +56,7 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     # the store under the accumulation, not the other way round: a chunk of a narrower image (7 or 14
     # columns) still multiply-adds whole vectors, and only the store is as narrow as the image
     out = sch.get_sblock(OUTPUT_BLOCK)
-    sch.reverse_compute_at(out, lane_vectors, preserve_unit_loops=True)
+    sch.reverse_compute_at(out, row_groups, preserve_unit_loops=True)
     out_channels, out_rows, _, out_lanes = sch.get_loops(out)[-4:]
     for loop in (out_channels, out_rows):
         sch.unroll(loop)
@@ -61,7 +64,9 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, knobs.lanes])[1])
     sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
     tile = f"{channel_tile} channels x " if out_group > 1 else ""
-    return (f"row tiles x {tile}{CHUNK}-column chunks, the taps unrolled" + (", parallel" if parallel else ""))
+    groups = f" in groups of {row_group}" if row_group < row_count else ""
+    return (f"{row_count}-row tiles{groups} x {tile}{CHUNK}-column chunks, the taps unrolled"
+            + (", parallel" if parallel else ""))
 
 
 def column_conv_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

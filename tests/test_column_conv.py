@@ -60,6 +60,21 @@ def test_column_conv_matches_onnxruntime(conv):
     assert notes[phase][0].startswith(f"{pattern}: 1 fused")
 
 
+@pytest.mark.parametrize("size, stride", [(14, 1), (28, 2), (7, 1)])
+def test_depthwise_tiles_taller_than_the_register_file(size, stride):
+    """A narrow image's depthwise tile holds every output row (14 at 14x14); AVX2's 8 accumulators take them
+    in groups. The AVX2 build runs on any x86-64 test machine."""
+    from sqnxt_compiler.target import load_target
+
+    model = conv_model(16, 16, 16, size, size, (3, 3), stride, True, "relu6", 1)
+    data = _seeded_input(model)
+    actual, notes = compile_and_run(model, True, data, load_target("x86-avx2"))
+    assert relative_error(actual, reference_outputs(model, {"data": data})[0]) <= 1e-5
+    rows = size // stride
+    described = next(line for line in notes["schedule"] if "column_conv" in line)
+    assert f"{rows}-row tiles" in described and ((rows > 8) == ("in groups of 7" in described))
+
+
 def test_mobilenet_v2_has_every_depthwise_conv_taken():
     model = build_model("mobilenet-v2", resolution=64)
     _, notes = compile_and_run(model, True, _seeded_input(model))

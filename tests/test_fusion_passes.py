@@ -64,11 +64,14 @@ def block_model(cin, channels, height, width, stride, vertical_first, bias, grou
     return g.finish("block", x, g.relu(g.add(y, shortcut)))
 
 
-def compile_and_run(model, fused: bool, data: np.ndarray) -> tuple[np.ndarray, dict]:
+def compile_and_run(model, fused: bool, data: np.ndarray, spec=None) -> tuple[np.ndarray, dict]:
+    """Run `model` built for `spec` (default: this host) with or without the fusion phases; returns its output
+    and the phases' notes."""
+    spec = spec or SPEC
     phases = PHASES if fused else [p for p in PHASES if p.name not in FUSION_PHASES]
-    ctx = CompileContext(SPEC)
+    ctx = CompileContext(spec)
     mod = run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, phases)
-    vm = relax.VirtualMachine(tvm.compile(mod, SPEC.tvm_target(), relax_pipeline=None), tvm.cpu())
+    vm = relax.VirtualMachine(tvm.compile(mod, spec.tvm_target(), relax_pipeline=None), tvm.cpu())
     return vm["main"](tvm.runtime.tensor(data)).numpy(), ctx.notes
 
 

@@ -29,10 +29,24 @@ from .common import ZERO, epilogue_value, grid_block
 from .contract import CONV_BLOCK, DEPTHWISE, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK
 from .winograd import conv_output_size
 
-ROWS = 4  # output rows per tile: the register tile is ROWS rows x a few output channels x one chunk
+ROWS = 4  # output rows per tile with several output channels per group: the register tile is rows x channels
+MAX_DEPTHWISE_ROWS = 16  # a depthwise tile's rows (one output channel): the schedule splits them for 16 registers
+WIDE_ROWS = 8  # rows per depthwise tile on images at least WIDE_IMAGE columns wide
+WIDE_IMAGE = 56
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
 PAD_BLOCK = f"{PHASE_BLOCK}_pad"
+
+
+def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int) -> int:
+    """Output rows per tile. Depthwise: the fewest rows computed, counting two more per tile for what a tile
+    costs besides its rows (zeroing and filling its planes, the halo), the taller tile on a tie, up to
+    MAX_DEPTHWISE_ROWS; WIDE_ROWS on wide images (per-shape timings: docs/performance.md)."""
+    if in_group > 1 or out_group > 1:
+        return min(ROWS, out_h)
+    if out_w >= WIDE_IMAGE:
+        return min(WIDE_ROWS, out_h)
+    return min(range(1, min(MAX_DEPTHWISE_ROWS, out_h) + 1), key=lambda rows: (-(-out_h // rows) * (rows + 2), -rows))
 
 
 def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int, kernel: tuple[int, int],
@@ -48,7 +62,7 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     kernel_h, kernel_w = kernel
     top, left, _, _ = padding
     out_h, out_w = conv_output_size(height, width, kernel, stride, padding)
-    rows = min(ROWS, out_h)
+    rows = tile_rows(out_h, out_w, in_group, out_group)
     tiles, chunks = -(-out_h // rows), -(-out_w // CHUNK)
     narrow = out_w < CHUNK
     computed_w = CHUNK if narrow else out_w
