@@ -17,11 +17,11 @@ import math
 from typing import TYPE_CHECKING
 
 from ..cpu import NEON
-from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, pixel_chunked
+from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, PACK_BLOCK, pixel_chunked
 from ..kernels.common import weights_dominate
 from ..kernels.pixel_chunks import PIXEL_CHUNK
 from .rule import ScheduleRule
-from ._common import largest_divisor_at_most, machine_knobs
+from ._common import has_block, largest_divisor_at_most, machine_knobs
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
 
 if TYPE_CHECKING:
@@ -66,10 +66,12 @@ def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec |
             and in_channels * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2)
 
 
-def _weights_dominate(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
+def _weights_dominate(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
     """A one-stage kernel whose weights dominate (`kernels.common.weights_dominate`)."""
-    read = {region.source.name: region.source for region in sch.get(conv).reads}
-    weight_bytes, input_bytes = (4 * math.prod(int(d) for d in read[name].shape) for name in ("w0", "data"))
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    data, weight = ArgInfo.from_prim_func(sch.mod["main"])[:2]
+    weight_bytes, input_bytes = (4 * math.prod(int(d) for d in arg.shape) for arg in (weight, data))
     return weights_dominate(weight_bytes, input_bytes, machine_knobs(spec).l2_bytes)
 
 
@@ -97,7 +99,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     chunks = sch.fuse(batch, chunk)
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
     tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec)])
-    grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, last, spec)
+    grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, spec)
     if grouped:
         # each core's chunks under each channel tile: a tile's weights are read once per core, from L1 for all
         # its chunks, instead of once per chunk from the last-level cache
@@ -130,9 +132,15 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         *_, epilogue_channels, _, epilogue_lanes = sch.get_loops(epilogue)
         sch.unroll(epilogue_channels)
         sch.vectorize(epilogue_lanes)
+    packed = has_block(sch, PACK_BLOCK)
+    if packed:  # the chunk's input, copied contiguous once for all its channel tiles
+        pack = sch.get_sblock(PACK_BLOCK)
+        sch.compute_at(pack, chunks, preserve_unit_loops=True)
+        sch.vectorize(sch.get_loops(pack)[-1])
     what = f"{stages} stages" if stages > 1 else "1 stage"
-    return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", parallel" if parallel else "")
-            + (", each core's chunks under each channel tile" if grouped else ""))
+    return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", input packed per chunk" if packed else "")
+            + (", parallel" if parallel else "") + (", each core's chunks under each channel tile" if grouped else ""))
+
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

@@ -17,6 +17,8 @@ OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kerne
 # stages; every fused kernel writes its output in OUTPUT_BLOCK.
 CONV_BLOCK = "sqnxt_conv"
 OUTPUT_BLOCK = "sqnxt_out"
+# Pixel-chunk kernels on long reductions or small images: the chunk's input channels copied contiguous first
+PACK_BLOCK = "sqnxt_pack"
 PHASE_BLOCK, TRANSFORM_BLOCK, PRODUCT_BLOCK = "sqnxt_wino_phase", "sqnxt_wino_transform", "sqnxt_wino_product"
 # AT into a buffer of the kernel's own: whole chunks when the image is narrower than one (OUTPUT_BLOCK then copies
 # the real columns), or the conv's result that OUTPUT_BLOCK max-pools (a stem with its pool)
