@@ -107,7 +107,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         chunks, per_core = sch.split(chunks, [cores, None])
         sch.reorder(chunks, tiles, per_core, inner)
         tiles = per_core
-    elif stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec):
+    tile_per_iteration = not grouped and stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec)
+    if tile_per_iteration:
         # one loop over (chunk, channel tile): the chunk's inputs are then reloaded per tile (from L1) instead
         # of being hoisted out of the tile loop by LLVM and spilled
         chunks = tiles = sch.fuse(chunks, tiles)
@@ -132,15 +133,16 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         *_, epilogue_channels, _, epilogue_lanes = sch.get_loops(epilogue)
         sch.unroll(epilogue_channels)
         sch.vectorize(epilogue_lanes)
-    packed = has_block(sch, PACK_BLOCK)
+    packed = has_block(sch, PACK_BLOCK) and not tile_per_iteration
     if packed:  # the chunk's input, copied contiguous once for all its channel tiles
         pack = sch.get_sblock(PACK_BLOCK)
         sch.compute_at(pack, chunks, preserve_unit_loops=True)
         sch.vectorize(sch.get_loops(pack)[-1])
+    elif has_block(sch, PACK_BLOCK):  # a loop iteration per channel tile would copy the chunk once per tile
+        sch.compute_inline(sch.get_sblock(PACK_BLOCK))
     what = f"{stages} stages" if stages > 1 else "1 stage"
     return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", input packed per chunk" if packed else "")
             + (", parallel" if parallel else "") + (", each core's chunks under each channel tile" if grouped else ""))
-
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

@@ -206,7 +206,8 @@ def _chain_stage(out, kernel=(1, 1), stride=1, groups=1, bias=True, relu=True):
 @pytest.mark.parametrize("data_shape, stages, residual", [
     ((1, 16, 55, 55), [_chain_stage(32, relu=False)], True),  # 3025 pixels: the last chunk overlaps
     ((1, 64, 28, 28), [_chain_stage(32), _chain_stage(16)], False),  # 784 = 49 whole chunks
-    ((2, 32, 7, 7), [_chain_stage(64, groups=2, bias=False), _chain_stage(16, relu=False)], True),
+    ((2, 32, 7, 7), [_chain_stage(64, groups=2, bias=False), _chain_stage(16, relu=False)], True),  # packed
+    ((1, 128, 15, 15), [_chain_stage(24, relu=False)], True),  # 225 pixels, 128 channels: packed
     ((1, 8, 4, 4), [_chain_stage(8)], False),  # exactly one chunk
 ])
 # None: the target's default tile; 16: AVX-512's widest; 1: the tile's channel loop has extent 1
@@ -218,7 +219,8 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from sqnxt_compiler.kernels.conv_chain import conv_chain_kernel
-    from sqnxt_compiler.kernels.pixel_chunks import is_pointwise_chain, pointwise_chain_kernel
+    from sqnxt_compiler.kernels.contract import PACK_BLOCK
+    from sqnxt_compiler.kernels.pixel_chunks import is_pointwise_chain, packs_input, pointwise_chain_kernel
     from sqnxt_compiler.schedules import fused_pixel_chunks
     from sqnxt_compiler.schedules._common import largest_divisor_at_most
     from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunks_design_space, schedule_pixel_chunks
@@ -229,6 +231,7 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
     assert is_pointwise_chain(data_shape, stages)
     rows = conv_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
     chunks = pointwise_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
+    assert (PACK_BLOCK in chunks.script()) == packs_input(data_shape[1], data_shape[2] * data_shape[3])
     rng = np.random.default_rng(0)
     args = [rng.standard_normal([int(d) for d in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(rows)]
     target = SPEC.tvm_target()

@@ -30,7 +30,8 @@ from .contract import CONV_BLOCK, DEPTHWISE, FUSION_ATTR, MACS_ATTR, OPAQUE_PATT
 from .winograd import conv_output_size
 
 ROWS = 4  # output rows per tile with several output channels per group: the register tile is rows x channels
-MAX_DEPTHWISE_ROWS = 16  # a depthwise tile's rows (one output channel): the schedule splits them for 16 registers
+MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the schedule accumulates them in groups
+# that fit the target's accumulator budget
 WIDE_ROWS = 8  # rows per depthwise tile on images at least WIDE_IMAGE columns wide
 WIDE_IMAGE = 56
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
@@ -46,7 +47,8 @@ def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int) -> int:
         return min(ROWS, out_h)
     if out_w >= WIDE_IMAGE:
         return min(WIDE_ROWS, out_h)
-    return min(range(1, min(MAX_DEPTHWISE_ROWS, out_h) + 1), key=lambda rows: (-(-out_h // rows) * (rows + 2), -rows))
+    candidates = range(1, min(MAX_DEPTHWISE_ROWS, out_h) + 1)
+    return min(candidates, key=lambda rows: (-(-out_h // rows) * (rows + 2), -rows))
 
 
 def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int, kernel: tuple[int, int],
