@@ -1,10 +1,11 @@
 """Schedule family for the column convs (`kernels/column_conv.py`): depthwise convs and few-channel stems.
 
 Row tiles of all groups run in parallel. A tile zeroes and fills its input planes (a few KB: L1) in vectors,
-then per chunk, one vector register wide at a time, its output channels x ROWS accumulators stay in registers
+then per chunk, one vector register wide at a time, its output channels x rows accumulators stay in registers
 while the taps, unrolled, stream past: LLVM loads each input vector once for every output row and channel that
-reads it (a 3x3 at stride 1: 6 input rows for 4 output rows). The epilogue (bias, ReLU / ReLU6) stores each
-row as it is finished."""
+reads it (a 3x3 at stride 1: 6 input rows for 4 output rows). A depthwise tile taller than the accumulator
+budget (`kernels.column_conv.tile_rows`) accumulates its rows in groups. The epilogue (bias, ReLU / ReLU6)
+stores each row group as it is finished."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def output_channel_tile(out_group: int, rows: int, knobs: MachineKnobs) -> int:
-    """Output channels in the register tile: with ROWS rows of one vector each, as many as half the register
+    """Output channels in the register tile: with `rows` rows of one vector each, as many as half the register
     file holds (the rest: the input vectors and broadcast weights), dividing the group's channels."""
     fitting = max(1, knobs.accumulator_budget // rows)
     return max(d for d in range(1, min(out_group, fitting) + 1) if out_group % d == 0)
