@@ -15,7 +15,7 @@ from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK
 from ..kernels.contract import DEPTHWISE, FEW_CHANNEL_CONV, OUTPUT_BLOCK, PHASE_BLOCK, fusion_pattern
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
 from .rule import ScheduleRule
-from ._common import MachineKnobs, machine_knobs
+from ._common import MachineKnobs, largest_divisor_at_most, machine_knobs
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 def output_channel_tile(out_group: int, rows: int, knobs: MachineKnobs) -> int:
     """Output channels in the register tile: with `rows` rows of one vector each, as many as half the register
     file holds (the rest: the input vectors and broadcast weights), dividing the group's channels."""
-    fitting = max(1, knobs.accumulator_budget // rows)
-    return max(d for d in range(1, min(out_group, fitting) + 1) if out_group % d == 0)
+    return largest_divisor_at_most(out_group, knobs.accumulator_budget // rows)
 
 
 def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
@@ -40,7 +39,7 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     batch, groups, tiles, channels, rows, chunks, lanes, in_channels, taps_y, taps_x = sch.get_loops(accumulate)
     out_group, row_count = (int(sch.get(loop).extent) for loop in (channels, rows))
     # a depthwise tile taller than the accumulator budget (14 rows on AVX2) accumulates its rows in groups
-    row_group = max(d for d in range(1, min(row_count, knobs.accumulator_budget) + 1) if row_count % d == 0)
+    row_group = largest_divisor_at_most(row_count, knobs.accumulator_budget)
     row_groups, rows = sch.split(rows, [None, row_group])
     channel_tile = output_channel_tile(out_group, row_group, knobs)
     channel_tiles, channels = sch.split(channels, [None, channel_tile])

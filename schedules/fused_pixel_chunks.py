@@ -47,12 +47,16 @@ def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec
     return largest_divisor_at_most(out_channels, channels)
 
 
+def _reduction_channels(sch: "s_tir.Schedule", conv) -> int:
+    """Input channels a conv stage reduces over (its block's last iterator)."""
+    return int(sch.get(conv).iter_vars[-1].dom.extent)
+
+
 def _channel_tile(sch: "s_tir.Schedule", channels, conv, sampled: bool, spec: "TargetSpec | None"):
     extent = int(sch.get(channels).extent)
     if sampled:
         return sch.sample_perfect_tile(channels, n=2, max_innermost_factor=min(16, extent))[1]
-    in_channels = int(sch.get(conv).iter_vars[-1].dom.extent)
-    return _default_channel_tile(extent, in_channels, spec)
+    return _default_channel_tile(extent, _reduction_channels(sch, conv), spec)
 
 
 def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
@@ -61,9 +65,8 @@ def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec |
     they take more than half the register file, the half the tile's accumulators and weights leave. x86's
     backend keeps that reduction a loop (and x86-avx512's inputs fit: hoisted, they save reloads)."""
     machine = machine_knobs(spec)
-    in_channels = int(sch.get(conv).iter_vars[-1].dom.extent)
     return (machine.cpu_class == NEON.cpu_class
-            and in_channels * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2)
+            and _reduction_channels(sch, conv) * PIXEL_CHUNK // machine.lanes > machine.vector_registers // 2)
 
 
 def _weights_dominate(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
@@ -133,13 +136,15 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         *_, epilogue_channels, _, epilogue_lanes = sch.get_loops(epilogue)
         sch.unroll(epilogue_channels)
         sch.vectorize(epilogue_lanes)
-    packed = has_block(sch, PACK_BLOCK) and not tile_per_iteration
-    if packed:  # the chunk's input, copied contiguous once for all its channel tiles
+    packed = False
+    if has_block(sch, PACK_BLOCK):
         pack = sch.get_sblock(PACK_BLOCK)
-        sch.compute_at(pack, chunks, preserve_unit_loops=True)
-        sch.vectorize(sch.get_loops(pack)[-1])
-    elif has_block(sch, PACK_BLOCK):  # a loop iteration per channel tile would copy the chunk once per tile
-        sch.compute_inline(sch.get_sblock(PACK_BLOCK))
+        if tile_per_iteration:  # an iteration per channel tile would copy the chunk once per tile: read in place
+            sch.compute_inline(pack)
+        else:  # the chunk's input, copied contiguous once for all its channel tiles
+            sch.compute_at(pack, chunks, preserve_unit_loops=True)
+            sch.vectorize(sch.get_loops(pack)[-1])
+            packed = True
     what = f"{stages} stages" if stages > 1 else "1 stage"
     return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", input packed per chunk" if packed else "")
             + (", parallel" if parallel else "") + (", each core's chunks under each channel tile" if grouped else ""))
