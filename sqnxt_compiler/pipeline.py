@@ -10,7 +10,7 @@ import tvm
 from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
-from .passes import (CanonicalizeClip, DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv,
+from .passes import (AlignChannelPlanes, CanonicalizeClip, DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv,
                      PointwiseConvOverChunks, WinogradRowConv, WinogradStem, summarize)
 from .target import TargetSpec
 
@@ -84,6 +84,19 @@ def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     return apply_default_schedules(mod, ctx)
 
 
+def _align_channel_planes(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    from .passes.align_channel_planes import summarize as summarize_planes
+
+    if int(ctx.target_spec.cpu.get("cores", 1)) < 2:
+        ctx.note("align_channel_planes", "one core: no parts of a plane to keep apart; module unchanged")
+        return mod
+    planes: list[tuple[int, int]] = []
+    mod = AlignChannelPlanes(report=planes.append)(mod)
+    for line in summarize_planes(planes):
+        ctx.note("align_channel_planes", line)
+    return mod
+
+
 def _lower_to_vm(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
@@ -152,7 +165,12 @@ LOWERING: list[Phase] = [
           "fuse elementwise epilogues into their producers"),
 ]
 SCHEDULING: list[Phase] = [Phase("schedule", _schedule, "tuned records, then default WS/OS schedules")]
-FINALIZING: list[Phase] = [Phase("lower_to_vm", _lower_to_vm, "memory planning and VM lowering")]
+FINALIZING: list[Phase] = [
+    Phase("align_channel_planes", _align_channel_planes,
+          "pad the channel planes of the tensors between kernels to whole cache lines, so the cores' parts of "
+          "a tensor share none"),
+    Phase("lower_to_vm", _lower_to_vm, "memory planning and VM lowering"),
+]
 
 PHASES: list[Phase] = GRAPH_REWRITES + LOWERING + SCHEDULING + FINALIZING
 ACCEL_PHASES: list[Phase] = ACCEL_OFFLOAD + LOWERING + SCHEDULING + FINALIZING

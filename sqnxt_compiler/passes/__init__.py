@@ -1,5 +1,6 @@
 """Graph passes over Relax modules, one pass per file."""
 
+from .align_channel_planes import AlignChannelPlanes
 from .canonicalize_clip import CanonicalizeClip
 from .depthwise_conv import DepthwiseConv
 from .few_channel_conv import FewChannelConv
@@ -11,5 +12,5 @@ from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["CanonicalizeClip", "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
+__all__ = ["AlignChannelPlanes", "CanonicalizeClip", "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
            "PointwiseConvOverChunks", "WinogradRowConv", "WinogradStem", "summarize"]
