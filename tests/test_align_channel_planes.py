@@ -21,10 +21,11 @@ from sqnxt_compiler.verify import reference_outputs, relative_error
 AVX2 = load_target("x86-avx2")  # its code runs on every machine that runs these tests
 
 
-@pytest.mark.parametrize("height, width, padded", [(13, 11, 144), (55, 55, 3040), (7, 7, 64), (28, 28, None),
-                                                   (3, 3, None)])
+@pytest.mark.parametrize("height, width, padded", [(13, 11, 144), (7, 7, 64), (55, 55, 3040 + 320),
+                                                   (27, 27, 736 + 320), (28, 28, None), (3, 3, None)])
 def test_planes_pad_to_whole_lines(height, width, padded):
-    """Planes that are already whole lines (28x28: 784 floats), or smaller than one, stay as they are."""
+    """Planes of 512 floats or more also get a guard of 20 lines; planes that are already whole lines (28x28:
+    784 floats), or smaller than one, stay as they are."""
     assert padded_plane((1, 8, height, width)) == padded
 
 

@@ -6,12 +6,15 @@ cache lines with its neighbours, so the lines at the ends of the cores' parts ho
 between them in every kernel that touches the tensor: on 2 cores a 55x55 1x1 conv with its residual add ran 2.5x
 slower updating its tensor in place than with fresh buffers, and the same kernel on 48x64 planes (whole lines)
 1.4x (docs/performance.md). With each plane padded to a multiple of 16 floats, and the pixel chunks split at
-multiples of 16 pixels, the cores' parts of a tensor share no line.
+multiples of 16 pixels, the cores' parts of a tensor share no line. Planes of at least GUARDED_PLANE floats also
+keep GUARD_LINES unused lines after them: a core's L2 stream prefetcher, running ahead past the end of its part
+of a plane (up to 20 lines on Intel cores), then fetches padding instead of the start of the next plane, which
+the other core writes.
 
 A tensor that one kernel writes and only kernels read becomes [N, C, padded plane]. Each kernel keeps its body,
 schedule and tuning records: its parameter is the padded tensor, over which it declares the NCHW view it always
-read, with the padded plane as its channel stride. The network's input and outputs, and tensors anything but a
-kernel reads, keep NCHW."""
+read, with the padded plane as its channel stride. The network's input and outputs, tensors anything but a
+kernel reads, and tensors a kernel reinterprets through a buffer of its own keep NCHW."""
 
 from __future__ import annotations
 
@@ -24,18 +27,22 @@ from typing import Callable
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
+GUARD_LINES = 20  # past a plane, the stream prefetchers' reach (16 to 24 measured alike, 8 a third as good)
+GUARDED_PLANE = 512  # floats: smaller planes split between cores are too short for the prefetcher to run ahead
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
 def padded_plane(shape) -> int | None:
-    """Floats per channel plane once padded to whole lines, for an NCHW shape whose planes are not; else None."""
+    """Floats per channel plane once padded to whole lines (and guarded), for an NCHW shape whose planes are not
+    whole lines; else None."""
     if len(shape) != 4 or not all(isinstance(d, (int, tirx.IntImm)) for d in shape):
         return None
     plane = int(shape[2]) * int(shape[3])
     if plane < LINE_FLOATS or plane % LINE_FLOATS == 0:
         return None
-    return -(-plane // LINE_FLOATS) * LINE_FLOATS
+    guard = GUARD_LINES * LINE_FLOATS if plane >= GUARDED_PLANE else 0
+    return -(-plane // LINE_FLOATS) * LINE_FLOATS + guard
 
 
 def _tensor_shape(ty) -> list:
