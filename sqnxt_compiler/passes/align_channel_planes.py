@@ -18,12 +18,12 @@ kernel reads, and tensors a kernel reinterprets through a buffer of its own keep
 
 from __future__ import annotations
 
-import tvm
-import tvm_ffi
-from tvm import relax, s_tir, tirx
 from collections import Counter
 from typing import Callable
 
+import tvm
+import tvm_ffi
+from tvm import relax, s_tir, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
@@ -89,16 +89,18 @@ def _kernel_call(mod: tvm.IRModule, expr: relax.Expr) -> bool:
             and isinstance(mod[expr.args[0]], tirx.PrimFunc))
 
 
-def _reinterpreted_params(func: tirx.PrimFunc) -> set[int]:
-    """Positions of the parameters the kernel also reads through a buffer of its own over their data (e.g. the
-    stride-2 depthwise conv's uint64 view of its input): such a buffer assumes NCHW."""
+def _nchw_only_params(func: tirx.PrimFunc, tensor_shapes: list[list]) -> set[int]:
+    """Positions of the parameters that cannot take a padded tensor: declared in another shape than the tensor
+    passed, or also read through a buffer of the kernel's own over their data (e.g. the stride-2 depthwise
+    conv's uint64 view of its input), which assumes NCHW."""
     data_expressions: list = []
     tvm_ffi.structural_walk(func.body, [(tirx.DeclBuffer, lambda declaration: data_expressions.append(
         declaration.data))])
     used: list = []
     for expression in data_expressions:
         tvm_ffi.structural_walk(expression, [(tvm.ir.expr.Var, used.append)])
-    return {i for i, param in enumerate(func.params) if any(param.same_as(var) for var in used)}
+    return {i for i, (param, shape) in enumerate(zip(func.params, tensor_shapes))
+            if any(param.same_as(var) for var in used) or [int(d) for d in param.shape] != [int(d) for d in shape]}
 
 
 def _padded_tensors(mod: tvm.IRModule, func: relax.Function) -> list[relax.Var]:
@@ -113,9 +115,10 @@ def _padded_tensors(mod: tvm.IRModule, func: relax.Function) -> list[relax.Var]:
             root[var] = root.get(value, value)
         elif _kernel_call(mod, value):
             args = list(value.args[1].fields)
-            reinterpreted = _reinterpreted_params(mod[value.args[0]])
-            read_elsewhere += [arg for i, arg in enumerate(args) if i in reinterpreted and isinstance(arg, relax.Var)]
-            if padded_plane(_tensor_shape(var.ty)) and len(args) not in reinterpreted:
+            nchw_only = _nchw_only_params(mod[value.args[0]], [_tensor_shape(arg.ty) for arg in args]
+                                          + [_tensor_shape(var.ty)])
+            read_elsewhere += [arg for i, arg in enumerate(args) if i in nchw_only and isinstance(arg, relax.Var)]
+            if padded_plane(_tensor_shape(var.ty)) and var.ty.dtype == "float32" and len(args) not in nchw_only:
                 written.append(var)
         else:
             read_elsewhere += relax.analysis.free_vars(value)
