@@ -131,6 +131,34 @@ def test_a_log_holds_the_model_at_several_batch_sizes(tuned_log, tmp_path) -> No
                                                                            {"data": [2, 8, 16, 16]}]
 
 
+def test_cold_caches_flush_weights_and_output_before_every_run(tmp_path) -> None:
+    """--cold-caches: each timed run follows a flush of every argument but the input (TVM's
+    cache_flush_cpu_non_first_arg), one run per repeat; the log says how it was measured."""
+    from types import SimpleNamespace
+
+    from sqnxt_compiler.tuning.measure import _evaluator, run_evaluator_after_warmup
+
+    asked: dict = {}
+
+    class Module:
+        entry_name = "main"
+
+        def time_evaluator(self, **options):
+            asked.update(options)
+            return lambda *args: SimpleNamespace(results=[9.0] + [1.0] * (options["repeat"] - 1))
+
+    device = SimpleNamespace(sync=lambda: None)
+    for cold, preproc in ((True, "cache_flush_cpu_non_first_arg"), (False, "")):
+        config = _evaluator(cold_caches=cold)
+        costs = run_evaluator_after_warmup(Module(), device, config, [("data", "weight", "output")])
+        assert asked["f_preproc"] == preproc and 9.0 not in costs  # the warm-up repeat is dropped
+        assert (asked["number"], config.enable_cpu_cache_flush) == ((1, True) if cold else (3, False))
+    log = tmp_path / "cold"
+    report = tune(two_conv_model(), load_target("host"), log, trials=4, seed=1, cold_caches=True)
+    assert report.trials_run >= 4 and report.failed_trials == 0
+    assert json.loads((log / "meta.json").read_text())["caches"] == "cold"
+
+
 def test_a_finished_log_is_not_tuned_again(tuned_log) -> None:
     log, report = tuned_log
     again = tune(two_conv_model(), load_target("host"), log, trials=report.trials_run)
@@ -192,7 +220,8 @@ def test_cli_rejects_bad_arguments(tmp_path) -> None:
     for args, message in ((["--model", "resnet-tiny", "--rpc-tracker", "nohost"], "expected HOST:PORT"),
                           (["--model", "resnet-tiny", "--rpc-tracker", "h:1"], "needs --rpc-key"),
                           (["--model", "resnet-tiny", "--trials", "0", "--log", str(tmp_path)], "must be positive"),
-                          (["--model", "no-such-model"], "no-such-model")):
+                          (["--model", "no-such-model"], "no-such-model"),
+                          (["--model", "resnet-tiny", "--target", "accel-16x16", "--cold-caches"], "no --cold-caches")):
         done = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr

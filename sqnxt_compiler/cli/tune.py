@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="design spaces: our WS/OS schedule families (default) or meta_schedule's generic one")
     p.add_argument("--top-tasks", type=int, metavar="N", help="tune only the N heaviest kernels (occurrences x MACs)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the search")
+    p.add_argument("--cold-caches", action="store_true",
+                   help="time each candidate with its weights and output flushed from the CPU caches, as in a "
+                        "network (default: repeated with its data in cache)")
     p.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per line")
     return p
 
@@ -47,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_tasks is not None and args.top_tasks <= 0:
         raise SqnxtError(f"--top-tasks must be positive (got {args.top_tasks})")
     spec = load_target(args.target)
-    if spec.kind == "accel" and (args.rpc_tracker or args.space != "ours"):
+    if spec.kind == "accel" and (args.rpc_tracker or args.space != "ours" or args.cold_caches):
         raise SqnxtError(f"'{spec.name}' is an accelerator target: it is measured on the simulator (no "
-                         "--rpc-tracker) over its own dataflow/tile space (no --space)")
+                         "--rpc-tracker, no --cold-caches) over its own dataflow/tile space (no --space)")
     model, model_name = model_from_arguments(args)
     log_dir = check_output_dir(Path(args.log) if args.log
                                else DEFAULT_LOG_ROOT / model_name / (spec.cpu_class or spec.name), "tuning log")
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 report = tune_accel(model, spec, log_dir, args.trials, **options)
             else:
                 rpc = RpcOptions.parse(args.rpc_tracker, args.rpc_key or "") if args.rpc_tracker else None
-                report = tune(model, spec, log_dir, args.trials, rpc=rpc, space=args.space, **options)
+                report = tune(model, spec, log_dir, args.trials, rpc=rpc, space=args.space,
+                              cold_caches=args.cold_caches, **options)
     except KeyboardInterrupt:
         print(f"interrupted: the measured trials are saved in {log_dir}; re-run the same command to continue",
               file=sys.stderr)

@@ -124,9 +124,11 @@ def run_evaluator_after_warmup(rt_mod, device, evaluator_config, repeated_args) 
     """meta_schedule's evaluator with one more repeat whose time is dropped: the first repeat of a
     parallel kernel in a fresh runner process also wakes and settles the thread pool, which biases the mean
     against parallel schedules. This is the local runner's `f_run_evaluator`; it runs in the runner's worker process."""
+    flush = bool(evaluator_config.enable_cpu_cache_flush)
     evaluator = rt_mod.time_evaluator(func_name=rt_mod.entry_name, dev=device, number=evaluator_config.number,
                                       repeat=evaluator_config.repeat + 1,
-                                      min_repeat_ms=evaluator_config.min_repeat_ms)
+                                      min_repeat_ms=evaluator_config.min_repeat_ms,
+                                      f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
     costs: list[float] = []
     for args in repeated_args:
         device.sync()
@@ -139,22 +141,27 @@ def rpc_run_evaluator_after_warmup(_session, rt_mod, device, evaluator_config, r
     return run_evaluator_after_warmup(rt_mod, device, evaluator_config, repeated_args)
 
 
-def _evaluator(repeat: int = 3):
+def _evaluator(repeat: int = 3, cold_caches: bool = False):
     from tvm.s_tir import meta_schedule as ms
 
+    if cold_caches:  # one run per repeat, each after its weights and output are flushed from the caches
+        return ms.runner.EvaluatorConfig(number=1, repeat=3 * repeat + 4, min_repeat_ms=0, enable_cpu_cache_flush=True)
     return ms.runner.EvaluatorConfig(number=3, repeat=repeat, min_repeat_ms=20, enable_cpu_cache_flush=False)
 
 
-def make_runner(spec: TargetSpec, rpc: RpcOptions | None):
+def make_runner(spec: TargetSpec, rpc: RpcOptions | None, cold_caches: bool = False):
+    """meta_schedule's runner, local or through the RPC tracker; with `cold_caches`, each run after every
+    argument but the input is flushed from the CPU caches (as in a network, where the weights and the output
+    buffer come from memory), instead of repeated hot."""
     from tvm.s_tir import meta_schedule as ms
 
     if rpc is None:
         # The runner's workers inherit the environment: measure kernels the way a deployment runs them.
         use_all_cores(spec.cpu.get("cores"))
-        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=_evaluator(),
+        return ms.runner.LocalRunner(timeout_sec=60, evaluator_config=_evaluator(cold_caches=cold_caches),
                                      f_run_evaluator=run_evaluator_after_warmup)
     config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
                                  tracker_key=rpc.key, session_timeout_sec=rpc.session_timeout_s)
-    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=_evaluator(),
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=_evaluator(cold_caches=cold_caches),
                                f_create_session=create_session_if_registered,
                                f_run_evaluator=rpc_run_evaluator_after_warmup)

@@ -97,14 +97,15 @@ def trials_per_round(trials: int, num_tasks: int) -> int:
 
 
 def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, space: str,
-               input_shapes: dict[str, list[int]] | None = None) -> None:
+               input_shapes: dict[str, list[int]] | None = None, cold_caches: bool = False) -> None:
     """What produced this log (read by people and by `sqnxt-compile --tuning-log`'s warnings); `input_shapes`
     joins the list of the shapes the log holds records for (a log may hold the model at several batch sizes)."""
     meta_path = log_dir / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update(model=model_name, target=spec.name,
                 tvm_target=spec.tvm_target().export() if spec.kind == "cpu" else None,
-                space=space, trials_requested=max(trials, int(meta.get("trials_requested", 0))))
+                space=space, trials_requested=max(trials, int(meta.get("trials_requested", 0))),
+                caches="cold" if cold_caches else "hot")
     if input_shapes is not None and input_shapes not in meta.setdefault("input_shapes", []):
         meta["input_shapes"].append(input_shapes)
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str) + "\n", "the tuning log's meta.json")
@@ -113,9 +114,10 @@ def write_meta(log_dir: Path, model_name: str, spec: TargetSpec, trials: int, sp
 def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: str | os.PathLike,
          trials: int, *, rpc: RpcOptions | None = None, input_shapes: dict[str, tuple[int, ...]] | None = None,
          space: SpaceKind = "ours", seed: int = 0, model_name: str | None = None, top_tasks: int | None = None,
-         on_progress: Callable[[dict], None] | None = None) -> TuneReport:
+         on_progress: Callable[[dict], None] | None = None, cold_caches: bool = False) -> TuneReport:
     """Tune `model` for `spec` until the log holds `trials` measurements of its kernels (a re-run resumes).
-    `top_tasks` limits tuning to that many kernels, the heaviest by occurrences x MACs."""
+    `top_tasks` limits tuning to that many kernels, the heaviest by occurrences x MACs; `cold_caches` times
+    each candidate with its weights and output flushed from the caches (`measure.make_runner`)."""
     from tvm.s_tir import meta_schedule as ms
 
     if trials <= 0:
@@ -130,7 +132,7 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
     check_free_space(log_path, _log_bytes_needed(tasks, trials), "the tuning log")
     database = open_database(log_path)
     write_meta(log_path, model_name or (proto.graph.name or "model"), spec, trials, space,
-               {i.name: list(i.shape) for i in resolve_inputs(proto, input_shapes)})
+               {i.name: list(i.shape) for i in resolve_inputs(proto, input_shapes)}, cold_caches)
 
     done = record_counts(database)
     progress = [TaskProgress.from_task(task, done) for task in tasks]
@@ -155,7 +157,7 @@ def tune(model: onnx.ModelProto | str | os.PathLike, spec: TargetSpec, log_dir: 
     for entry, space_name in zip(progress, space_names):
         entry.space = space_name
 
-    builder, runner = make_builder(spec, remote=rpc is not None), make_runner(spec, rpc)
+    builder, runner = make_builder(spec, remote=rpc is not None), make_runner(spec, rpc, cold_caches)
     watch = BoardWatch(board_check(rpc) if rpc is not None else lambda: None)
     # The generic space is tuned from scratch (the design-space comparison must not start from our defaults).
     try:
