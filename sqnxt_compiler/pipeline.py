@@ -10,8 +10,9 @@ import tvm
 from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
-from .passes import (AlignChannelPlanes, CanonicalizeClip, DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv,
-                     PointwiseConvOverChunks, WinogradRowConv, WinogradStem, summarize)
+from .passes import (AlignChannelPlanes, CanonicalizeClip, DepthwiseConv, FewChannelConv, FoldBatchNorm,
+                     FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv, WinogradStem,
+                     summarize)
 from .target import TargetSpec
 
 
