@@ -89,61 +89,63 @@ def _kernel_call(mod: tvm.IRModule, expr: relax.Expr) -> bool:
             and isinstance(mod[expr.args[0]], tirx.PrimFunc))
 
 
-def _nchw_only_params(func: tirx.PrimFunc, tensor_shapes: list[list]) -> set[int]:
-    """Positions of the parameters that cannot take a padded tensor: declared in another shape than the tensor
-    passed, or also read through a buffer of the kernel's own over their data (e.g. the stride-2 depthwise
-    conv's uint64 view of its input), which assumes NCHW."""
+def _reinterpreted_params(func: tirx.PrimFunc) -> set[int]:
+    """Positions of the parameters the kernel also reads through a buffer of its own over their data (e.g. the
+    stride-2 depthwise conv's uint64 view of its input): such a buffer assumes NCHW."""
     data_expressions: list = []
     tvm_ffi.structural_walk(func.body, [(tirx.DeclBuffer, lambda declaration: data_expressions.append(
         declaration.data))])
     used: list = []
     for expression in data_expressions:
         tvm_ffi.structural_walk(expression, [(tvm.ir.expr.Var, used.append)])
-    return {i for i, (param, shape) in enumerate(zip(func.params, tensor_shapes))
-            if any(param.same_as(var) for var in used) or [int(d) for d in param.shape] != [int(d) for d in shape]}
+    return {i for i, param in enumerate(func.params) if any(param.same_as(var) for var in used)}
 
 
-def _padded_tensors(mod: tvm.IRModule, func: relax.Function) -> list[relax.Var]:
-    """The variables (and their aliases) of tensors a kernel writes and only kernels read, through their
-    parameters, with ragged planes."""
-    bindings = [binding for block in func.body.blocks for binding in block.bindings]
-    root: dict = {}  # alias variable -> the kernel output it names (variables compare by identity here)
-    written, read_elsewhere = [], []
-    for binding in bindings:
+def _padded_tensors(mod: tvm.IRModule, func: relax.Function) -> dict[relax.Var, relax.Call]:
+    """The tensors to pad, each variable (a kernel's output or an alias of one) with the kernel call that writes
+    it: float32 tensors with ragged planes that a kernel writes and only kernels read, through parameters
+    declared in the tensor's shape and never reinterpreted. Variables and calls hash by identity."""
+    root: dict = {}  # alias variable -> the kernel output it names
+    written: dict = {}  # kernel output with ragged planes -> its call
+    reinterpreted: dict = {}  # kernel name -> `_reinterpreted_params`, walked once per kernel
+    read_elsewhere: list = []
+    for binding in (binding for block in func.body.blocks for binding in block.bindings):
         var, value = binding.var, binding.value
         if isinstance(value, relax.Var):
             root[var] = root.get(value, value)
         elif _kernel_call(mod, value):
-            args = list(value.args[1].fields)
-            nchw_only = _nchw_only_params(mod[value.args[0]], [_tensor_shape(arg.ty) for arg in args]
-                                          + [_tensor_shape(var.ty)])
-            read_elsewhere += [arg for i, arg in enumerate(args) if i in nchw_only and isinstance(arg, relax.Var)]
-            if padded_plane(_tensor_shape(var.ty)) and var.ty.dtype == "float32" and len(args) not in nchw_only:
-                written.append(var)
+            kernel = mod[value.args[0]]
+            name = value.args[0].name_hint
+            if name not in reinterpreted:
+                reinterpreted[name] = _reinterpreted_params(kernel)
+            tensors = [*value.args[1].fields, var]
+            nchw_only = reinterpreted[name] | {i for i, (param, tensor) in enumerate(zip(kernel.params, tensors))
+                                               if [int(d) for d in param.shape] != _tensor_shape(tensor.ty)}
+            read_elsewhere += [arg for i, arg in enumerate(tensors[:-1])
+                               if i in nchw_only and isinstance(arg, relax.Var)]
+            if padded_plane(_tensor_shape(var.ty)) and var.ty.dtype == "float32" and len(tensors) - 1 not in nchw_only:
+                written[var] = value
         else:
             read_elsewhere += relax.analysis.free_vars(value)
     read_elsewhere += relax.analysis.free_vars(func.body.body)
     spoiled = {root.get(var, var) for var in read_elsewhere}
-    kept = [var for var in written if var not in spoiled]
-    return kept + [alias for alias, target in root.items() if target in kept]
+    kept = {var: call for var, call in written.items() if var not in spoiled}
+    return {**kept, **{alias: kept[target] for alias, target in root.items() if target in kept}}
 
 
 @mutator
 class _PlanePadder(PyExprMutator):
-    def __init__(self, mod: tvm.IRModule, padded: list[relax.Var], outputs: list[relax.Call]) -> None:
+    def __init__(self, mod: tvm.IRModule, padded: dict[relax.Var, relax.Call]) -> None:
         super().__init__(mod)
-        self.mod, self.padded, self.outputs = mod, padded, outputs
+        self.mod, self.padded, self.outputs = mod, padded, dict.fromkeys(padded.values())  # in binding order
         self.variants: dict = {}  # (kernel name, padded positions) -> GlobalVar
-
-    def _is_padded(self, expr: relax.Expr) -> bool:
-        return isinstance(expr, relax.Var) and any(expr.same_as(var) for var in self.padded)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         if not _kernel_call(self.mod, call):
             return super().visit_call_(call)
         args = list(call.args[1].fields)
-        output_padded = any(call.same_as(output) for output in self.outputs)
-        positions = [i for i, arg in enumerate(args) if self._is_padded(arg)] + ([len(args)] if output_padded else [])
+        output_padded = call in self.outputs
+        positions = [i for i, arg in enumerate(args) if arg in self.padded] + ([len(args)] if output_padded else [])
         if not positions:
             return super().visit_call_(call)
         kernel = call.args[0]
@@ -180,13 +182,11 @@ class AlignChannelPlanes:
             padded = _padded_tensors(mod, func)
             if not padded:
                 continue
-            outputs = [binding.value for block in func.body.blocks for binding in block.bindings
-                       if any(binding.var.same_as(var) for var in padded) and _kernel_call(mod, binding.value)]
-            padder = _PlanePadder(mod, padded, outputs)
+            padder = _PlanePadder(mod, padded)
             rewritten = padder.visit_expr(func)
             mod = padder.builder_.get()
             mod[gvar] = rewritten
-            for output in outputs:
-                if self.report is not None:
+            if self.report is not None:
+                for output in padder.outputs:
                     self.report(tuple(int(d) for d in output.ty_args[0].shape.values[2:]))
         return relax.transform.DeadCodeElimination()(mod)
