@@ -97,6 +97,11 @@ def test_network_pads_the_tensors_between_kernels_and_matches_onnxruntime():
     assert (1, 16, 208) in shapes and (1, 16, 14, 14) in shapes  # padded, but not the depthwise conv's input
     assert [int(d) for d in mod["main"].params[0].ty.shape.values] == [1, 8, 14, 14]  # the input stays NCHW
     assert "14x14 (196 -> 208 floats)" in ctx.notes["align_channel_planes"][0]
+    called = {value.args[0].name_hint for block in mod["main"].body.blocks for value in
+              (binding.value for binding in block.bindings) if isinstance(value, relax.Call)
+              and isinstance(value.args[0], tvm.ir.GlobalVar)}
+    kernels = {gvar.name_hint for gvar, func in mod.functions.items() if isinstance(func, tvm.tirx.PrimFunc)}
+    assert kernels <= called  # the kernels replaced by their padded variants are gone
 
 
 def test_one_core_leaves_planes_alone():

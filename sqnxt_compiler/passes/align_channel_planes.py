@@ -158,6 +158,18 @@ class _PlanePadder(PyExprMutator):
                               _padded_type(out_ty) if output_padded else out_ty)
 
 
+def _without_uncalled(mod: tvm.IRModule, kernels: set[str]) -> tvm.IRModule:
+    """`mod` without those of `kernels` no Relax function calls any more. relax's DeadCodeElimination keeps them:
+    scheduled kernels carry a global symbol, which makes them entry points."""
+    called: set[str] = set()
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            tvm_ffi.structural_walk(func, [(tvm.ir.GlobalVar, lambda gvar: called.add(gvar.name_hint))])
+    for name in kernels - called:
+        del mod[mod.get_global_var(name)]
+    return mod
+
+
 def summarize(planes: list[tuple[int, int]]) -> list[str]:
     """`--explain` lines from the (height, width) of each padded tensor's planes."""
     if not planes:
@@ -176,6 +188,7 @@ class AlignChannelPlanes:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        replaced: set[str] = set()  # kernels given padded variants
         for gvar, func in list(mod.functions.items()):
             if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
                 continue
@@ -186,7 +199,8 @@ class AlignChannelPlanes:
             rewritten = padder.visit_expr(func)
             mod = padder.builder_.get()
             mod[gvar] = rewritten
+            replaced |= {name for name, _ in padder.variants}
             if self.report is not None:
                 for output in padder.outputs:
                     self.report(tuple(int(d) for d in output.ty_args[0].shape.values[2:]))
-        return relax.transform.DeadCodeElimination()(mod)
+        return _without_uncalled(mod, replaced)
