@@ -10,7 +10,7 @@ import tvm
 from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
-from .passes import (AlignChannelPlanes, CanonicalizeClip, DepthwiseConv, FewChannelConv, FoldBatchNorm,
+from .passes import (AlignChannelPlanes, CanonicalizeClip, ChunkMajorTensors, DepthwiseConv, FewChannelConv, FoldBatchNorm,
                      FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv, WinogradStem,
                      summarize)
 from .target import TargetSpec
@@ -85,6 +85,16 @@ def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     return apply_default_schedules(mod, ctx)
 
 
+def _chunk_major_tensors(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    from .passes.chunk_major_tensors import summarize as summarize_chunk_major
+
+    shapes: list[tuple[int, int]] = []
+    mod = ChunkMajorTensors(report=shapes.append)(mod)
+    for line in summarize_chunk_major(shapes):
+        ctx.note("chunk_major_tensors", line)
+    return mod
+
+
 def _align_channel_planes(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .passes.align_channel_planes import summarize as summarize_planes
 
@@ -152,6 +162,9 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the depthwise convs with the output columns in vectors"),
     Phase("few_channel_conv", _fusion("few_channel_conv", FewChannelConv),
           "compute the remaining convs on <= 4 input channels (3x3 stems) with the output columns in vectors"),
+    Phase("chunk_major_tensors", _chunk_major_tensors,
+          "lay out the tensors that pixel-chunk kernels pass to each other chunk-major: a chunk of every channel "
+          "in one contiguous run"),
 ]
 ACCEL_OFFLOAD: list[Phase] = [
     Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "

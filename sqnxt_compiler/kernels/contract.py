@@ -9,6 +9,9 @@ from tvm import tirx
 FUSION_ATTR = "sqnxt.fusion"
 MACS_ATTR = "sqnxt.macs"  # multiply-accumulates of the real convolutions (not the padded columns/margins)
 PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # on the pixel-chunk kernels: pixels per chunk
+# On the pixel-chunk kernels until `passes/chunk_major_tensors.py` has chosen their layouts (it removes the
+# attribute): the builder's arguments, as JSON
+CHAIN_SPEC_ATTR = "sqnxt.chain_spec"
 TAPS_ATTR = "sqnxt.winograd_taps"  # on the Winograd kernels: r, the row taps per phase
 POOL_ATTR = "sqnxt.max_pool"  # on a Winograd stem that also max-pools its result: the pool's window
 OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)

@@ -14,8 +14,13 @@ PIXEL_CHUNK (whole vectors); every stage of the chain is computed for a chunk be
 - The flat pixel index is mapped back to (row, column) for every read and write of an image tensor; once
   TIR flattens the buffers, `(p // W) * W + p % W` simplifies back to `p`, so the loads and stores of a
   chunk stay contiguous vectors (no gathers).
+- Any of the kernel's image tensors (data, residual, output) can be chunk-major instead of NCHW:
+  [batch, chunk, channels, PIXEL_CHUNK], the chunks exactly as the kernel walks them (the last one ending at the
+  last pixel, so its overlap holds some pixels twice, with the same values). A chunk of every channel is then
+  one contiguous run: NCHW makes it one run per channel, H*W*4 bytes apart, which on images larger than L2 is more
+  concurrent streams than the prefetchers follow (`passes/chunk_major_tensors.py` picks the tensors).
 - On long reductions (>= PACK_MIN_CHANNELS input channels) and small images (<= PACK_MAX_PIXELS) PACK_BLOCK
-  first copies the chunk's input channels into one contiguous buffer: read in place, each channel's 64 bytes
+  first copies the chunk's input channels into one contiguous buffer (unless the input is chunk-major already): read in place, each channel's 64 bytes
   lie H*W*4 bytes apart and every channel tile reads them again (10-30% faster on such kernels; slower on
   short reductions over large images: docs/performance.md).
 
@@ -24,15 +29,17 @@ that index map (TE writes every output element exactly once, at its own index)."
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import json
+from dataclasses import asdict
+from typing import Callable, Collection, Sequence
 
 from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .common import ZERO, epilogue_value, grid_block
-from .contract import (CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PACK_BLOCK,
-                       PIXEL_CHUNK_ATTR)
+from .contract import (CHAIN_SPEC_ATTR, CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK,
+                       PACK_BLOCK, PIXEL_CHUNK_ATTR)
 from .conv_chain import ChainStage
 
 PIXEL_CHUNK = 16  # pixels per chunk: one AVX-512 vector of fp32, two AVX2 vectors, four NEON vectors
@@ -51,16 +58,34 @@ def packs_input(channels: int, pixels: int) -> bool:
     return channels >= PACK_MIN_CHANNELS or pixels <= PACK_MAX_PIXELS
 
 
+def chunk_major_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """The chunk-major shape [batch, chunk, channels, PIXEL_CHUNK] of an NCHW image tensor's shape."""
+    batch, channels, height, width = (int(d) for d in shape)
+    return batch, -(-height * width // PIXEL_CHUNK), channels, PIXEL_CHUNK
+
+
+def chain_from_spec(func: tirx.PrimFunc) -> dict:
+    """The keyword arguments `pointwise_chain_kernel` built `func` from (CHAIN_SPEC_ATTR), to rebuild it."""
+    spec = json.loads(str(func.attrs[CHAIN_SPEC_ATTR]))
+    spec["stages"] = [ChainStage(**{**stage, "kernel": tuple(stage["kernel"]), "strides": tuple(stage["strides"]),
+                                    "padding": tuple(stage["padding"])}) for stage in spec["stages"]]
+    return spec
+
+
 def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., None]) -> None:
     """A block over (batch, channel, chunk, lane[, rc]) with these extents; `emit(*block_vars)` writes its body."""
     grid_block(name, extents, kinds, ["b", "o", "k", "lane", "rc"][:len(extents)], emit)
 
 
 def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
-                           final_relu: bool, pattern: str) -> tirx.PrimFunc:
+                           final_relu: bool, pattern: str, chunk_major: Collection[str] = ()) -> tirx.PrimFunc:
     """The same computation, arguments and block names as `conv_chain.conv_chain_kernel` (data, then per
     stage weight [and bias], then the residual; `sqnxt_conv<i>`, `sqnxt_conv<i>_epilogue`, `sqnxt_out`), with
-    every intermediate laid out [batch, channels, chunk, PIXEL_CHUNK], and the packed input too (`packs_input`)."""
+    every intermediate laid out [batch, channels, chunk, PIXEL_CHUNK], and the packed input too (`packs_input`).
+    The image tensors named in `chunk_major` ("data", "residual", "output") are chunk-major, the others NCHW.
+    The kernel carries its arguments (CHAIN_SPEC_ATTR) so that a pass can rebuild it with other layouts."""
+    spec = {"data_shape": [int(d) for d in data_shape], "stages": [asdict(stage) for stage in stages],
+            "residual": residual, "final_relu": final_relu, "pattern": pattern}
     batch, channels, height, width = (int(d) for d in data_shape)
     pixels = height * width
     chunks = -(-pixels // PIXEL_CHUNK)
@@ -70,10 +95,17 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
         flat = tirx.min(chunk * PIXEL_CHUNK, pixels - PIXEL_CHUNK) + lane
         return tirx.floordiv(flat, width), tirx.floormod(flat, width)
 
+    def image_tensor(name: str, shape: tuple) -> tuple:
+        """The argument `name` over an NCHW image `shape`, and its index of (batch, channel, chunk, lane)."""
+        if name in chunk_major:
+            return (T.arg(name, T.buffer(chunk_major_shape(shape), "float32")),
+                    lambda b, c, k, lane: (b, k, c, lane))
+        return T.arg(name, T.buffer(shape, "float32")), lambda b, c, k, lane: (b, c, *image_index(k, lane))
+
     with IRBuilder() as builder:
         with T.prim_func(s_tir=True):
             T.func_name("main")
-            data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
+            data, data_index = image_tensor("data", (batch, channels, height, width))
             params, in_channels = [], channels
             for index, stage in enumerate(stages):
                 weight = T.arg(f"w{index}", T.buffer(
@@ -82,14 +114,14 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
                 params.append((stage, in_channels, weight, bias))
                 in_channels = stage.out_channels
             out_shape = (batch, in_channels, height, width)
-            shortcut = T.arg("residual", T.buffer(out_shape, "float32")) if residual else None
-            output = T.arg("output", T.buffer(out_shape, "float32"))
+            shortcut, shortcut_index = image_tensor("residual", out_shape) if residual else (None, None)
+            output, output_index = image_tensor("output", out_shape)
             macs = batch * pixels * sum(s.out_channels * c // s.groups for s, c, _, _ in params)
             T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN,
-                         PIXEL_CHUNK_ATTR: PIXEL_CHUNK, "tirx.noalias": True})
+                         PIXEL_CHUNK_ATTR: PIXEL_CHUNK, CHAIN_SPEC_ATTR: json.dumps(spec), "tirx.noalias": True})
             with T.sblock("root"):
-                source = lambda b, c, k, lane: data[(b, c, *image_index(k, lane))]  # noqa: E731
-                if packs_input(channels, pixels):
+                source = lambda b, c, k, lane: data[data_index(b, c, k, lane)]  # noqa: E731
+                if "data" not in chunk_major and packs_input(channels, pixels):
                     shape = (batch, channels, chunks, PIXEL_CHUNK)
                     packed = IRBuilder.name("packed", T.sblock_alloc_buffer(shape, "float32"))
                     _block(PACK_BLOCK, shape, "SSSS", lambda vb, vc, vk, vl: T.buffer_store(
@@ -104,10 +136,10 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
                     source = lambda b, c, k, lane, a=activated: a[b, c, k, lane]  # noqa: E731 - next stage's input
 
                 def store_output(vb, vo, vk, vl):
-                    where = (vb, vo, *image_index(vk, vl))
                     value = epilogue_value(conv[vb, vo, vk, vl], bias, vo, stage.relu,
-                                           None if shortcut is None else shortcut[where], final_relu, stage.relu_max)
-                    T.buffer_store(output, value, list(where))
+                                           None if shortcut is None else shortcut[shortcut_index(vb, vo, vk, vl)],
+                                           final_relu, stage.relu_max)
+                    T.buffer_store(output, value, list(output_index(vb, vo, vk, vl)))
 
                 _block(OUTPUT_BLOCK, shape, "SSSS", store_output)
     return builder.get()

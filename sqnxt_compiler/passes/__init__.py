@@ -2,6 +2,7 @@
 
 from .align_channel_planes import AlignChannelPlanes
 from .canonicalize_clip import CanonicalizeClip
+from .chunk_major_tensors import ChunkMajorTensors
 from .depthwise_conv import DepthwiseConv
 from .few_channel_conv import FewChannelConv
 from .fold_batchnorm import FoldBatchNorm
@@ -12,5 +13,5 @@ from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["AlignChannelPlanes", "CanonicalizeClip", "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
+__all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChunkMajorTensors", "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
            "PointwiseConvOverChunks", "WinogradRowConv", "WinogradStem", "summarize"]

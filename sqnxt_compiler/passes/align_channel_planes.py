@@ -26,6 +26,8 @@ import tvm_ffi
 from tvm import relax, s_tir, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from ._kernels import without_uncalled
+
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
 GUARD_LINES = 20  # past a plane, the stream prefetchers' reach (16 to 24 measured alike, 8 a third as good)
 GUARDED_PLANE = 512  # floats: smaller planes split between cores are too short for the prefetcher to run ahead
@@ -158,18 +160,6 @@ class _PlanePadder(PyExprMutator):
                               _padded_type(out_ty) if output_padded else out_ty)
 
 
-def _without_uncalled(mod: tvm.IRModule, kernels: set[str]) -> tvm.IRModule:
-    """`mod` without those of `kernels` no Relax function calls any more. relax's DeadCodeElimination keeps them:
-    scheduled kernels carry a global symbol, which makes them entry points."""
-    called: set[str] = set()
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            tvm_ffi.structural_walk(func, [(tvm.ir.GlobalVar, lambda gvar: called.add(gvar.name_hint))])
-    for name in kernels - called:
-        del mod[mod.get_global_var(name)]
-    return mod
-
-
 def summarize(planes: list[tuple[int, int]]) -> list[str]:
     """`--explain` lines from the (height, width) of each padded tensor's planes."""
     if not planes:
@@ -203,4 +193,4 @@ class AlignChannelPlanes:
             if self.report is not None:
                 for output in padder.outputs:
                     self.report(tuple(int(d) for d in output.ty_args[0].shape.values[2:]))
-        return _without_uncalled(mod, replaced)
+        return without_uncalled(mod, replaced)
