@@ -20,9 +20,9 @@ PIXEL_CHUNK (whole vectors); every stage of the chain is computed for a chunk be
   one contiguous run: NCHW makes it one run per channel, H*W*4 bytes apart, which on images larger than L2 is more
   concurrent streams than the prefetchers follow (`passes/chunk_major_tensors.py` picks the tensors).
 - On long reductions (>= PACK_MIN_CHANNELS input channels) and small images (<= PACK_MAX_PIXELS) PACK_BLOCK
-  first copies the chunk's input channels into one contiguous buffer (unless the input is chunk-major already): read in place, each channel's 64 bytes
-  lie H*W*4 bytes apart and every channel tile reads them again (10-30% faster on such kernels; slower on
-  short reductions over large images: docs/performance.md).
+  first copies an NCHW input's chunk into one contiguous buffer: read in place, each channel's 64 bytes lie
+  H*W*4 bytes apart and every channel tile reads them again (10-30% faster on such kernels; slower on short
+  reductions over large images: docs/performance.md). A chunk-major input is contiguous already.
 
 The kernel is written with TVMScript's IR builder rather than TE because the output block writes through
 that index map (TE writes every output element exactly once, at its own index)."""

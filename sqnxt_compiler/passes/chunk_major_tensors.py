@@ -47,29 +47,30 @@ def _image_positions(spec: dict, call: relax.Call) -> dict[int, str]:
     return positions
 
 
-def _chunk_major_tensors(specs: dict[str, dict], func: relax.Function) -> set[relax.Var]:
+def _chunk_major_tensors(specs: dict[str, dict], func: relax.Function) -> dict[relax.Var, None]:
     """The outputs of pixel-chunk kernels (`specs`: their builders' arguments by name) that only pixel-chunk kernels
-    read, as images (variables hash by identity)."""
-    written: set = set()
+    read, as images, in binding order (variables hash by identity)."""
+    written: dict = {}
     read_elsewhere: list = []
     for binding in (binding for block in func.body.blocks for binding in block.bindings):
         value = binding.value
         spec = specs.get(_kernel_name(value))
         if spec is not None:
-            written.add(binding.var)
+            written[binding.var] = None
             images = _image_positions(spec, value)
             read_elsewhere += [arg for i, arg in enumerate(value.args[1].fields) if i not in images]
         else:
             read_elsewhere += relax.analysis.free_vars(value)
     read_elsewhere += relax.analysis.free_vars(func.body.body)
-    return written - set(read_elsewhere)
+    spoiled = set(read_elsewhere)
+    return {var: None for var in written if var not in spoiled}
 
 
 @mutator
 class _ChunkMajorRewriter(PyExprMutator):
     """The pixel-chunk kernel calls that touch a tensor in `chosen` call a variant built for their layouts."""
 
-    def __init__(self, mod: tvm.IRModule, specs: dict[str, dict], chosen: set[relax.Var]) -> None:
+    def __init__(self, mod: tvm.IRModule, specs: dict[str, dict], chosen: dict[relax.Var, None]) -> None:
         super().__init__(mod)
         self.specs, self.chosen = specs, chosen
         self.variants: dict = {}  # (kernel name, chunk-major tensors) -> GlobalVar
