@@ -116,7 +116,7 @@ class ChunkMajorTensors:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        specs = {}
+        mod, specs = mod.clone(), {}  # the kernels lose their attribute in the copy, not in the caller's module
         for gvar, func in list(mod.functions.items()):
             if isinstance(func, tirx.PrimFunc) and func.attrs is not None and CHAIN_SPEC_ATTR in func.attrs:
                 specs[gvar.name_hint] = chain_from_spec(func)
