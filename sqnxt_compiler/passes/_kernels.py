@@ -8,6 +8,15 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
+_CALL_TIR = tvm.ir.Op.get("relax.call_tir")
+
+
+def kernel_callee(expr: relax.Expr) -> tvm.ir.GlobalVar | None:
+    """The module function a call_tir calls, else None."""
+    if isinstance(expr, relax.Call) and expr.op == _CALL_TIR and isinstance(expr.args[0], tvm.ir.GlobalVar):
+        return expr.args[0]
+    return None
+
 
 def without_uncalled(mod: tvm.IRModule, kernels: Iterable[str]) -> tvm.IRModule:
     """`mod` without those of `kernels` no Relax function calls any more. relax's DeadCodeElimination keeps them:

@@ -26,13 +26,11 @@ import tvm_ffi
 from tvm import relax, s_tir, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ._kernels import without_uncalled
+from ._kernels import kernel_callee, without_uncalled
 
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
 GUARD_LINES = 20  # past a plane, the stream prefetchers' reach (16 to 24 measured alike, 8 a third as good)
 GUARDED_PLANE = 512  # floats: smaller planes split between cores are too short for the prefetcher to run ahead
-
-_CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
 def padded_plane(shape) -> int | None:
@@ -87,8 +85,8 @@ def with_padded_params(func: tirx.PrimFunc, positions: list[int]) -> tirx.PrimFu
 
 
 def _kernel_call(mod: tvm.IRModule, expr: relax.Expr) -> bool:
-    return (isinstance(expr, relax.Call) and expr.op == _CALL_TIR and isinstance(expr.args[0], tvm.ir.GlobalVar)
-            and isinstance(mod[expr.args[0]], tirx.PrimFunc))
+    callee = kernel_callee(expr)
+    return callee is not None and isinstance(mod[callee], tirx.PrimFunc)
 
 
 def _reinterpreted_params(func: tirx.PrimFunc) -> set[int]:

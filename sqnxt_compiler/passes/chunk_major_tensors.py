@@ -27,16 +27,12 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHAIN_SPEC_ATTR
 from ..kernels.pixel_chunks import chain_from_spec, chunk_major_shape, pointwise_chain_kernel
-from ._kernels import without_uncalled
-
-_CALL_TIR = tvm.ir.Op.get("relax.call_tir")
-
+from ._kernels import kernel_callee, without_uncalled
 
 def _kernel_name(expr: relax.Expr) -> str | None:
-    """The callee's name of a call_tir, else None."""
-    if isinstance(expr, relax.Call) and expr.op == _CALL_TIR and isinstance(expr.args[0], tvm.ir.GlobalVar):
-        return expr.args[0].name_hint
-    return None
+    """The name of the kernel a call_tir calls, else None."""
+    callee = kernel_callee(expr)
+    return None if callee is None else callee.name_hint
 
 
 def _image_positions(spec: dict, call: relax.Call) -> dict[int, str]:
@@ -76,8 +72,7 @@ class _ChunkMajorRewriter(PyExprMutator):
         self.variants: dict = {}  # (kernel name, chunk-major tensors) -> GlobalVar
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
-        name = _kernel_name(binding.value)
-        call = binding.value
+        name, call = _kernel_name(binding.value), binding.value
         if name not in self.specs:
             super().visit_var_binding_(binding)
             return
