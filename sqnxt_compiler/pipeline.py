@@ -10,9 +10,11 @@ import tvm
 from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
-from .passes import (AlignChannelPlanes, CanonicalizeClip, ChunkMajorTensors, DepthwiseConv, FewChannelConv, FoldBatchNorm,
-                     FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv, WinogradStem,
-                     summarize)
+from .passes import (AlignChannelPlanes, CanonicalizeClip, ChunkMajorTensors, DepthwiseConv, FewChannelConv,
+                     FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
+                     WinogradStem, summarize)
+from .passes.align_channel_planes import summarize as summarize_planes
+from .passes.chunk_major_tensors import summarize as summarize_chunk_major
 from .target import TargetSpec
 
 
@@ -52,16 +54,18 @@ def _sequential(*passes: tvm.transform.Pass) -> Callable[[tvm.IRModule, CompileC
     return run
 
 
-def _fusion(phase: str, make_pass: Callable, target_options: Callable[[TargetSpec], dict] | None = None
-            ) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
-    """Run a fusion pass and note what it fused (counts per pattern and per stage) for --explain; a pass whose
-    choices depend on the target gets the `target_options` of the target as keyword arguments."""
+def _reported_pass(phase: str, make_pass: Callable, target_options: Callable[[TargetSpec], dict] | None = None,
+                   summary: Callable[[list], list[str]] = summarize
+                   ) -> Callable[[tvm.IRModule, CompileContext], tvm.IRModule]:
+    """Run a pass that reports what it did, and note `summary` of its reports for --explain (by default a fusion
+    pass's: counts per pattern and per stage); a pass whose choices depend on the target gets the
+    `target_options` of the target as keyword arguments."""
 
     def run(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
         records: list = []
         options = target_options(ctx.target_spec) if target_options is not None else {}
         mod = make_pass(report=records.append, **options)(mod)
-        for line in summarize(records):
+        for line in summary(records):
             ctx.note(phase, line)
         return mod
 
@@ -85,27 +89,11 @@ def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     return apply_default_schedules(mod, ctx)
 
 
-def _chunk_major_tensors(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
-    from .passes.chunk_major_tensors import summarize as summarize_chunk_major
-
-    shapes: list[tuple[int, int]] = []
-    mod = ChunkMajorTensors(report=shapes.append)(mod)
-    for line in summarize_chunk_major(shapes):
-        ctx.note("chunk_major_tensors", line)
-    return mod
-
-
 def _align_channel_planes(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
-    from .passes.align_channel_planes import summarize as summarize_planes
-
     if int(ctx.target_spec.cpu.get("cores", 1)) < 2:
         ctx.note("align_channel_planes", "one core: no parts of a plane to keep apart; module unchanged")
         return mod
-    planes: list[tuple[int, int]] = []
-    mod = AlignChannelPlanes(report=planes.append)(mod)
-    for line in summarize_planes(planes):
-        ctx.note("align_channel_planes", line)
-    return mod
+    return _reported_pass("align_channel_planes", AlignChannelPlanes, summary=summarize_planes)(mod, ctx)
 
 
 def _lower_to_vm(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
@@ -147,22 +135,24 @@ GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("canonicalize_clip", _sequential(CanonicalizeClip()),
           "make each Clip with constant bounds (ReLU6) one clip op, so convs take it as their epilogue"),
-    Phase("winograd_stem", _fusion("winograd_stem", WinogradStem, lambda spec: {"vector_lanes": spec.vector_lanes}),
+    Phase("winograd_stem",
+          _reported_pass("winograd_stem", WinogradStem, lambda spec: {"vector_lanes": spec.vector_lanes}),
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "
           "along rows), weights transformed at compile time, with the max pool after it"),
-    Phase("winograd_rows", _fusion("winograd_rows", WinogradRowConv),
+    Phase("winograd_rows", _reported_pass("winograd_rows", WinogradRowConv),
           "compute the 3x1 and 3x3 stride-1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
-    Phase("fuse_low_rank", _fusion("fuse_low_rank", FuseLowRankConv),
+    Phase("fuse_low_rank", _reported_pass("fuse_low_rank", FuseLowRankConv),
           "fuse each 3x1/1x3 conv pair into one kernel"),
-    Phase("fuse_bottleneck", _fusion("fuse_bottleneck", FuseBottleneck, _l2_bytes),
+    Phase("fuse_bottleneck", _reported_pass("fuse_bottleneck", FuseBottleneck, _l2_bytes),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
-    Phase("pointwise_conv", _fusion("pointwise_conv", PointwiseConvOverChunks),
+    Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
-    Phase("depthwise_conv", _fusion("depthwise_conv", DepthwiseConv),
+    Phase("depthwise_conv", _reported_pass("depthwise_conv", DepthwiseConv),
           "compute the depthwise convs with the output columns in vectors"),
-    Phase("few_channel_conv", _fusion("few_channel_conv", FewChannelConv),
+    Phase("few_channel_conv", _reported_pass("few_channel_conv", FewChannelConv),
           "compute the remaining convs on <= 4 input channels (3x3 stems) with the output columns in vectors"),
-    Phase("chunk_major_tensors", _chunk_major_tensors,
+    Phase("chunk_major_tensors",
+          _reported_pass("chunk_major_tensors", ChunkMajorTensors, summary=summarize_chunk_major),
           "lay out the tensors that pixel-chunk kernels pass to each other chunk-major: a chunk of every channel "
           "in one contiguous run"),
 ]

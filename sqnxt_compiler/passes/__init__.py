@@ -13,5 +13,6 @@ from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
-__all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChunkMajorTensors", "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv",
-           "PointwiseConvOverChunks", "WinogradRowConv", "WinogradStem", "summarize"]
+__all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChunkMajorTensors", "DepthwiseConv", "FewChannelConv",
+           "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradRowConv",
+           "WinogradStem", "summarize"]
