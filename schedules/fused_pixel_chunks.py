@@ -7,9 +7,12 @@ of output channels, each tile's accumulators (channels x one chunk) in registers
 (bias, ReLU, residual add) consumes the tile right away. The rc loop sits outside the tile's channels, so
 each input vector is loaded once per tile and broadcast weights do the rest.
 
-Default tile: as many output channels as the target's accumulator budget holds chunks (4 on AVX2 and NEON,
-16 on AVX-512); with one vector per chunk (AVX-512) half that unless the reduction is long, and 4 channels on
-a reduction of at most 16 (per-shape timings: docs/performance.md)."""
+Where a chunk is one vector (AVX-512) and the image has an even number of chunks (`passes/pair_pixel_chunks.py`),
+a tile takes two chunks: each weight broadcast then feeds two multiply-adds.
+
+Default tile: as many output channels as the target's accumulator budget holds tile columns (a chunk, or a pair:
+4 on AVX2 and NEON, 8 on AVX-512); with one vector per column (AVX-512 without pairs) half that unless the reduction
+is long, and 4 channels on a reduction of at most 16 (per-shape timings: docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..cpu import NEON
 from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, PACK_BLOCK, pixel_chunked
 from ..kernels.common import weights_dominate
-from ..kernels.pixel_chunks import PIXEL_CHUNK
+from ..kernels.pixel_chunks import CHUNK_PAIR, PIXEL_CHUNK, pairs_pay
 from .rule import ScheduleRule
 from ._common import has_block, largest_divisor_at_most, machine_knobs
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
@@ -33,11 +36,12 @@ SHORT_REDUCTION = 16  # input channels up to which a tile's init and epilogue ou
 LONG_REDUCTION = 256  # input channels from which one vector per chunk takes a tile of the whole budget
 
 
-def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec | None") -> int:
-    """Output channels per register tile: the accumulator budget in chunk-sized accumulators. With a chunk in
-    one vector (AVX-512) a tile of the whole budget pays only on long reductions; short ones take 4 channels."""
+def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec | None", chunks: int) -> int:
+    """Output channels per register tile of `chunks` chunks: the accumulator budget in such columns. With one
+    vector per column (AVX-512) a tile of the whole budget pays only on long reductions; short ones take 4
+    channels."""
     machine = machine_knobs(spec)
-    vectors = max(1, PIXEL_CHUNK // machine.lanes)
+    vectors = max(1, PIXEL_CHUNK // machine.lanes) * chunks
     accumulators = machine.accumulator_budget
     if vectors == 1 and in_channels < LONG_REDUCTION:
         accumulators //= 2
@@ -52,11 +56,20 @@ def _reduction_channels(sch: "s_tir.Schedule", conv) -> int:
     return int(sch.get(conv).iter_vars[-1].dom.extent)
 
 
-def _channel_tile(sch: "s_tir.Schedule", channels, conv, sampled: bool, spec: "TargetSpec | None"):
+def _channel_tile(sch: "s_tir.Schedule", channels, conv, sampled: bool, spec: "TargetSpec | None", chunks: int):
     extent = int(sch.get(channels).extent)
     if sampled:
         return sch.sample_perfect_tile(channels, n=2, max_innermost_factor=min(16, extent))[1]
-    return _default_channel_tile(extent, _reduction_channels(sch, conv), spec)
+    return _default_channel_tile(extent, _reduction_channels(sch, conv), spec, chunks)
+
+
+def _pairs_chunks(sch: "s_tir.Schedule", batch, chunk, parallel: bool, spec: "TargetSpec | None") -> bool:
+    """Whether a register tile takes two chunks: one vector per chunk, an even number of chunks per image, and
+    pairs that shorten the busiest core's work (`pairs_pay`)."""
+    machine = machine_knobs(spec)
+    chunks = int(sch.get(chunk).extent)
+    return (machine.lanes == PIXEL_CHUNK and chunks % CHUNK_PAIR == 0
+            and pairs_pay(int(sch.get(batch).extent), chunks, chunks, machine.cores if parallel else 1))
 
 
 def _inputs_hoisted_and_spilled(sch: "s_tir.Schedule", conv, spec: "TargetSpec | None") -> bool:
@@ -78,10 +91,15 @@ def _weights_dominate(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
     return weights_dominate(weight_bytes, input_bytes, machine_knobs(spec).l2_bytes)
 
 
-def _accumulate(sch: "s_tir.Schedule", block, channels, lanes, rc) -> None:
-    """(channels, .., lanes, rc) of a channel tile -> rc, channels[unroll], lanes[vector]: the accumulators
-    stay in registers for the whole reduction; the init is split off before it."""
-    sch.reorder(rc, channels, lanes)
+def _accumulate(sch: "s_tir.Schedule", block, paired: bool) -> None:
+    """(channels, chunks, lanes, rc) of a register tile -> rc, channels[unroll], chunks[unroll if paired],
+    lanes[vector]: the accumulators stay in registers for the whole reduction; the init is split off before it."""
+    _, channels, chunks, lanes, rc = sch.get_loops(block)[-5:]
+    if paired:
+        sch.reorder(rc, channels, chunks, lanes)
+        sch.unroll(chunks)
+    else:
+        sch.reorder(rc, channels, lanes)
     sch.unroll(channels)
     sch.vectorize(lanes)
     sch.decompose_reduction(block, rc)
@@ -98,11 +116,18 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     stages = len(stage_blocks(sch))
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, chunk, lanes = sch.get_loops(out)
+    last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
+    grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, spec)
+    paired = not grouped and _pairs_chunks(sch, batch, chunk, parallel, spec)
+    tile_chunks = CHUNK_PAIR if paired else 1
+    if paired:  # a tile's two chunks inside its channels: (chunk pairs, channel tiles, channels, pair, lanes)
+        chunk, pair = sch.split(chunk, [None, sch.sample_categorical([1, CHUNK_PAIR], [0.5, 0.5])
+                                        if sampled else CHUNK_PAIR])
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
-    last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec)])
-    grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, spec)
+    tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec, tile_chunks)])
+    if paired:
+        sch.unroll(pair)
     if grouped:
         # each core's chunks under each channel tile: a tile's weights are read once per core, from L1 for all
         # its chunks, instead of once per chunk from the last-level cache
@@ -120,21 +145,22 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.vectorize(lanes)
     # unit loops preserved: a tile of one channel keeps its channel loop, so the loop nest has one shape
     sch.compute_at(last, tiles, preserve_unit_loops=True)
-    _, channels, _, lanes, rc = sch.get_loops(last)[-5:]  # (batch, channels, chunk, lanes, rc) of the tile
-    _accumulate(sch, last, channels, lanes, rc)
+    _accumulate(sch, last, paired)
     for index in range(stages - 2, -1, -1):  # consumers before their producers, as compute_at requires
         epilogue = sch.get_sblock(f"{CONV_BLOCK}{index}_epilogue")
         sch.compute_at(epilogue, chunks, preserve_unit_loops=True)
         conv = sch.get_sblock(f"{CONV_BLOCK}{index}")
         sch.compute_at(conv, chunks, preserve_unit_loops=True)
-        _, channels, _, lanes, rc = sch.get_loops(conv)[-5:]
-        stage_tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, conv, sampled, spec)])
-        _accumulate(sch, conv, inner, lanes, rc)
+        channels = sch.get_loops(conv)[-4]
+        stage_tiles, _ = sch.split(channels, [None, _channel_tile(sch, channels, conv, sampled, spec, tile_chunks)])
+        _accumulate(sch, conv, paired)
         # Bias and ReLU per channel tile, straight from its accumulators: with the epilogue after all the
         # tiles, LLVM keeps every tile's accumulators live until then and spills them.
         sch.reverse_compute_at(epilogue, stage_tiles, preserve_unit_loops=True)
-        *_, epilogue_channels, _, epilogue_lanes = sch.get_loops(epilogue)
+        *_, epilogue_channels, epilogue_chunks, epilogue_lanes = sch.get_loops(epilogue)
         sch.unroll(epilogue_channels)
+        if paired:
+            sch.unroll(epilogue_chunks)
         sch.vectorize(epilogue_lanes)
     packed = False
     if has_block(sch, PACK_BLOCK):
@@ -146,8 +172,9 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
             sch.vectorize(sch.get_loops(pack)[-1])
             packed = True
     what = f"{stages} stages" if stages > 1 else "1 stage"
-    return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", input packed per chunk" if packed else "")
-            + (", parallel" if parallel else "") + (", each core's chunks under each channel tile" if grouped else ""))
+    return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", two a tile" if paired else "")
+            + (", input packed per chunk" if packed else "") + (", parallel" if parallel else "")
+            + (", each core's chunks under each channel tile" if grouped else ""))
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

@@ -10,11 +10,13 @@ import tvm
 from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
+from .kernels.pixel_chunks import PIXEL_CHUNK
 from .passes import (AlignChannelPlanes, CanonicalizeClip, ChunkMajorTensors, DepthwiseConv, FewChannelConv,
-                     FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PointwiseConvOverChunks, WinogradRowConv,
-                     WinogradStem, summarize)
+                     FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PairPixelChunks, PointwiseConvOverChunks,
+                     WinogradRowConv, WinogradStem, summarize)
 from .passes.align_channel_planes import summarize as summarize_planes
 from .passes.chunk_major_tensors import summarize as summarize_chunk_major
+from .passes.pair_pixel_chunks import summarize as summarize_pairs
 from .target import TargetSpec
 
 
@@ -89,6 +91,14 @@ def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     return apply_default_schedules(mod, ctx)
 
 
+def _pair_pixel_chunks(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
+    if ctx.target_spec.vector_lanes != PIXEL_CHUNK:
+        ctx.note("pair_pixel_chunks", f"a chunk of {PIXEL_CHUNK} pixels is several vectors here; module unchanged")
+        return mod
+    return _reported_pass("pair_pixel_chunks", PairPixelChunks, lambda spec: {"cores": int(spec.cpu.get("cores", 1))},
+                          summary=summarize_pairs)(mod, ctx)
+
+
 def _align_channel_planes(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     if int(ctx.target_spec.cpu.get("cores", 1)) < 2:
         ctx.note("align_channel_planes", "one core: no parts of a plane to keep apart; module unchanged")
@@ -151,6 +161,9 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the depthwise convs with the output columns in vectors"),
     Phase("few_channel_conv", _reported_pass("few_channel_conv", FewChannelConv),
           "compute the remaining convs on <= 4 input channels (3x3 stems) with the output columns in vectors"),
+    Phase("pair_pixel_chunks", _pair_pixel_chunks,
+          "where a vector holds a whole pixel chunk, give the pixel-chunk kernels an even number of chunks, so a "
+          "register tile can take two"),
     Phase("chunk_major_tensors",
           _reported_pass("chunk_major_tensors", ChunkMajorTensors, summary=summarize_chunk_major),
           "lay out the tensors that pixel-chunk kernels pass to each other chunk-major: a chunk of every channel "

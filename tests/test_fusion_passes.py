@@ -227,7 +227,7 @@ def test_pointwise_chain_equals_row_kernel(data_shape, stages, residual, channel
 
     if channels_per_tile is not None:
         monkeypatch.setattr(fused_pixel_chunks, "_default_channel_tile",
-                            lambda out, _in, _spec: largest_divisor_at_most(out, channels_per_tile))
+                            lambda out, _in, _spec, _chunks: largest_divisor_at_most(out, channels_per_tile))
     assert is_pointwise_chain(data_shape, stages)
     rows = conv_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")
     chunks = pointwise_chain_kernel(data_shape, stages, residual, final_relu=True, pattern="p")

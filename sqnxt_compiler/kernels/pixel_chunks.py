@@ -19,6 +19,9 @@ PIXEL_CHUNK (whole vectors); every stage of the chain is computed for a chunk be
   last pixel, so its overlap holds some pixels twice, with the same values). A chunk of every channel is then
   one contiguous run: NCHW makes it one run per channel, H*W*4 bytes apart, which on images larger than L2 is more
   concurrent streams than the prefetchers follow (`passes/chunk_major_tensors.py` picks the tensors).
+- With `chunk_group` g > 1 the image is walked in a multiple of g chunks, the last chunk repeated (its index
+  clamps like the last one's): a schedule can then hold g whole chunks in a register tile without a ragged group
+  (`passes/pair_pixel_chunks.py`).
 - On long reductions (>= PACK_MIN_CHANNELS input channels) and small images (<= PACK_MAX_PIXELS) PACK_BLOCK
   first copies an NCHW input's chunk into one contiguous buffer: read in place, each channel's 64 bytes lie
   H*W*4 bytes apart and every channel tile reads them again (10-30% faster on such kernels; slower on short
@@ -43,6 +46,8 @@ from .contract import (CHAIN_SPEC_ATTR, CONV_BLOCK, FUSION_ATTR, MACS_ATTR, OPAQ
 from .conv_chain import ChainStage
 
 PIXEL_CHUNK = 16  # pixels per chunk: one AVX-512 vector of fp32, two AVX2 vectors, four NEON vectors
+CHUNK_PAIR = 2  # chunks a register tile takes where a chunk is one vector
+PAIRED_CHUNK_TIME = 0.9  # a chunk's time in a tile of two, against alone (AVX-512; docs/performance.md)
 PACK_MIN_CHANNELS = 128
 PACK_MAX_PIXELS = 196  # 14x14
 
@@ -58,10 +63,24 @@ def packs_input(channels: int, pixels: int) -> bool:
     return channels >= PACK_MIN_CHANNELS or pixels <= PACK_MAX_PIXELS
 
 
-def chunk_major_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
+def image_chunks(pixels: int, chunk_group: int = 1) -> int:
+    """Chunks a kernel walks over an image of `pixels`: enough to cover it, rounded up to a multiple of the group."""
+    chunks = -(-pixels // PIXEL_CHUNK)
+    return -(-chunks // chunk_group) * chunk_group
+
+
+def pairs_pay(batch: int, paired_chunks: int, single_chunks: int, cores: int) -> bool:
+    """Whether tiles of two chunks, over `paired_chunks` per image (a multiple of CHUNK_PAIR), shorten the busiest
+    core's work against single chunks over `single_chunks`. 14x14 on 2 cores, batch 1: 7 pairs put 4 on one core,
+    8 chunks' work, where 13 single chunks put 7."""
+    pairs = -(-batch * paired_chunks // CHUNK_PAIR // cores) * CHUNK_PAIR
+    return pairs * PAIRED_CHUNK_TIME < -(-batch * single_chunks // cores)
+
+
+def chunk_major_shape(shape: Sequence[int], chunk_group: int = 1) -> tuple[int, int, int, int]:
     """The chunk-major shape [batch, chunk, channels, PIXEL_CHUNK] of an NCHW image tensor's shape."""
     batch, channels, height, width = (int(d) for d in shape)
-    return batch, -(-height * width // PIXEL_CHUNK), channels, PIXEL_CHUNK
+    return batch, image_chunks(height * width, chunk_group), channels, PIXEL_CHUNK
 
 
 def chain_from_spec(func: tirx.PrimFunc) -> dict:
@@ -78,27 +97,28 @@ def _block(name: str, extents: Sequence[int], kinds: str, emit: Callable[..., No
 
 
 def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStage], residual: bool,
-                           final_relu: bool, pattern: str, chunk_major: Collection[str] = ()) -> tirx.PrimFunc:
+                           final_relu: bool, pattern: str, chunk_major: Collection[str] = (),
+                           chunk_group: int = 1) -> tirx.PrimFunc:
     """The same computation, arguments and block names as `conv_chain.conv_chain_kernel` (data, then per
     stage weight [and bias], then the residual; `sqnxt_conv<i>`, `sqnxt_conv<i>_epilogue`, `sqnxt_out`), with
     every intermediate laid out [batch, channels, chunk, PIXEL_CHUNK], and the packed input too (`packs_input`).
     The image tensors named in `chunk_major` ("data", "residual", "output") are chunk-major, the others NCHW.
-    The kernel carries its arguments (CHAIN_SPEC_ATTR) so that a pass can rebuild it with other layouts."""
+    The chunks are a multiple of `chunk_group` (`image_chunks`). The kernel carries its arguments (CHAIN_SPEC_ATTR) so that a pass can rebuild it with other layouts."""
     spec = {"data_shape": [int(d) for d in data_shape], "stages": [asdict(stage) for stage in stages],
-            "residual": residual, "final_relu": final_relu, "pattern": pattern}
+            "residual": residual, "final_relu": final_relu, "pattern": pattern, "chunk_group": chunk_group}
     batch, channels, height, width = (int(d) for d in data_shape)
     pixels = height * width
-    chunks = -(-pixels // PIXEL_CHUNK)
+    chunks = image_chunks(pixels, chunk_group)
 
     def image_index(chunk, lane) -> tuple:
-        """(row, column) of a chunk's lane; the last chunk ends at the last pixel."""
+        """(row, column) of a chunk's lane; the last chunk (and any after it) ends at the last pixel."""
         flat = tirx.min(chunk * PIXEL_CHUNK, pixels - PIXEL_CHUNK) + lane
         return tirx.floordiv(flat, width), tirx.floormod(flat, width)
 
     def image_tensor(name: str, shape: tuple) -> tuple:
         """The argument `name` over an NCHW image `shape`, and its index of (batch, channel, chunk, lane)."""
         if name in chunk_major:
-            return (T.arg(name, T.buffer(chunk_major_shape(shape), "float32")),
+            return (T.arg(name, T.buffer(chunk_major_shape(shape, chunk_group), "float32")),
                     lambda b, c, k, lane: (b, k, c, lane))
         return T.arg(name, T.buffer(shape, "float32")), lambda b, c, k, lane: (b, c, *image_index(k, lane))
 

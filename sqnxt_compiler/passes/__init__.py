@@ -9,10 +9,11 @@ from .fold_batchnorm import FoldBatchNorm
 from .fuse_bottleneck import FuseBottleneck
 from .fuse_low_rank_conv import FuseLowRankConv
 from ._fusion_report import summarize
+from .pair_pixel_chunks import PairPixelChunks
 from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
 __all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChunkMajorTensors", "DepthwiseConv", "FewChannelConv",
-           "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PointwiseConvOverChunks", "WinogradRowConv",
+           "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PairPixelChunks", "PointwiseConvOverChunks", "WinogradRowConv",
            "WinogradStem", "summarize"]

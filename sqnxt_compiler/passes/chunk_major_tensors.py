@@ -10,7 +10,8 @@ channels is one contiguous run: the kernels alone at batch 8 ran 1.3-1.8x faster
 A tensor becomes chunk-major when a pixel-chunk kernel writes it and only pixel-chunk kernels read it, as their
 input or residual (in SqueezeNext, the block outputs inside a stage; in MobileNetV2, the projections' outputs).
 The chunks are the kernels' own: the last one ends at the last pixel, so the few pixels it shares with the one
-before are stored twice, with the same values. Every other tensor keeps NCHW, and so does the network's input and
+before are stored twice, with the same values (and the chunk `pair_pixel_chunks` adds repeats the last). The
+kernels on one image walk the same chunks. Every other tensor keeps NCHW, and so does the network's input and
 outputs.
 
 The kernels carry the arguments they were built from (CHAIN_SPEC_ATTR): each is rebuilt with the layouts of its
@@ -81,7 +82,8 @@ class _ChunkMajorRewriter(PyExprMutator):
         out_ty = call.ty_args[0]
         if binding.var in self.chosen:
             layouts.add("output")
-            out_ty = relax.TensorType(chunk_major_shape(out_ty.shape.values), out_ty.dtype)
+            out_ty = relax.TensorType(chunk_major_shape(out_ty.shape.values, self.specs[name]["chunk_group"]),
+                                      out_ty.dtype)
         if not layouts:
             super().visit_var_binding_(binding)
             return
