@@ -103,7 +103,8 @@ def pointwise_chain_kernel(data_shape: Sequence[int], stages: Sequence[ChainStag
     stage weight [and bias], then the residual; `sqnxt_conv<i>`, `sqnxt_conv<i>_epilogue`, `sqnxt_out`), with
     every intermediate laid out [batch, channels, chunk, PIXEL_CHUNK], and the packed input too (`packs_input`).
     The image tensors named in `chunk_major` ("data", "residual", "output") are chunk-major, the others NCHW.
-    The chunks are a multiple of `chunk_group` (`image_chunks`). The kernel carries its arguments (CHAIN_SPEC_ATTR) so that a pass can rebuild it with other layouts."""
+    The chunks are a multiple of `chunk_group` (`image_chunks`). The kernel carries its arguments
+    (CHAIN_SPEC_ATTR) so that a pass can rebuild it with other layouts or chunks."""
     spec = {"data_shape": [int(d) for d in data_shape], "stages": [asdict(stage) for stage in stages],
             "residual": residual, "final_relu": final_relu, "pattern": pattern, "chunk_group": chunk_group}
     batch, channels, height, width = (int(d) for d in data_shape)

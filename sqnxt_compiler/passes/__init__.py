@@ -15,5 +15,5 @@ from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
 __all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChunkMajorTensors", "DepthwiseConv", "FewChannelConv",
-           "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PairPixelChunks", "PointwiseConvOverChunks", "WinogradRowConv",
-           "WinogradStem", "summarize"]
+           "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PairPixelChunks", "PointwiseConvOverChunks",
+           "WinogradRowConv", "WinogradStem", "summarize"]

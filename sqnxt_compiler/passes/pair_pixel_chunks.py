@@ -1,8 +1,8 @@
 """Give the pixel-chunk kernels an even number of chunks on targets whose vector holds a whole chunk.
 
 A pixel-chunk kernel's register tile holds, per output channel, the chunk's PIXEL_CHUNK pixels: two vectors on
-AVX2, four on NEON, but one on AVX-512, where each input value is then broadcast for a single multiply-add. With two
-chunks in the tile every broadcast feeds two, and the 1x1 kernels ran 10-20% faster alone (docs/performance.md).
+AVX2, four on NEON, but one on AVX-512, where each weight broadcast then feeds a single multiply-add. With two
+chunks in the tile it feeds two, and the 1x1 kernels ran 10-20% faster alone (docs/performance.md).
 A schedule can only pair chunks that come in pairs: the kernels over an odd number of chunks per image (28x28: 49)
 are rebuilt with one more, the last chunk computed again (`pointwise_chain_kernel(chunk_group=2)`), where the pairs
 still shorten the busiest core's work (`pairs_pay`: not 14x14 at batch 1 on 2 cores). Kernels over an even number
