@@ -126,7 +126,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
     tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec, tile_chunks)])
-    if paired:
+    if paired:  # the whole tile's epilogue unrolled: as a loop over channels it ran up to 1.4x slower (112x112)
+        sch.unroll(inner)
         sch.unroll(pair)
     if grouped:
         # each core's chunks under each channel tile: a tile's weights are read once per core, from L1 for all
