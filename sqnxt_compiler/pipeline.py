@@ -79,6 +79,11 @@ def _l2_bytes(spec: TargetSpec) -> dict:
     return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}
 
 
+def _cores(spec: TargetSpec) -> dict:
+    """The option of a pass whose choices depend on how many cores share the work."""
+    return {"cores": int(spec.cpu.get("cores", 1))}
+
+
 def _schedule(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     from .schedules import apply_default_schedules
 
@@ -95,8 +100,7 @@ def _pair_pixel_chunks(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
     if ctx.target_spec.vector_lanes != PIXEL_CHUNK:
         ctx.note("pair_pixel_chunks", f"a chunk of {PIXEL_CHUNK} pixels is several vectors here; module unchanged")
         return mod
-    return _reported_pass("pair_pixel_chunks", PairPixelChunks, lambda spec: {"cores": int(spec.cpu.get("cores", 1))},
-                          summary=summarize_pairs)(mod, ctx)
+    return _reported_pass("pair_pixel_chunks", PairPixelChunks, _cores, summary=summarize_pairs)(mod, ctx)
 
 
 def _align_channel_planes(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:

@@ -20,11 +20,10 @@ from ..kernels.contract import CHAIN_SPEC_ATTR
 from ..kernels.pixel_chunks import CHUNK_PAIR, chain_from_spec, image_chunks, pairs_pay, pointwise_chain_kernel
 
 
-
 def summarize(shapes: list[tuple[int, int]]) -> list[str]:
     """`--explain` lines from the (height, width) of each regrouped kernel's image."""
     if not shapes:
-        return ["every pixel-chunk kernel has an even number of chunks; the kernels are unchanged"]
+        return ["no pixel-chunk kernel takes another chunk for pairs; the kernels are unchanged"]
     return [f"{len(shapes)} pixel-chunk kernels given one more chunk, for pairs: " + ", ".join(
         f"{h}x{w}: {n}" for (h, w), n in Counter(shapes).items())]
 
