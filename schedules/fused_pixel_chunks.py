@@ -126,7 +126,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
     tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec, tile_chunks)])
-    if paired:  # the whole tile's epilogue unrolled: as a loop over channels it ran up to 1.4x slower (112x112)
+    if paired:  # the tile's output epilogue unrolled over its channels too (a loop was slower: docs/performance.md)
         sch.unroll(inner)
         sch.unroll(pair)
     if grouped:

@@ -6,7 +6,10 @@ from typing import Iterable
 
 import tvm
 import tvm_ffi
-from tvm import relax
+from tvm import relax, tirx
+
+from ..kernels.contract import CHAIN_SPEC_ATTR
+from ..kernels.pixel_chunks import chain_from_spec
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
@@ -16,6 +19,12 @@ def kernel_callee(expr: relax.Expr) -> tvm.ir.GlobalVar | None:
     if isinstance(expr, relax.Call) and expr.op == _CALL_TIR and isinstance(expr.args[0], tvm.ir.GlobalVar):
         return expr.args[0]
     return None
+
+
+def chain_kernels(mod: tvm.IRModule) -> dict[tvm.ir.GlobalVar, dict]:
+    """The pixel-chunk kernels of `mod` that carry their builder's arguments (CHAIN_SPEC_ATTR), with them."""
+    return {gvar: chain_from_spec(func) for gvar, func in mod.functions.items()
+            if isinstance(func, tirx.PrimFunc) and func.attrs is not None and CHAIN_SPEC_ATTR in func.attrs}
 
 
 def without_uncalled(mod: tvm.IRModule, kernels: Iterable[str]) -> tvm.IRModule:

@@ -23,12 +23,13 @@ from collections import Counter
 from typing import Callable
 
 import tvm
-from tvm import relax, tirx
+from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHAIN_SPEC_ATTR
-from ..kernels.pixel_chunks import chain_from_spec, chunk_major_shape, pointwise_chain_kernel
-from ._kernels import kernel_callee, without_uncalled
+from ..kernels.pixel_chunks import chunk_major_shape, pointwise_chain_kernel
+from ._kernels import chain_kernels, kernel_callee, without_uncalled
+
 
 def _kernel_name(expr: relax.Expr) -> str | None:
     """The name of the kernel a call_tir calls, else None."""
@@ -114,10 +115,9 @@ class ChunkMajorTensors:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         mod, specs = mod.clone(), {}  # the kernels lose their attribute in the copy, not in the caller's module
-        for gvar, func in list(mod.functions.items()):
-            if isinstance(func, tirx.PrimFunc) and func.attrs is not None and CHAIN_SPEC_ATTR in func.attrs:
-                specs[gvar.name_hint] = chain_from_spec(func)
-                mod[gvar] = func.without_attr(CHAIN_SPEC_ATTR)  # the NCHW kernel, as if built without it
+        for gvar, spec in chain_kernels(mod).items():
+            specs[gvar.name_hint] = spec
+            mod[gvar] = mod[gvar].without_attr(CHAIN_SPEC_ATTR)  # the NCHW kernel, as if built without it
         if not specs:
             return mod
         for gvar, func in list(mod.functions.items()):

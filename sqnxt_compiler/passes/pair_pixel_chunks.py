@@ -14,10 +14,9 @@ from collections import Counter
 from typing import Callable
 
 import tvm
-from tvm import tirx
 
-from ..kernels.contract import CHAIN_SPEC_ATTR
-from ..kernels.pixel_chunks import CHUNK_PAIR, chain_from_spec, image_chunks, pairs_pay, pointwise_chain_kernel
+from ..kernels.pixel_chunks import CHUNK_PAIR, image_chunks, pairs_pay, pointwise_chain_kernel
+from ._kernels import chain_kernels
 
 
 def summarize(shapes: list[tuple[int, int]]) -> list[str]:
@@ -38,10 +37,7 @@ class PairPixelChunks:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         mod = mod.clone()
-        for gvar, func in list(mod.functions.items()):
-            if not (isinstance(func, tirx.PrimFunc) and func.attrs is not None and CHAIN_SPEC_ATTR in func.attrs):
-                continue
-            spec = chain_from_spec(func)
+        for gvar, spec in chain_kernels(mod).items():
             batch, _, height, width = spec["data_shape"]
             single, paired = (image_chunks(height * width, group) for group in (1, CHUNK_PAIR))
             if single == paired or not pairs_pay(batch, paired, single, self.cores):
