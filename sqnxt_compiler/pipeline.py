@@ -11,10 +11,12 @@ from tvm import relax
 
 from .cpu import DEFAULT_L2_BYTES
 from .kernels.pixel_chunks import PIXEL_CHUNK
-from .passes import (AlignChannelPlanes, CanonicalizeClip, ChunkMajorTensors, DepthwiseConv, FewChannelConv,
-                     FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PairPixelChunks, PointwiseConvOverChunks,
-                     WinogradRowConv, WinogradStem, summarize)
+from .passes import (AlignChannelPlanes, CanonicalizeClip, ChannelConcat, ChunkMajorTensors, ConcatInPlace,
+                     DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PairPixelChunks,
+                     PointwiseConvOverChunks, RemoveDropout, WinogradRowConv, WinogradStem, summarize)
 from .passes.align_channel_planes import summarize as summarize_planes
+from .passes.channel_concat import summarize as summarize_concats
+from .passes.concat_in_place import summarize as summarize_in_place
 from .passes.chunk_major_tensors import summarize as summarize_chunk_major
 from .passes.pair_pixel_chunks import summarize as summarize_pairs
 from .target import TargetSpec
@@ -146,6 +148,7 @@ def _lower_accel(mod: tvm.IRModule, ctx: CompileContext) -> tvm.IRModule:
 # build replaces the graph rewrites by ACCEL_OFFLOAD (its model is a QDQ int8 graph, accel/int8/quantize.py, with no float
 # conv left).
 GRAPH_REWRITES: list[Phase] = [
+    Phase("remove_dropout", _sequential(RemoveDropout()), "remove Dropout, the identity at inference"),
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("canonicalize_clip", _sequential(CanonicalizeClip()),
           "make each Clip with constant bounds (ReLU6) one clip op, so convs take it as their epilogue"),
@@ -172,6 +175,8 @@ GRAPH_REWRITES: list[Phase] = [
           _reported_pass("chunk_major_tensors", ChunkMajorTensors, summary=summarize_chunk_major),
           "lay out the tensors that pixel-chunk kernels pass to each other chunk-major: a chunk of every channel "
           "in one contiguous run"),
+    Phase("channel_concat", _reported_pass("channel_concat", ChannelConcat, summary=summarize_concats),
+          "mark each concat along channels of tensors only it reads (a fire module's expands), for in-place writes"),
 ]
 ACCEL_OFFLOAD: list[Phase] = [
     Phase("partition_accel", _partition_accel, "quantized conv/dense (+bias, requantize, ReLU) -> accelerator "
@@ -190,6 +195,8 @@ FINALIZING: list[Phase] = [
     Phase("align_channel_planes", _align_channel_planes,
           "pad the channel planes of the tensors between kernels to whole cache lines, so the cores' parts of "
           "a tensor share none"),
+    Phase("concat_in_place", _reported_pass("concat_in_place", ConcatInPlace, summary=summarize_in_place),
+          "have the kernels that feed a marked concat write their channels of its output, and drop its copy"),
     Phase("lower_to_vm", _lower_to_vm, "memory planning and VM lowering"),
 ]
 

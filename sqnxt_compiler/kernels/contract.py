@@ -14,6 +14,9 @@ PIXEL_CHUNK_ATTR = "sqnxt.pixel_chunk"  # on the pixel-chunk kernels: pixels per
 CHAIN_SPEC_ATTR = "sqnxt.chain_spec"
 TAPS_ATTR = "sqnxt.winograd_taps"  # on the Winograd kernels: r, the row taps per phase
 POOL_ATTR = "sqnxt.max_pool"  # on a Winograd stem that also max-pools its result: the pool's window
+# On a concat along channels of kernels' outputs (`kernels.channel_concat`): `passes/concat_in_place.py` has the
+# kernels write into its output and drops it
+CHANNEL_CONCAT_ATTR = "sqnxt.channel_concat"
 OPAQUE_PATTERN = 8  # relax OpPatternKind::kOpaque: FuseOps must leave the kernel alone (it is already fused)
 
 # Blocks. Conv chains: `sqnxt_conv<i>` (reduction), `sqnxt_conv<i>_pad`, `sqnxt_conv<i>_epilogue` between

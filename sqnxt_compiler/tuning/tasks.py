@@ -10,7 +10,7 @@ import tvm
 from tvm import tirx
 
 from ..frontend import import_to_relax, load_onnx, resolve_inputs
-from ..kernels.contract import MACS_ATTR
+from ..kernels.contract import CHANNEL_CONCAT_ATTR, MACS_ATTR
 from ..pipeline import UNSCHEDULED, CompileContext, run_pipeline
 from ..target import TargetSpec
 
@@ -56,13 +56,14 @@ def _unscheduled_module(model: onnx.ModelProto, spec: TargetSpec,
 
 def extract_tuning_tasks(model: onnx.ModelProto | str, spec: TargetSpec,
                          input_shapes: dict[str, tuple[int, ...]] | None = None) -> list[TuningTask]:
-    """Deduplicated kernels, heaviest (occurrences x MACs) first."""
+    """Deduplicated kernels, heaviest (occurrences x MACs) first; not the channel concats, which the kernels
+    before them write in place (`passes/concat_in_place.py`)."""
     from tvm.s_tir import meta_schedule as ms
 
     proto = load_onnx(model)
     mod = _unscheduled_module(proto, spec, input_shapes)
     extracted = ms.relax_integration.extract_tasks(mod, spec.tvm_target())
     tasks = [TuningTask(t.task_name, t.dispatched[0], int(t.weight), reduction_macs(t.dispatched[0]))
-             for t in extracted]
+             for t in extracted if CHANNEL_CONCAT_ATTR not in (t.dispatched[0]["main"].attrs or {})]
     tasks.sort(key=lambda t: (-t.total_macs, t.name))
     return tasks
