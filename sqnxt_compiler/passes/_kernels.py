@@ -6,7 +6,7 @@ from typing import Iterable
 
 import tvm
 import tvm_ffi
-from tvm import relax, tirx
+from tvm import relax, s_tir, tirx
 
 from ..kernels.contract import CHAIN_SPEC_ATTR
 from ..kernels.pixel_chunks import chain_from_spec
@@ -37,3 +37,13 @@ def without_uncalled(mod: tvm.IRModule, kernels: Iterable[str]) -> tvm.IRModule:
     for name in set(kernels) - called:
         del mod[mod.get_global_var(name)]
     return mod
+
+
+def declared_in_root(realize: s_tir.SBlockRealize, declarations: list[tirx.DeclBuffer]) -> s_tir.SBlockRealize:
+    """A PrimFunc body with `declarations` (views of its parameters) first thing in its root block, where relax's
+    analyses expect them."""
+    root = realize.block
+    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint,
+                        tirx.SeqStmt([*declarations, root.body]), root.init, root.alloc_buffers, root.match_buffers,
+                        root.annotations)
+    return s_tir.SBlockRealize(realize.iter_values, realize.predicate, root)

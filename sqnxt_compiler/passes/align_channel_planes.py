@@ -23,10 +23,10 @@ from typing import Callable
 
 import tvm
 import tvm_ffi
-from tvm import relax, s_tir, tirx
+from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ._kernels import kernel_callee, without_uncalled
+from ._kernels import declared_in_root, kernel_callee, without_uncalled
 
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
 GUARD_LINES = 20  # past a plane, the stream prefetchers' reach (16 to 24 measured alike, 8 a third as good)
@@ -75,13 +75,8 @@ def with_padded_params(func: tirx.PrimFunc, positions: list[int]) -> tirx.PrimFu
     def remap(var: tvm.ir.expr.Var) -> tvm.ir.expr.Var:
         return next((view for old, view in views if var.same_as(old)), var)
 
-    realize = tvm_ffi.structural_map(func.body, [(tvm.ir.expr.Var, remap)])
-    root = realize.block  # the views are declared first thing in the root block: relax analyses expect one there
-    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint,
-                        tirx.SeqStmt([*declarations, root.body]), root.init, root.alloc_buffers, root.match_buffers,
-                        root.annotations)
-    return tirx.PrimFunc(params, s_tir.SBlockRealize(realize.iter_values, realize.predicate, root), func.ret_type,
-                         func.attrs)
+    body = declared_in_root(tvm_ffi.structural_map(func.body, [(tvm.ir.expr.Var, remap)]), declarations)
+    return tirx.PrimFunc(params, body, func.ret_type, func.attrs)
 
 
 def _kernel_call(mod: tvm.IRModule, expr: relax.Expr) -> bool:

@@ -14,11 +14,11 @@ from typing import Callable
 
 import tvm
 import tvm_ffi
-from tvm import relax, s_tir, tirx
+from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHANNEL_CONCAT_ATTR
-from ._kernels import kernel_callee, without_uncalled
+from ._kernels import declared_in_root, kernel_callee, without_uncalled
 
 
 def _strides(buffer: tirx.Buffer) -> list[int]:
@@ -67,12 +67,8 @@ def writing_into(func: tirx.PrimFunc, first_channel: int, channels: int) -> tirx
         return declaration
 
     body = tvm_ffi.structural_map(func.body, [(tvm.ir.expr.Var, remap), (tirx.DeclBuffer, redeclare)])
-    root = body.block  # the moved output declared first thing in the root block, like align_channel_planes' views
-    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint,
-                        tirx.SeqStmt([tirx.DeclBuffer(moved[output], data=whole.data), root.body]), root.init,
-                        root.alloc_buffers, root.match_buffers, root.annotations)
-    return tirx.PrimFunc([*func.params[:-1], whole], s_tir.SBlockRealize(body.iter_values, body.predicate, root),
-                         func.ret_type, func.attrs)
+    body = declared_in_root(body, [tirx.DeclBuffer(moved[output], data=whole.data)])
+    return tirx.PrimFunc([*func.params[:-1], whole], body, func.ret_type, func.attrs)
 
 
 def _reads_data_of(declaration: tirx.DeclBuffer, param: tirx.Buffer) -> bool:
