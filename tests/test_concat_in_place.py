@@ -17,6 +17,7 @@ from sqnxt_compiler.passes.concat_in_place import writing_into
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
 from sqnxt_compiler.schedules.pooling import apply as schedule_elementwise
 from sqnxt_compiler.target import load_target
+from sqnxt_compiler.tuning.tasks import extract_tuning_tasks
 from sqnxt_compiler.verify import reference_outputs, relative_error
 
 AVX2 = load_target("x86-avx2")  # its code runs on every machine that runs these tests
@@ -105,3 +106,9 @@ def test_kernel_with_an_output_not_laid_out_by_channels_is_left_alone():
     data = te.placeholder((1, 4, 2, 2), "float32", name="data")
     flat = te.compute((16,), lambda i: data[0, i // 4, i // 2 % 2, i % 2], name="flat")
     assert writing_into(te.create_prim_func([data, flat]), 4, 8) is None
+
+
+def test_channel_concats_are_not_tuning_tasks():
+    """concat_in_place removes them after scheduling, so tuning them would be wasted trials."""
+    names = [task.name for task in extract_tuning_tasks(_fire_network(1), AVX2)]
+    assert names and not any("concat" in name for name in names)

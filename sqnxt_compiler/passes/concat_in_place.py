@@ -115,7 +115,7 @@ class _InPlaceWriter(PyExprMutator):
         super().__init__(mod)
         self.mod = mod
         self.variants: dict = {}  # (kernel name, first channel, channels) -> GlobalVar, or None if impossible
-        self.ready: dict = {}  # concat variable -> [(producer call, its variant)], where every producer can
+        self.ready: dict = {}  # concat -> [(producer call, its variant)], for concats whose every producer can move
         for concat, producers in plans.items():
             channels = int(concat.ty.shape.values[1])
             variants = [self._variant(call.args[0], first, channels) for call, first in producers]
