@@ -12,7 +12,11 @@ a tile takes two chunks: each weight broadcast then feeds two multiply-adds.
 
 Default tile: as many output channels as the target's accumulator budget holds tile columns (a chunk, or a pair:
 4 on AVX2 and NEON, 8 on AVX-512); with one vector per column (AVX-512 without pairs) half that unless the reduction
-is long, and 4 channels on a reduction of at most 16 (per-shape timings: docs/performance.md)."""
+is long, and 4 channels on a reduction of at most 16 (per-shape timings: docs/performance.md).
+
+A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13) splits its output
+channels between the cores instead, so that each core reads only its part of the weights, and walks all of its
+image's chunks under each channel tile (`_split_channels`)."""
 
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 
 SHORT_REDUCTION = 16  # input channels up to which a tile's init and epilogue outweigh its multiply-adds
 LONG_REDUCTION = 256  # input channels from which one vector per chunk takes a tile of the whole budget
+# Of the register file, what a `_split_channels` tile's accumulators take: its inputs are at most 4 vectors and
+# its weights broadcast straight from memory, so more than the usual half (20 of 32 zmm: 0.94x of 16)
+SPLIT_ACCUMULATORS = 0.625
 
 
 def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec | None", chunks: int) -> int:
@@ -105,6 +112,51 @@ def _accumulate(sch: "s_tir.Schedule", block, paired: bool) -> None:
     sch.decompose_reduction(block, rc)
 
 
+def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tuple[int, int]:
+    """(channels, chunks) of a `_split_channels` register tile: of the tiles of at most 4 vectors per channel that
+    fit SPLIT_ACCUMULATORS of the register file, the one with the most multiply-adds per vector loaded (an input
+    vector per chunk vector, a broadcast per channel). AVX-512: 5 x 4 chunks; AVX2: 5 x 1."""
+    machine = machine_knobs(spec)
+    vectors_per_chunk = max(1, PIXEL_CHUNK // machine.lanes)
+    accumulators = int(machine.vector_registers * SPLIT_ACCUMULATORS)
+
+    def tile(tile_chunks: int) -> tuple[int, int]:
+        return largest_divisor_at_most(out_channels, accumulators // (tile_chunks * vectors_per_chunk)), tile_chunks
+
+    def fmas_per_load(shape: tuple[int, int]) -> float:
+        columns = shape[1] * vectors_per_chunk
+        return shape[0] * columns / (shape[0] + columns)
+
+    candidates = [tile(d) for d in range(1, chunks + 1) if chunks % d == 0 and d * vectors_per_chunk <= 4]
+    return max(candidates, key=lambda shape: (fmas_per_load(shape), shape[0] * shape[1]))
+
+
+def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: bool = False) -> str:
+    """The cores split the output channel tiles of a one-stage kernel; under each tile, every image's chunks, a
+    register tile of chunks at a time: each core reads its weights once, and a tile's weights stay in L1 for all
+    the chunks. A design space samples the tile's channels, up to the accumulators `_split_tile` allows."""
+    batch, channels, chunk, lanes = sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))
+    tile_channels, tile_chunks = _split_tile(int(sch.get(channels).extent), int(sch.get(chunk).extent), spec)
+    if sampled:
+        machine = machine_knobs(spec)
+        columns = tile_chunks * max(1, PIXEL_CHUNK // machine.lanes)
+        tile_channels = sch.sample_perfect_tile(channels, n=2, max_innermost_factor=max(
+            1, int(machine.vector_registers * SPLIT_ACCUMULATORS) // columns))[1]
+    chunk_groups, tile_chunk = sch.split(chunk, [None, tile_chunks])
+    tiles, tile_channel = sch.split(channels, [None, tile_channels])
+    sch.reorder(tiles, batch, chunk_groups, tile_channel, tile_chunk, lanes)
+    sch.parallel(tiles)
+    sch.unroll(tile_channel)
+    sch.unroll(tile_chunk)
+    sch.vectorize(lanes)
+    sch.compute_at(sch.get_sblock(f"{CONV_BLOCK}0"), chunk_groups, preserve_unit_loops=True)
+    _accumulate(sch, sch.get_sblock(f"{CONV_BLOCK}0"), paired=True)
+    if has_block(sch, PACK_BLOCK):  # a copy per channel tile would cost more than reading in place
+        sch.compute_inline(sch.get_sblock(PACK_BLOCK))
+    return (f"1 stage in chunks of {PIXEL_CHUNK} pixels, the cores on channel tiles of "
+            f"{'sampled' if sampled else tile_channels} channels x {tile_chunks} chunks")
+
+
 def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
                           sampled_parallel: bool | None = None) -> str:
     """Schedule a pointwise-chain kernel in place; returns a one-line description for --explain. With
@@ -117,8 +169,9 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, chunk, lanes = sch.get_loops(out)
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    grouped = not sampled and stages == 1 and parallel and _weights_dominate(sch, spec)
-    paired = not grouped and _pairs_chunks(sch, batch, chunk, parallel, spec)
+    if not sampled and stages == 1 and parallel and _weights_dominate(sch, spec):
+        return _split_channels(sch, spec)
+    paired = _pairs_chunks(sch, batch, chunk, parallel, spec)
     tile_chunks = CHUNK_PAIR if paired else 1
     if paired:  # a tile's two chunks inside its channels: (chunk pairs, channel tiles, channels, pair, lanes)
         chunk, pair = sch.split(chunk, [None, sch.sample_categorical([1, CHUNK_PAIR], [0.5, 0.5])
@@ -129,14 +182,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     if paired:  # the tile's output epilogue unrolled over its channels too (a loop was slower: docs/performance.md)
         sch.unroll(inner)
         sch.unroll(pair)
-    if grouped:
-        # each core's chunks under each channel tile: a tile's weights are read once per core, from L1 for all
-        # its chunks, instead of once per chunk from the last-level cache
-        cores = machine_knobs(spec).cores
-        chunks, per_core = sch.split(chunks, [cores, None])
-        sch.reorder(chunks, tiles, per_core, inner)
-        tiles = per_core
-    tile_per_iteration = not grouped and stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec)
+    tile_per_iteration = stages == 1 and _inputs_hoisted_and_spilled(sch, last, spec)
     if tile_per_iteration:
         # one loop over (chunk, channel tile): the chunk's inputs are then reloaded per tile (from L1) instead
         # of being hoisted out of the tile loop by LLVM and spilled
@@ -174,13 +220,18 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
             packed = True
     what = f"{stages} stages" if stages > 1 else "1 stage"
     return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", two a tile" if paired else "")
-            + (", input packed per chunk" if packed else "") + (", parallel" if parallel else "")
-            + (", each core's chunks under each channel tile" if grouped else ""))
+            + (", input packed per chunk" if packed else "") + (", parallel" if parallel else ""))
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
-    """Chunks on one core or in parallel; every stage's channel tile sampled."""
-    return serial_and_parallel_spaces(sch, schedule_pixel_chunks)
+    """Chunks on one core or in parallel; every stage's channel tile sampled. A one-stage kernel whose weights
+    dominate also gets the cores on channel tiles (`_split_channels`)."""
+    spaces = serial_and_parallel_spaces(sch, schedule_pixel_chunks)
+    if len(stage_blocks(sch)) == 1 and _weights_dominate(sch, None):
+        split = sch.copy()
+        _split_channels(split, None, sampled=True)
+        spaces.append(split)
+    return spaces
 
 
 RULE = ScheduleRule("fused_pixel_chunks", lambda func, _spec: pixel_chunked(func), schedule_pixel_chunks,

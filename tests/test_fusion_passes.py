@@ -282,11 +282,12 @@ def test_residual_add_without_relu_is_an_expand_epilogue(relu_reads_the_sum):
 
 
 @pytest.mark.parametrize("target_name", ["x86-avx2", "x86-avx512"])
-@pytest.mark.parametrize("out_channels, grouped", [(1000, True), (64, False)])
-def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_channels, grouped):
-    """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) runs each
-    core's chunks under each channel tile; a 1x1 with small weights keeps its chunk-outer order. Both compute
-    what the unscheduled kernel does (run where this CPU has the target's instructions)."""
+@pytest.mark.parametrize("out_channels, chunk_group, split", [(1000, 1, True), (1000, 2, True), (64, 1, False)])
+def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_channels, chunk_group, split):
+    """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) splits its
+    channel tiles between the cores, each tile over all the chunks (11, or 12 for pairs: tiles of 4 on
+    AVX-512); a 1x1 with small weights keeps its chunk-outer order. Both compute what the unscheduled kernel does
+    (run where this CPU has the target's instructions)."""
     from schedule_helpers import check_schedule
     from tvm import s_tir
 
@@ -295,9 +296,41 @@ def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_chann
 
     spec = load_target(target_name)
     func = pointwise_chain_kernel([1, 512, 13, 13], [ChainStage(out_channels, (1, 1), (1, 1), (0, 0, 0, 0), 1, True,
-                                                                True)], False, False, "pointwise")
+                                                                True)], False, False, "pointwise",
+                                  chunk_group=chunk_group)
     sch = s_tir.Schedule(func)
     description = schedule_pixel_chunks(sch, spec)
-    assert description.endswith("each core's chunks under each channel tile") == grouped
+    assert ("the cores on channel tiles" in description) == split
     if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
         check_schedule(func, sch.mod["main"], spec.tvm_target())
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_split_channel_space_matches_the_unscheduled_kernel(seed):
+    """The classifier's design spaces: one core, chunks in parallel, and the cores on sampled channel tiles."""
+    from schedule_helpers import check_schedule
+    from tvm import s_tir
+
+    from sqnxt_compiler.kernels import ChainStage, pointwise_chain_kernel
+    from sqnxt_compiler.schedules.fused_pixel_chunks import pixel_chunks_design_space
+
+    spec = load_target("x86-avx2")  # its code runs on every machine that runs these tests
+    func = pointwise_chain_kernel([1, 512, 13, 13], [ChainStage(1000, (1, 1), (1, 1), (0, 0, 0, 0), 1, True, True)],
+                                  False, False, "pointwise", chunk_group=2)
+    with spec.tvm_target(), spec.scope():
+        spaces = pixel_chunks_design_space(s_tir.Schedule(func, seed=seed))
+    assert len(spaces) == 3
+    assert any(inst.kind.name == "SamplePerfectTile" for inst in spaces[-1].trace.insts)
+    check_schedule(func, spaces[-1].mod["main"], spec.tvm_target())
+
+
+@pytest.mark.parametrize("target_name, chunks, tile", [("x86-avx512", 12, (5, 4)), ("x86-avx512", 11, (20, 1)),
+                                                       ("x86-avx2", 11, (5, 1)), ("x86-avx2", 12, (5, 1)),
+                                                       ("arm", 11, (5, 1))])
+def test_split_channel_tiles_load_least_per_multiply_add(target_name, chunks, tile):
+    """(channels, chunks) of the classifier's register tile: 20 accumulators of 32 registers, 10 of 16; 4 chunks
+    of one vector each on AVX-512 beat 2 or 1 (more multiply-adds per vector loaded; 11 chunks allow only 1),
+    one chunk of two vectors on AVX2 beats two."""
+    from sqnxt_compiler.schedules.fused_pixel_chunks import _split_tile
+
+    assert _split_tile(1000, chunks, load_target(target_name)) == tile
