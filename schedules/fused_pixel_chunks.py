@@ -112,6 +112,13 @@ def _accumulate(sch: "s_tir.Schedule", block, paired: bool) -> None:
     sch.decompose_reduction(block, rc)
 
 
+def _splits_channels(sch: "s_tir.Schedule", channels, spec: "TargetSpec | None") -> bool:
+    """Whether the cores split a kernel's output channels (`_split_channels`): one stage whose weights dominate,
+    its channels divisible by the cores."""
+    return (len(stage_blocks(sch)) == 1 and _weights_dominate(sch, spec)
+            and int(sch.get(channels).extent) % machine_knobs(spec).cores == 0)
+
+
 def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tuple[int, int]:
     """(channels, chunks) of a `_split_channels` register tile: of the tiles of at most 4 vectors per channel that
     fit SPLIT_ACCUMULATORS of the register file, the one with the most multiply-adds per vector loaded (an input
@@ -132,29 +139,39 @@ def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tu
 
 
 def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: bool = False) -> str:
-    """The cores split the output channel tiles of a one-stage kernel; under each tile, every image's chunks, a
-    register tile of chunks at a time: each core reads its weights once, and a tile's weights stay in L1 for all
-    the chunks. A design space samples the tile's channels, up to the accumulators `_split_tile` allows."""
-    batch, channels, chunk, lanes = sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))
-    tile_channels, tile_chunks = _split_tile(int(sch.get(channels).extent), int(sch.get(chunk).extent), spec)
+    """The cores split the output channels of a one-stage kernel; each core walks its image's chunks a register
+    tile at a time, and the reduction in blocks whose input stays in L1 for all the core's channel tiles (half of
+    L1: the tiles' weights stream beside it). Each core reads its weights once, the input once per block of
+    chunks. A design space samples the tile's channels, up to the accumulators `_split_tile` allows."""
+    machine = machine_knobs(spec)
+    conv = sch.get_sblock(f"{CONV_BLOCK}0")
+    batch, channels, chunk, lanes, rc = sch.get_loops(conv)
+    out_channels, chunks, in_channels = (int(sch.get(loop).extent) for loop in (channels, chunk, rc))
+    tile_channels, tile_chunks = _split_tile(out_channels // machine.cores, chunks, spec)
+    reduction_block = largest_divisor_at_most(in_channels, machine.l1d_bytes // 2 // (tile_chunks * PIXEL_CHUNK * 4))
+    core, per_core = sch.split(channels, [machine.cores, None])
     if sampled:
-        machine = machine_knobs(spec)
         columns = tile_chunks * max(1, PIXEL_CHUNK // machine.lanes)
-        tile_channels = sch.sample_perfect_tile(channels, n=2, max_innermost_factor=max(
+        tile_channels = sch.sample_perfect_tile(per_core, n=2, max_innermost_factor=max(
             1, int(machine.vector_registers * SPLIT_ACCUMULATORS) // columns))[1]
+    tiles, tile_channel = sch.split(per_core, [None, tile_channels])
     chunk_groups, tile_chunk = sch.split(chunk, [None, tile_chunks])
-    tiles, tile_channel = sch.split(channels, [None, tile_channels])
-    sch.reorder(tiles, batch, chunk_groups, tile_channel, tile_chunk, lanes)
-    sch.parallel(tiles)
+    blocks, block_channel = sch.split(rc, [None, reduction_block])
+    sch.reorder(core, batch, chunk_groups, blocks, tiles, block_channel, tile_channel, tile_chunk, lanes)
+    sch.parallel(core)
     sch.unroll(tile_channel)
     sch.unroll(tile_chunk)
     sch.vectorize(lanes)
-    sch.compute_at(sch.get_sblock(f"{CONV_BLOCK}0"), chunk_groups, preserve_unit_loops=True)
-    _accumulate(sch, sch.get_sblock(f"{CONV_BLOCK}0"), paired=True)
-    if has_block(sch, PACK_BLOCK):  # a copy per channel tile would cost more than reading in place
+    sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, blocks))[-1])
+    # the epilogue per block of chunks, once all the reduction blocks are in
+    out = sch.get_sblock(OUTPUT_BLOCK)
+    sch.reverse_compute_at(out, chunk_groups, preserve_unit_loops=True)
+    sch.vectorize(sch.get_loops(out)[-1])
+    if has_block(sch, PACK_BLOCK):  # copied per block of chunks, the copy would cost more than reading in place
         sch.compute_inline(sch.get_sblock(PACK_BLOCK))
-    return (f"1 stage in chunks of {PIXEL_CHUNK} pixels, the cores on channel tiles of "
-            f"{'sampled' if sampled else tile_channels} channels x {tile_chunks} chunks")
+    return (f"1 stage in chunks of {PIXEL_CHUNK} pixels, the cores on output channels: register tiles of "
+            f"{'sampled' if sampled else tile_channels} channels x {tile_chunks} chunks, reduction blocks of "
+            f"{reduction_block}")
 
 
 def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
@@ -169,7 +186,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, chunk, lanes = sch.get_loops(out)
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    if not sampled and stages == 1 and parallel and _weights_dominate(sch, spec):
+    if not sampled and parallel and _splits_channels(sch, channels, spec):
         return _split_channels(sch, spec)
     paired = _pairs_chunks(sch, batch, chunk, parallel, spec)
     tile_chunks = CHUNK_PAIR if paired else 1
@@ -227,7 +244,7 @@ def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
     """Chunks on one core or in parallel; every stage's channel tile sampled. A one-stage kernel whose weights
     dominate also gets the cores on channel tiles (`_split_channels`)."""
     spaces = serial_and_parallel_spaces(sch, schedule_pixel_chunks)
-    if len(stage_blocks(sch)) == 1 and _weights_dominate(sch, None):
+    if _splits_channels(sch, sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1], None):
         split = sch.copy()
         _split_channels(split, None, sampled=True)
         spaces.append(split)

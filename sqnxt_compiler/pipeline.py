@@ -162,7 +162,7 @@ GRAPH_REWRITES: list[Phase] = [
           "fuse each 3x1/1x3 conv pair into one kernel"),
     Phase("fuse_bottleneck", _reported_pass("fuse_bottleneck", FuseBottleneck, _l2_bytes),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
-    Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks),
+    Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks, _l2_bytes),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
     Phase("depthwise_conv", _reported_pass("depthwise_conv", DepthwiseConv),
           "compute the depthwise convs with the output columns in vectors"),

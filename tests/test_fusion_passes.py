@@ -285,8 +285,8 @@ def test_residual_add_without_relu_is_an_expand_epilogue(relu_reads_the_sum):
 @pytest.mark.parametrize("out_channels, chunk_group, split", [(1000, 1, True), (1000, 2, True), (64, 1, False)])
 def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_channels, chunk_group, split):
     """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) splits its
-    channel tiles between the cores, each tile over all the chunks (11, or 12 for pairs: tiles of 4 on
-    AVX-512); a 1x1 with small weights keeps its chunk-outer order. Both compute what the unscheduled kernel does
+    output channels between the cores, its register tiles over 1 chunk or, with 12 chunks for pairs, 4 on
+    AVX-512, its reduction in blocks; a 1x1 with small weights keeps its chunk-outer order. Both compute what the unscheduled kernel does
     (run where this CPU has the target's instructions)."""
     from schedule_helpers import check_schedule
     from tvm import s_tir
@@ -300,7 +300,7 @@ def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_chann
                                   chunk_group=chunk_group)
     sch = s_tir.Schedule(func)
     description = schedule_pixel_chunks(sch, spec)
-    assert ("the cores on channel tiles" in description) == split
+    assert ("the cores on output channels" in description) == split
     if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
         check_schedule(func, sch.mod["main"], spec.tvm_target())
 

@@ -26,7 +26,8 @@ def _resolution(var: relax.Var) -> tuple[int, int]:
 def _weights_bound_on_few_chunks(units: list[ConvUnit], l2_bytes: int | None) -> bool:
     """A chain that would run over fewer than MIN_CHUNKS pixel chunks, with weights that dominate
     (`kernels.common.weights_dominate`; MobileNetV2's 7x7 960->320->1280: 2.9 MB): each core would stream all the
-    weights for its 2-4 chunks; the convs alone run with the cores on channel tiles."""
+    weights for its 2-4 chunks; the convs alone run with the cores on output channels (a one-stage pixel-chunk
+    kernel whose weights dominate: `schedules/fused_pixel_chunks.py`)."""
     shape = [int(d) for d in units[0].data.ty.shape]
     return (l2_bytes is not None and is_pointwise_chain(shape, [unit.stage() for unit in units])
             and shape[2] * shape[3] < MIN_CHUNKS * PIXEL_CHUNK
@@ -72,7 +73,7 @@ def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax
 def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None) -> None:
     for var in graph.order:
         found = residual_epilogue(graph, var)
-        if found is None or var in plans or _weights_bound_on_few_chunks([found[0]], l2_bytes):
+        if found is None or var in plans:
             continue
         expand, shortcut, final_relu = found
         plans[var] = lambda rw, unit=expand, s=shortcut, relu=final_relu: rw.emit_chain(

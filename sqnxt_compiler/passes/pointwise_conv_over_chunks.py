@@ -3,34 +3,41 @@ chunks of the flattened image, like the fused 1x1 chains."""
 
 from __future__ import annotations
 
+import math
+
 import tvm
 
+from ..kernels.common import weights_dominate
 from ..kernels.contract import POINTWISE
 from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain
 from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, rewrite_units
 from ._fusion_report import Reporter
 
-# Below this many chunks the generic conv schedule is faster (at 7x7, 4 chunks, the last mostly overlap).
+# Below this many chunks the generic conv schedule is faster (at 7x7, 4 chunks, the last mostly overlap), unless
+# the weights dominate: then the cores split the output channels, all the chunks under each (docs/performance.md)
 MIN_CHUNKS = 8
 
 
-def _over_chunks(unit: ConvUnit) -> bool:
+def _over_chunks(unit: ConvUnit, l2_bytes: int | None) -> bool:
     shape = [int(d) for d in unit.data.ty.shape]
-    return shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK and is_pointwise_chain(shape, [unit.stage()])
+    enough_chunks = shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK or (
+        l2_bytes is not None and weights_dominate(4 * unit.weight.size, 4 * math.prod(shape), l2_bytes))
+    return enough_chunks and is_pointwise_chain(shape, [unit.stage()])
 
 
 @tvm.transform.module_pass(opt_level=0, name="PointwiseConvOverChunks")
 class PointwiseConvOverChunks:
     """conv2d(1x1, stride 1, no padding)[+bias][+ReLU] becomes a one-stage `kernels.pixel_chunks` kernel: the
     generic conv schedules compute it in rows padded to whole vectors (55 -> 64 columns), the chunk kernel
-    has no padding. Run after the bottleneck fusions, so it only takes the convs they left."""
+    has no padding. Run after the bottleneck fusions, so it only takes the convs they left. With the target's
+    `l2_bytes`, a conv whose weights dominate goes over chunks on any image."""
 
-    def __init__(self, report: Reporter | None = None) -> None:
-        self.report = report
+    def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None) -> None:
+        self.report, self.l2_bytes = report, l2_bytes
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
-            if not _over_chunks(unit):
+            if not _over_chunks(unit, self.l2_bytes):
                 return None
             return UnitRewrite(unit.output, lambda rw: rw.emit_chain([unit], POINTWISE), "1x1")
 
