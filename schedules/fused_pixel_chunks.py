@@ -14,9 +14,9 @@ Default tile: as many output channels as the target's accumulator budget holds t
 4 on AVX2 and NEON, 8 on AVX-512); with one vector per column (AVX-512 without pairs) half that unless the reduction
 is long, and 4 channels on a reduction of at most 16 (per-shape timings: docs/performance.md).
 
-A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13) splits its output
-channels between the cores instead, so that each core reads only its part of the weights, and walks all of its
-image's chunks under each channel tile (`_split_channels`)."""
+A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13; MobileNetV2's 7x7 1x1s)
+splits its output channels between the cores instead, so that each core reads only its part of the weights, with
+the reduction in blocks whose input stays in L1 for all the core's channel tiles (`_split_channels`)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 SHORT_REDUCTION = 16  # input channels up to which a tile's init and epilogue outweigh its multiply-adds
 LONG_REDUCTION = 256  # input channels from which one vector per chunk takes a tile of the whole budget
 # Of the register file, what a `_split_channels` tile's accumulators take: its inputs are at most 4 vectors and
-# its weights broadcast straight from memory, so more than the usual half (20 of 32 zmm: 0.94x of 16)
+# its weights broadcast straight from memory, so more than the usual half (docs/performance.md)
 SPLIT_ACCUMULATORS = 0.625
 
 
@@ -242,7 +242,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
     """Chunks on one core or in parallel; every stage's channel tile sampled. A one-stage kernel whose weights
-    dominate also gets the cores on channel tiles (`_split_channels`)."""
+    dominate also gets the cores on output channels (`_split_channels`)."""
     spaces = serial_and_parallel_spaces(sch, schedule_pixel_chunks)
     if _splits_channels(sch, sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1], None):
         split = sch.copy()
