@@ -70,7 +70,7 @@ def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax
     return None
 
 
-def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None) -> None:
+def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
     for var in graph.order:
         found = residual_epilogue(graph, var)
         if found is None or var in plans:
@@ -95,8 +95,8 @@ class FuseBottleneck:
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
       schedule, and the official and third-party forms are recognised alike.)
 
-    With the target's `l2_bytes`, a chain on an image of few pixel chunks whose weights dominate is left to the
-    conv schedules (`_weights_bound_on_few_chunks`).
+    With the target's `l2_bytes`, a reduce pair on an image of few pixel chunks whose weights dominate is not fused
+    (`_weights_bound_on_few_chunks`): its convs go over chunks one by one, the cores on output channels.
 
     The cut sits where the block's tensors are narrowest (C/4 after the reduce pair, C/2 after the low-rank
     pair): larger kernels recompute the 3x1's halo rows through every earlier stage and compute their 1x1s
@@ -109,7 +109,7 @@ class FuseBottleneck:
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def plan(graph: ConvGraph) -> dict:
             plans: dict = {}
-            _plan_epilogues(graph, plans, self.report, self.l2_bytes)
+            _plan_epilogues(graph, plans, self.report)
             _plan_reduce_chains(graph, plans, self.report, self.l2_bytes)
             return plans
 
