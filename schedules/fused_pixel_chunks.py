@@ -28,7 +28,7 @@ from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, PACK_BLOCK, pixel_chunk
 from ..kernels.common import weights_dominate
 from ..kernels.pixel_chunks import CHUNK_PAIR, PIXEL_CHUNK, pairs_pay
 from .rule import ScheduleRule
-from ._common import has_block, largest_divisor_at_most, machine_knobs
+from ._common import MachineKnobs, has_block, largest_divisor_at_most, machine_knobs
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
 
 if TYPE_CHECKING:
@@ -43,12 +43,21 @@ LONG_REDUCTION = 256  # input channels from which one vector per chunk takes a t
 SPLIT_ACCUMULATORS = 0.625
 
 
+def _vectors_per_chunk(machine: MachineKnobs) -> int:
+    return max(1, PIXEL_CHUNK // machine.lanes)
+
+
+def _split_accumulators(machine: MachineKnobs) -> int:
+    """The accumulators of a `_split_channels` register tile (SPLIT_ACCUMULATORS of the register file)."""
+    return int(machine.vector_registers * SPLIT_ACCUMULATORS)
+
+
 def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec | None", chunks: int) -> int:
     """Output channels per register tile of `chunks` chunks: the accumulator budget in such columns. With one
     vector per column (AVX-512) a tile of the whole budget pays only on long reductions; short ones take 4
     channels."""
     machine = machine_knobs(spec)
-    vectors = max(1, PIXEL_CHUNK // machine.lanes) * chunks
+    vectors = _vectors_per_chunk(machine) * chunks
     accumulators = machine.accumulator_budget
     if vectors == 1 and in_channels < LONG_REDUCTION:
         accumulators //= 2
@@ -112,9 +121,10 @@ def _accumulate(sch: "s_tir.Schedule", block, paired: bool) -> None:
     sch.decompose_reduction(block, rc)
 
 
-def _splits_channels(sch: "s_tir.Schedule", channels, spec: "TargetSpec | None") -> bool:
+def _splits_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None") -> bool:
     """Whether the cores split a kernel's output channels (`_split_channels`): one stage whose weights dominate,
     its channels divisible by the cores."""
+    channels = sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1]
     return (len(stage_blocks(sch)) == 1 and _weights_dominate(sch, spec)
             and int(sch.get(channels).extent) % machine_knobs(spec).cores == 0)
 
@@ -124,8 +134,7 @@ def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tu
     fit SPLIT_ACCUMULATORS of the register file, the one with the most multiply-adds per vector loaded (an input
     vector per chunk vector, a broadcast per channel). AVX-512: 5 x 4 chunks; AVX2: 5 x 1."""
     machine = machine_knobs(spec)
-    vectors_per_chunk = max(1, PIXEL_CHUNK // machine.lanes)
-    accumulators = int(machine.vector_registers * SPLIT_ACCUMULATORS)
+    vectors_per_chunk, accumulators = _vectors_per_chunk(machine), _split_accumulators(machine)
 
     def tile(tile_chunks: int) -> tuple[int, int]:
         return largest_divisor_at_most(out_channels, accumulators // (tile_chunks * vectors_per_chunk)), tile_chunks
@@ -151,9 +160,9 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
     reduction_block = largest_divisor_at_most(in_channels, machine.l1d_bytes // 2 // (tile_chunks * PIXEL_CHUNK * 4))
     core, per_core = sch.split(channels, [machine.cores, None])
     if sampled:
-        columns = tile_chunks * max(1, PIXEL_CHUNK // machine.lanes)
+        columns = tile_chunks * _vectors_per_chunk(machine)
         tile_channels = sch.sample_perfect_tile(per_core, n=2, max_innermost_factor=max(
-            1, int(machine.vector_registers * SPLIT_ACCUMULATORS) // columns))[1]
+            1, _split_accumulators(machine) // columns))[1]
     tiles, tile_channel = sch.split(per_core, [None, tile_channels])
     chunk_groups, tile_chunk = sch.split(chunk, [None, tile_chunks])
     blocks, block_channel = sch.split(rc, [None, reduction_block])
@@ -186,7 +195,7 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     out = sch.get_sblock(OUTPUT_BLOCK)
     batch, channels, chunk, lanes = sch.get_loops(out)
     last = sch.get_sblock(f"{CONV_BLOCK}{stages - 1}")
-    if not sampled and parallel and _splits_channels(sch, channels, spec):
+    if not sampled and parallel and _splits_channels(sch, spec):
         return _split_channels(sch, spec)
     paired = _pairs_chunks(sch, batch, chunk, parallel, spec)
     tile_chunks = CHUNK_PAIR if paired else 1
@@ -244,7 +253,7 @@ def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:
     """Chunks on one core or in parallel; every stage's channel tile sampled. A one-stage kernel whose weights
     dominate also gets the cores on output channels (`_split_channels`)."""
     spaces = serial_and_parallel_spaces(sch, schedule_pixel_chunks)
-    if _splits_channels(sch, sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[1], None):
+    if _splits_channels(sch, None):
         split = sch.copy()
         _split_channels(split, None, sampled=True)
         spaces.append(split)

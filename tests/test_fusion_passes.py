@@ -286,8 +286,8 @@ def test_residual_add_without_relu_is_an_expand_epilogue(relu_reads_the_sum):
 def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_channels, chunk_group, split):
     """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) splits its
     output channels between the cores, its register tiles over 1 chunk or, with 12 chunks for pairs, 4 on
-    AVX-512, its reduction in blocks; a 1x1 with small weights keeps its chunk-outer order. Both compute what the unscheduled kernel does
-    (run where this CPU has the target's instructions)."""
+    AVX-512, its reduction in blocks; a 1x1 with small weights keeps its chunk-outer order. Both compute what the
+    unscheduled kernel does (run where this CPU has the target's instructions)."""
     from schedule_helpers import check_schedule
     from tvm import s_tir
 
