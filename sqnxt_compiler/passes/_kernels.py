@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import tvm
 import tvm_ffi
@@ -37,6 +37,25 @@ def without_uncalled(mod: tvm.IRModule, kernels: Iterable[str]) -> tvm.IRModule:
     for name in set(kernels) - called:
         del mod[mod.get_global_var(name)]
     return mod
+
+
+def rewrite_functions(mod: tvm.IRModule, rewriter_for: Callable[[tvm.IRModule, relax.Function], object | None]
+                      ) -> tuple[tvm.IRModule, list]:
+    """Each Relax function of `mod` rewritten by the expression mutator `rewriter_for(mod, func)` gives for it
+    (None: the function stays); returns the module, with the functions the mutators added through their block
+    builders, and the mutators used, for what they recorded."""
+    rewriters = []
+    for gvar, func in list(mod.functions.items()):
+        if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
+            continue
+        rewriter = rewriter_for(mod, func)
+        if rewriter is None:
+            continue
+        rewritten = rewriter.visit_expr(func)
+        mod = rewriter.builder_.get()  # the kernels the mutator added, then the rewritten function
+        mod[gvar] = rewritten
+        rewriters.append(rewriter)
+    return mod, rewriters
 
 
 def declared_in_root(realize: s_tir.SBlockRealize, declarations: list[tirx.DeclBuffer]) -> s_tir.SBlockRealize:

@@ -26,7 +26,7 @@ import tvm_ffi
 from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ._kernels import declared_in_root, kernel_callee, without_uncalled
+from ._kernels import declared_in_root, kernel_callee, rewrite_functions, without_uncalled
 
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
 GUARD_LINES = 20  # past a plane, the stream prefetchers' reach (16 to 24 measured alike, 8 a third as good)
@@ -171,19 +171,12 @@ class AlignChannelPlanes:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        replaced: set[str] = set()  # kernels given padded variants
-        for gvar, func in list(mod.functions.items()):
-            if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
-                continue
+        def padder_for(mod: tvm.IRModule, func: relax.Function) -> _PlanePadder | None:
             padded = _padded_tensors(mod, func)
-            if not padded:
-                continue
-            padder = _PlanePadder(mod, padded)
-            rewritten = padder.visit_expr(func)
-            mod = padder.builder_.get()
-            mod[gvar] = rewritten
-            replaced |= {name for name, _ in padder.variants}
-            if self.report is not None:
-                for output in padder.outputs:
-                    self.report(tuple(int(d) for d in output.ty_args[0].shape.values[2:]))
-        return without_uncalled(mod, replaced)
+            return _PlanePadder(mod, padded) if padded else None
+
+        mod, padders = rewrite_functions(mod, padder_for)
+        for output in (o for padder in padders for o in padder.outputs) if self.report is not None else ():
+            self.report(tuple(int(d) for d in output.ty_args[0].shape.values[2:]))
+        # the kernels given padded variants
+        return without_uncalled(mod, {name for padder in padders for name, _ in padder.variants})

@@ -13,6 +13,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.channel_concat import channel_concat_kernel
 from ._conv_graph import ConvGraph
+from ._kernels import rewrite_functions
 
 _CONCAT = tvm.ir.Op.get("relax.concat")
 
@@ -74,12 +75,5 @@ class ChannelConcat:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        mod = mod.clone()
-        for gvar, func in list(mod.functions.items()):
-            if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
-                continue
-            marker = _ConcatMarker(mod, ConvGraph(func), self.report)
-            rewritten = marker.visit_expr(func)
-            mod = marker.builder_.get()
-            mod[gvar] = rewritten
+        mod, _ = rewrite_functions(mod.clone(), lambda mod, func: _ConcatMarker(mod, ConvGraph(func), self.report))
         return mod

@@ -28,7 +28,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHAIN_SPEC_ATTR
 from ..kernels.pixel_chunks import chunk_major_shape, pointwise_chain_kernel
-from ._kernels import chain_kernels, kernel_callee, without_uncalled
+from ._kernels import chain_kernels, kernel_callee, rewrite_functions, without_uncalled
 
 
 def _kernel_name(expr: relax.Expr) -> str | None:
@@ -120,17 +120,11 @@ class ChunkMajorTensors:
             mod[gvar] = mod[gvar].without_attr(CHAIN_SPEC_ATTR)  # the NCHW kernel, as if built without it
         if not specs:
             return mod
-        for gvar, func in list(mod.functions.items()):
-            if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
-                continue
+        def rewriter_for(mod: tvm.IRModule, func: relax.Function) -> _ChunkMajorRewriter | None:
             chosen = _chunk_major_tensors(specs, func)
-            if not chosen:
-                continue
-            rewriter = _ChunkMajorRewriter(mod, specs, chosen)
-            rewritten = rewriter.visit_expr(func)
-            mod = rewriter.builder_.get()
-            mod[gvar] = rewritten
-            if self.report is not None:
-                for var in chosen:
-                    self.report(tuple(int(d) for d in var.ty.shape.values[2:]))
+            return _ChunkMajorRewriter(mod, specs, chosen) if chosen else None
+
+        mod, rewriters = rewrite_functions(mod, rewriter_for)
+        for var in (v for rewriter in rewriters for v in rewriter.chosen) if self.report is not None else ():
+            self.report(tuple(int(d) for d in var.ty.shape.values[2:]))
         return without_uncalled(mod, specs)

@@ -18,7 +18,8 @@ from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHANNEL_CONCAT_ATTR
-from ._kernels import declared_in_root, kernel_callee, without_uncalled
+from ._conv_graph import ConvGraph
+from ._kernels import declared_in_root, kernel_callee, rewrite_functions, without_uncalled
 
 
 def _strides(buffer: tirx.Buffer) -> list[int]:
@@ -77,30 +78,20 @@ def _reads_data_of(declaration: tirx.DeclBuffer, param: tirx.Buffer) -> bool:
     return any(param.same_as(var) for var in used)
 
 
-def _uses(func: relax.Function) -> Counter:
-    """How many times each variable is read in `func`'s bindings and result."""
-    uses: Counter = Counter()
-    for binding in (binding for block in func.body.blocks for binding in block.bindings):
-        uses.update(relax.analysis.free_vars(binding.value))
-    uses.update(relax.analysis.free_vars(func.body.body))
-    return uses
-
-
 def _concat_plans(mod: tvm.IRModule, func: relax.Function) -> dict[relax.Var, list[tuple[relax.Call, int]]]:
     """Per channel concat whose every input is a private DataflowVar written by a kernel: the kernels' calls
     with the first channel each writes. Variables hash by identity."""
-    bindings = {binding.var: binding.value for block in func.body.blocks for binding in block.bindings}
-    uses = _uses(func)
+    graph = ConvGraph(func)
     plans = {}
-    for var, value in bindings.items():
+    for var, value in graph.bindings.items():
         callee = kernel_callee(value)
         if callee is None or not isinstance(mod[callee], tirx.PrimFunc) or mod[callee].attrs is None \
                 or CHANNEL_CONCAT_ATTR not in mod[callee].attrs:
             continue
         parts, producers, first_channel = list(value.args[1].fields), [], 0
         for part in parts:
-            producer = bindings.get(part)
-            if not isinstance(part, relax.DataflowVar) or uses[part] != 1 or kernel_callee(producer) is None:
+            producer = graph.bindings.get(part)
+            if not graph.is_private(part) or kernel_callee(producer) is None:
                 break
             producers.append((producer, first_channel))
             first_channel += int(part.ty.shape.values[1])
@@ -172,18 +163,11 @@ class ConcatInPlace:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        replaced: set[str] = set()
-        for gvar, func in list(mod.functions.items()):
-            if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
-                continue
+        def writer_for(mod: tvm.IRModule, func: relax.Function) -> _InPlaceWriter | None:
             plans = _concat_plans(mod, func)
-            if not plans:
-                continue
-            writer = _InPlaceWriter(mod, plans)
-            rewritten = writer.visit_expr(func)
-            mod = writer.builder_.get()
-            mod[gvar] = rewritten
-            replaced |= writer.replaced
-            for channels in writer.channels if self.report is not None else ():
-                self.report(channels)
-        return without_uncalled(mod, replaced)
+            return _InPlaceWriter(mod, plans) if plans else None
+
+        mod, writers = rewrite_functions(mod, writer_for)
+        for channels in (c for writer in writers for c in writer.channels) if self.report is not None else ():
+            self.report(channels)
+        return without_uncalled(mod, {name for writer in writers for name in writer.replaced})
