@@ -13,12 +13,13 @@ from .cpu import DEFAULT_L2_BYTES
 from .kernels.pixel_chunks import PIXEL_CHUNK
 from .passes import (AlignChannelPlanes, CanonicalizeClip, ChannelConcat, ChunkMajorTensors, ConcatInPlace,
                      DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PairPixelChunks,
-                     PointwiseConvOverChunks, RemoveDropout, WinogradRowConv, WinogradStem, summarize)
+                     PointwiseConvOverChunks, RemoveDropout, SubsamplePointwise, WinogradRowConv, WinogradStem, summarize)
 from .passes.align_channel_planes import summarize as summarize_planes
 from .passes.channel_concat import summarize as summarize_concats
 from .passes.concat_in_place import summarize as summarize_in_place
 from .passes.chunk_major_tensors import summarize as summarize_chunk_major
 from .passes.pair_pixel_chunks import summarize as summarize_pairs
+from .passes.subsample_pointwise import summarize as summarize_subsamples
 from .target import TargetSpec
 
 
@@ -152,6 +153,10 @@ GRAPH_REWRITES: list[Phase] = [
     Phase("fold_batchnorm", _sequential(FoldBatchNorm()), "fold BatchNorm into conv weights"),
     Phase("canonicalize_clip", _sequential(CanonicalizeClip()),
           "make each Clip with constant bounds (ReLU6) one clip op, so convs take it as their epilogue"),
+    Phase("subsample_pointwise",
+          _reported_pass("subsample_pointwise", SubsamplePointwise, summary=summarize_subsamples),
+          "give the strided 1x1 convs a dense copy of the pixels they read (one per input), so they run as "
+          "stride-1 1x1s"),
     Phase("winograd_stem",
           _reported_pass("winograd_stem", WinogradStem, lambda spec: {"vector_lanes": spec.vector_lanes}),
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "

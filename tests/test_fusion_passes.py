@@ -128,11 +128,12 @@ def _folded(model) -> tvm.IRModule:
 
 
 @pytest.mark.parametrize("height, width, stride, chunked", [(55, 55, 1, True), (8, 16, 1, True), (7, 7, 1, False),
-                                                            (9, 14, 1, False), (28, 28, 2, False)])
+                                                            (9, 14, 1, False), (28, 28, 2, True),
+                                                            (14, 14, 2, False)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_lone_pointwise_conv_over_chunks(height, width, stride, chunked, bias):
     """A 1x1 conv left alone by the bottleneck fusions runs over pixel chunks when the image has at least
-    MIN_CHUNKS of them and the stride is 1; either way it computes what the unfused graph does."""
+    MIN_CHUNKS of them (a strided one: on its subsampled image); either way it computes what the unfused graph does."""
     g = GraphBuilder(seed=height * width)
     x = Tensor("data", (1, 24, height, width))
     model = g.finish("lone", x, _unit(g, x, 40, (1, 1), stride, bias=bias))

@@ -14,9 +14,10 @@ from ._fusion_report import summarize
 from .pair_pixel_chunks import PairPixelChunks
 from .pointwise_conv_over_chunks import PointwiseConvOverChunks
 from .remove_dropout import RemoveDropout
+from .subsample_pointwise import SubsamplePointwise
 from .winograd_row_conv import WinogradRowConv
 from .winograd_stem import WinogradStem
 
 __all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChannelConcat", "ChunkMajorTensors", "ConcatInPlace",
            "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PairPixelChunks",
-           "PointwiseConvOverChunks", "RemoveDropout", "WinogradRowConv", "WinogradStem", "summarize"]
+           "PointwiseConvOverChunks", "RemoveDropout", "SubsamplePointwise", "WinogradRowConv", "WinogradStem", "summarize"]
