@@ -82,6 +82,11 @@ def _l2_bytes(spec: TargetSpec) -> dict:
     return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}
 
 
+def _vector_lanes(spec: TargetSpec) -> dict:
+    """The option of a pass whose kernels compute rows or tiles in whole vectors."""
+    return {"vector_lanes": spec.vector_lanes}
+
+
 def _cores(spec: TargetSpec) -> dict:
     """The option of a pass whose choices depend on how many cores share the work."""
     return {"cores": int(spec.cpu.get("cores", 1))}
@@ -157,14 +162,13 @@ GRAPH_REWRITES: list[Phase] = [
           _reported_pass("subsample_pointwise", SubsamplePointwise, summary=summarize_subsamples),
           "give the strided 1x1 convs a dense copy of the pixels they read (one per input), so they run as "
           "stride-1 1x1s"),
-    Phase("winograd_stem",
-          _reported_pass("winograd_stem", WinogradStem, lambda spec: {"vector_lanes": spec.vector_lanes}),
+    Phase("winograd_stem", _reported_pass("winograd_stem", WinogradStem, _vector_lanes),
           "compute the 5x5/7x7 stride-2 stem as polyphase Winograd (over 4x4 tiles with 16-lane vectors, else "
           "along rows), weights transformed at compile time, with the max pool after it"),
     Phase("winograd_rows", _reported_pass("winograd_rows", WinogradRowConv),
           "compute the 3x1 and 3x3 stride-1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
-    Phase("fuse_low_rank", _reported_pass("fuse_low_rank", FuseLowRankConv),
-          "fuse each 3x1/1x3 conv pair into one kernel"),
+    Phase("fuse_low_rank", _reported_pass("fuse_low_rank", FuseLowRankConv, _vector_lanes),
+          "fuse each 3x1/1x3 conv pair into one kernel, where its rows fill more than half of their vectors"),
     Phase("fuse_bottleneck", _reported_pass("fuse_bottleneck", FuseBottleneck, _l2_bytes),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
     Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks, _l2_bytes),

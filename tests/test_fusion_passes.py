@@ -16,6 +16,7 @@ from sqnxt_compiler.frontend import import_to_relax, resolve_inputs
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
 from sqnxt_compiler.passes import FuseBottleneck, FuseLowRankConv
+from sqnxt_compiler.passes.fuse_low_rank_conv import fills_its_vectors
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import relative_error
@@ -87,7 +88,8 @@ def test_fused_block_equals_unfused(block):
     fused, notes = compile_and_run(model, True, data)
     unfused, _ = compile_and_run(model, False, data)
     assert relative_error(fused, unfused) <= BOUND
-    assert notes["fuse_low_rank"][0].startswith("low_rank: 1 fused")
+    out_width = -(-block["width"] // block["stride"])
+    assert notes["fuse_low_rank"][0].startswith("low_rank: 1 fused") == fills_its_vectors(out_width, SPEC.vector_lanes)
     assert [line.split(" (")[0] for line in notes["fuse_bottleneck"]] == [
         "expand_epilogue: 1 fused", "reduce_chain: 1 fused"]
 
@@ -119,7 +121,18 @@ def test_low_rank_pair_alone(cin, mid, height, width, vertical_first, bias, seco
     fused, notes = compile_and_run(model, True, data)
     unfused, _ = compile_and_run(model, False, data)
     assert relative_error(fused, unfused) <= BOUND
-    assert notes["fuse_low_rank"][0].startswith("low_rank: 1 fused")
+    assert notes["fuse_low_rank"][0].startswith("low_rank: 1 fused") == fills_its_vectors(width, SPEC.vector_lanes)
+
+
+def test_low_rank_pairs_fuse_where_their_rows_fill_half_their_vectors():
+    """7x7 fills 7 of 16 lanes (AVX-512): two convs; 7 of 8 (AVX2): fused; exactly half: two convs; no target: fused."""
+    assert not fills_its_vectors(7, 16) and fills_its_vectors(9, 16) and fills_its_vectors(7, 8)
+    assert not fills_its_vectors(8, 16) and not fills_its_vectors(4, 8) and fills_its_vectors(3, 4)
+    assert fills_its_vectors(1, None)
+    mod = _folded(build_model("1.0-SqNxt-23"))
+    fused = {lanes: FuseLowRankConv(vector_lanes=lanes)(mod).script(show_meta=False).count("fused_low_rank")
+             for lanes in (8, 16)}
+    assert fused[8] > fused[16] > 0
 
 
 def _folded(model) -> tvm.IRModule:
