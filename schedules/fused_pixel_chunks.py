@@ -148,16 +148,20 @@ def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tu
 
 
 def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: bool = False) -> str:
-    """The cores split the output channels of a one-stage kernel; each core walks its image's chunks a register
-    tile at a time, and the reduction in blocks whose input stays in L1 for all the core's channel tiles (half of
-    L1: the tiles' weights stream beside it). Each core reads its weights once, the input once per block of
-    chunks. A design space samples the tile's channels, up to the accumulators `_split_tile` allows."""
+    """The cores split the output channels of a one-stage kernel, so each core reads its weights once.
+    - An image of several register tiles of chunks: under each channel tile, all the chunks, a register tile of
+      them at a time, over the whole reduction (the tile's weights stay in L1 for all of them).
+    - An image of one register tile of chunks (7x7): the reduction in blocks whose input stays in L1 for all the
+      core's channel tiles (half of L1: the tiles' weights stream beside it).
+    A design space samples the tile's channels, up to the accumulators `_split_tile` allows."""
     machine = machine_knobs(spec)
     conv = sch.get_sblock(f"{CONV_BLOCK}0")
     batch, channels, chunk, lanes, rc = sch.get_loops(conv)
     out_channels, chunks, in_channels = (int(sch.get(loop).extent) for loop in (channels, chunk, rc))
     tile_channels, tile_chunks = _split_tile(out_channels // machine.cores, chunks, spec)
-    reduction_block = largest_divisor_at_most(in_channels, machine.l1d_bytes // 2 // (tile_chunks * PIXEL_CHUNK * 4))
+    one_group = chunks <= tile_chunks
+    reduction_block = largest_divisor_at_most(in_channels, machine.l1d_bytes // 2 // (
+        tile_chunks * PIXEL_CHUNK * 4)) if one_group else in_channels
     core, per_core = sch.split(channels, [machine.cores, None])
     if sampled:
         columns = tile_chunks * _vectors_per_chunk(machine)
@@ -166,13 +170,16 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
     tiles, tile_channel = sch.split(per_core, [None, tile_channels])
     chunk_groups, tile_chunk = sch.split(chunk, [None, tile_chunks])
     blocks, block_channel = sch.split(rc, [None, reduction_block])
-    sch.reorder(core, batch, chunk_groups, blocks, tiles, block_channel, tile_channel, tile_chunk, lanes)
+    if one_group:
+        sch.reorder(core, batch, chunk_groups, blocks, tiles, block_channel, tile_channel, tile_chunk, lanes)
+    else:
+        sch.reorder(core, batch, tiles, chunk_groups, blocks, block_channel, tile_channel, tile_chunk, lanes)
     sch.parallel(core)
     sch.unroll(tile_channel)
     sch.unroll(tile_chunk)
     sch.vectorize(lanes)
     sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, blocks))[-1])
-    # the epilogue per block of chunks, once all the reduction blocks are in
+    # the epilogue per group of chunks (under its channel tile when there are several), once the reduction is in
     out = sch.get_sblock(OUTPUT_BLOCK)
     sch.reverse_compute_at(out, chunk_groups, preserve_unit_loops=True)
     sch.vectorize(sch.get_loops(out)[-1])
