@@ -40,7 +40,12 @@ class _Subsampler(PyExprMutator):
     def __init__(self, mod: tvm.IRModule, report: Callable[[tuple[int, int, int]], None] | None) -> None:
         super().__init__(mod)
         self.report = report
-        self.slices: dict[tuple[relax.Expr, int], relax.Var] = {}
+        self.slices: dict[tuple[relax.Expr, int], tuple[relax.Var, int]] = {}  # (data, stride) -> (slice, number)
+        self.made = 0
+
+    def visit_dataflow_block_(self, block: relax.DataflowBlock) -> relax.DataflowBlock:
+        self.slices = {}  # a slice is a dataflow var of its own block
+        return super().visit_dataflow_block_(block)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
@@ -50,13 +55,16 @@ class _Subsampler(PyExprMutator):
         key = (data, stride)
         if key not in self.slices:
             height, width = (int(d) for d in data.ty.shape.values[2:])
-            self.slices[key] = self.builder_.emit(relax.op.strided_slice(
-                data, axes=[2, 3], begin=[0, 0], end=[height, width], strides=[stride, stride]), "subsampled")
+            self.slices[key] = (self.builder_.emit(relax.op.strided_slice(
+                data, axes=[2, 3], begin=[0, 0], end=[height, width], strides=[stride, stride]), "subsampled"),
+                self.made)
+            self.made += 1
+        subsampled, number = self.slices[key]
         if self.report is not None:
             shape = call.ty.shape.values
-            self.report((int(shape[2]), int(shape[3]), list(self.slices).index(key)))
+            self.report((int(shape[2]), int(shape[3]), number))
         attrs = call.attrs
-        return relax.op.nn.conv2d(self.slices[key], weight, strides=1, padding=0, dilation=1, groups=attrs.groups,
+        return relax.op.nn.conv2d(subsampled, weight, strides=1, padding=0, dilation=1, groups=attrs.groups,
                                   data_layout="NCHW", kernel_layout="OIHW", out_layout="NCHW",
                                   out_dtype=attrs.out_dtype)
 
