@@ -88,7 +88,8 @@ def _decimate_strided_inputs(sch: "s_tir.Schedule", stages: list[tuple[str, ...]
     """A 1x1 stride-2 stage reads every other column of its padded input: a strided vector load (lane shuffles
     or scalar inserts) for every channel tile. Instead, copy the pixels it reads once into a dense
     [batch, channel, row, column] buffer (the padding inlined into that copy), which the conv then reads with
-    plain vector loads. Returns `stages` with the copy's block in place of the padding block."""
+    plain vector loads. Returns `stages` with the copy's block in place of the padding block. (Unpadded strided
+    1x1s reach the kernels already subsampled, `passes/subsample_pointwise.py`: this serves the padded ones.)"""
     decimated = []
     for index, blocks in enumerate(stages):
         conv, pad = f"{CONV_BLOCK}{index}", f"{CONV_BLOCK}{index}_pad"

@@ -96,8 +96,8 @@ def test_fused_block_equals_unfused(block):
 
 @pytest.mark.parametrize("height, width", [(1, 5), (2, 2), (2, 9), (4, 7), (9, 16)])
 def test_strided_reduce_chain_on_small_images(height, width):
-    """The 1x1 stride-2 stage reads a dense copy of every other pixel (`fused_conv_chain`); images with one
-    output row or column included."""
+    """The 1x1 stride-2 stage reads a subsampled copy of its input (`subsample_pointwise`), then the pair runs in
+    row tiles (fewer pixels than a chunk) or over chunks; images with one output row or column included."""
     model = block_model(cin=8, channels=16, height=height, width=width, stride=2, vertical_first=True, bias=False,
                         groups=1, projection=True, seed=height * width)
     data = _seeded_input(model)
