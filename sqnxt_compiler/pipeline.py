@@ -13,7 +13,8 @@ from .cpu import DEFAULT_L2_BYTES
 from .kernels.pixel_chunks import PIXEL_CHUNK
 from .passes import (AlignChannelPlanes, CanonicalizeClip, ChannelConcat, ChunkMajorTensors, ConcatInPlace,
                      DepthwiseConv, FewChannelConv, FoldBatchNorm, FuseBottleneck, FuseLowRankConv, PairPixelChunks,
-                     PointwiseConvOverChunks, RemoveDropout, SubsamplePointwise, WinogradRowConv, WinogradStem, summarize)
+                     PointwiseConvOverChunks, RemoveDropout, SubsamplePointwise, WinogradRowConv, WinogradStem,
+                     summarize)
 from .passes.align_channel_planes import summarize as summarize_planes
 from .passes.channel_concat import summarize as summarize_concats
 from .passes.concat_in_place import summarize as summarize_in_place

@@ -23,11 +23,12 @@ LAST_STAGE_WIDTH = 7  # every SqueezeNext of the zoo at its default resolution
 
 def expected_counts(name: str) -> dict[str, int]:
     """One low-rank pair (fused, or its 3x1 as Winograd rows), one reduce pair and one expand epilogue per
-    block (the 7x7 stage's pairs stay two convs where 7 columns fill at most half a vector); classic CNNs have none of the first two (resnet-tiny's two 1x1-projection blocks do end in an
-    expand epilogue). The 7x7 stage's reduce pairs of the larger models (2.0: 512->256->128, 655 KB of weights on
-    4 pixel chunks) are left to the conv schedules wherever their weights are more than half of L2: the blocks
-    after the first, and the first (which reads its stage's input subsampled, 256->256->128) or v5's one block
-    after its strided entry conv, each by its own weights."""
+    block; the 7x7 stage's pairs stay two convs where 7 columns fill at most half a vector. Classic CNNs have none
+    of the first two (resnet-tiny's two 1x1-projection blocks do end in an expand epilogue). The 7x7 stage's
+    reduce pairs of the larger models (2.0: 512->256->128, 655 KB of weights on 4 pixel chunks) are left to the
+    conv schedules wherever their weights are more than half of L2: the blocks after the first, and the first
+    (which reads its stage's input subsampled, 256->256->128) or v5's one block after its strided entry conv,
+    each by its own weights."""
     spec = SQUEEZENEXT_SPECS.get(name) or THIRD_PARTY_SPECS.get(name)
     if spec is None:
         return {"expand_epilogue": 2} if name == "resnet-tiny" else {}

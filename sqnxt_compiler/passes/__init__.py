@@ -20,4 +20,5 @@ from .winograd_stem import WinogradStem
 
 __all__ = ["AlignChannelPlanes", "CanonicalizeClip", "ChannelConcat", "ChunkMajorTensors", "ConcatInPlace",
            "DepthwiseConv", "FewChannelConv", "FoldBatchNorm", "FuseBottleneck", "FuseLowRankConv", "PairPixelChunks",
-           "PointwiseConvOverChunks", "RemoveDropout", "SubsamplePointwise", "WinogradRowConv", "WinogradStem", "summarize"]
+           "PointwiseConvOverChunks", "RemoveDropout", "SubsamplePointwise", "WinogradRowConv", "WinogradStem",
+           "summarize"]

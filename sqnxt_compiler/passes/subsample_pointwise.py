@@ -21,14 +21,14 @@ _CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
 def _strided_pointwise(call: relax.Call) -> int | None:
     """The stride of a static NCHW 1x1 conv with equal strides > 1, no padding and no dilation, else None."""
     attrs = call.attrs
-    data, weight = call.args
-    if not (isinstance(data.ty, relax.TensorType) and isinstance(weight.ty, relax.TensorType)) or \
-            data.ty.shape is None or weight.ty.shape is None:
+    shapes = [arg.ty.shape for arg in call.args if isinstance(arg.ty, relax.TensorType)]
+    if len(shapes) != 2 or not all(isinstance(shape, relax.ShapeExpr) for shape in shapes):
         return None
-    static = all(isinstance(d, tvm.tirx.IntImm) for d in [*data.ty.shape.values, *weight.ty.shape.values])
+    data, weight = (shape.values for shape in shapes)
+    static = all(isinstance(d, tvm.tirx.IntImm) for d in [*data, *weight])
     strides = [int(s) for s in attrs.strides]
     if (not static or attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW"
-            or attrs.out_layout != "NCHW" or [int(d) for d in weight.ty.shape.values[2:]] != [1, 1]
+            or attrs.out_layout != "NCHW" or [int(d) for d in weight[2:]] != [1, 1]
             or any(int(p) for p in attrs.padding) or any(int(d) != 1 for d in attrs.dilation)
             or strides[0] != strides[1] or strides[0] < 2):
         return None
