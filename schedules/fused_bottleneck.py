@@ -1,6 +1,6 @@
 """Schedule rule for FuseBottleneck's row kernels: the 1x1 reduce pair, and the 1x1 expand with its epilogue,
-when they are not pointwise chains over pixel chunks (`fused_pixel_chunks`): a stride-2 first conv, or an
-image smaller than one chunk."""
+when they are not pointwise chains over pixel chunks (`fused_pixel_chunks`): an image smaller than one chunk,
+or a strided first conv that `subsample_pointwise` did not take (a pipeline without that phase)."""
 
 from __future__ import annotations
 

@@ -75,38 +75,6 @@ def _kernel_height(sch: "s_tir.Schedule", conv: str) -> int:
     return int(sch.get(sch.get_sblock(conv)).iter_vars[5].dom.extent)
 
 
-def _dense_strided_1x1(sch: "s_tir.Schedule", conv_block, conv: str, pad: str) -> bool:
-    """A 1x1 conv with groups 1 over more than one row that reads every other column of its padding block's
-    output (with one row, `reindex` keeps the kernel's unit row tap as a dimension of its own)."""
-    _, _, rows, _, in_channels, _, kernel_width = (int(v.dom.extent) for v in sch.get(conv_block).iter_vars)
-    pad_shape = _buffer_shape(sch, pad)
-    return (kernel_width == 1 and pad_shape[1] == in_channels and rows > 1
-            and pad_shape[3] == 2 * _buffer_shape(sch, conv)[3] - 1)
-
-
-def _decimate_strided_inputs(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """A 1x1 stride-2 stage reads every other column of its padded input: a strided vector load (lane shuffles
-    or scalar inserts) for every channel tile. Instead, copy the pixels it reads once into a dense
-    [batch, channel, row, column] buffer (the padding inlined into that copy), which the conv then reads with
-    plain vector loads. Returns `stages` with the copy's block in place of the padding block. (Unpadded strided
-    1x1s reach the kernels already subsampled, `passes/subsample_pointwise.py`: this serves the padded ones.)"""
-    decimated = []
-    for index, blocks in enumerate(stages):
-        conv, pad = f"{CONV_BLOCK}{index}", f"{CONV_BLOCK}{index}_pad"
-        conv_block = sch.get_sblock(conv)
-        if pad not in blocks or not _dense_strided_1x1(sch, conv_block, conv, pad):
-            decimated.append(blocks)
-            continue
-        read = [region.source.name for region in sch.get(conv_block).reads].index(pad)
-        copy = sch.reindex(conv_block, ("read", read))  # indexed by the conv's (batch, row, column, channel)
-        sch.transform_layout(copy, ("write", 0), lambda b, y, x, c: (b, c, y, x))
-        sch.compute_inline(sch.get_sblock(pad))
-        _, rows, cols, channels = sch.get_loops(copy)
-        sch.reorder(channels, rows, cols)  # columns innermost: contiguous vector stores
-        decimated.append(tuple(sch.get(copy).name_hint if name == pad else name for name in blocks))
-    return decimated
-
-
 def _fitting_row_tiles(sch: "s_tir.Schedule", stages: list[tuple[str, ...]]) -> tuple[list[int], int]:
     """Tile heights whose per-thread intermediates fit TILE_BYTES_BUDGET, and the halo rows per tile."""
     height = _computed_rows(sch, stages)
@@ -200,7 +168,6 @@ def schedule_conv_chain(sch: "s_tir.Schedule", spec: "TargetSpec | None", sample
     if parallel:
         sch.parallel(tile)
     out = sch.get_sblock(OUTPUT_BLOCK)
-    stages = _decimate_strided_inputs(sch, stages)
     producers = [name for blocks in reversed(stages[:-1]) for name in blocks]
     if len(stages[-1]) > 1:  # the last stage's padding
         producers = [stages[-1][-1]] + producers

@@ -88,8 +88,9 @@ class FuseBottleneck:
     """Two fusions around SqueezeNext's low-rank pair:
 
     - reduce chain: conv1x1(stride s)[+bias][+ReLU] -> conv1x1[+bias][+ReLU] becomes one kernel that holds the
-      C/2-channel intermediate only for the current row tile (stride 2) or 16-pixel chunk (stride 1: such
-      chains, and the expand below, are built by `kernels.pixel_chunks`);
+      C/2-channel intermediate only for the current 16-pixel chunk (stride 1: such chains, and the expand below,
+      are built by `kernels.pixel_chunks`; `subsample_pointwise` makes the strided ones stride 1) or row tile
+      (images smaller than a chunk, strided convs in a pipeline without that phase);
     - expand epilogue: [relu]([relu](conv1x1(y)[+bias]) + shortcut) becomes one kernel; the shortcut (identity or
       the projection's output) is read in the epilogue, so the C-channel expand result is never written.
       (TVM's FuseOps would merge this epilogue as well; doing it here gives the kernel the fused-chain
