@@ -15,6 +15,8 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from ._kernels import rewrite_functions
+
 _CONV2D = tvm.ir.Op.get("relax.nn.conv2d")
 
 
@@ -73,7 +75,7 @@ def summarize(records: list[tuple[int, int, int]]) -> list[str]:
     """`--explain` lines from (output height, width, slice) per rewritten conv."""
     if not records:
         return ["no strided 1x1 conv; module unchanged"]
-    slices = {(h, w, index) for h, w, index in records}
+    slices = {index for *_, index in records}
     return [f"{len(records)} strided 1x1 convs read {len(slices)} subsampled copies, per stage: " + ", ".join(
         f"{h}x{w}: {n}" for (h, w), n in Counter((h, w) for h, w, _ in records).items())]
 
@@ -87,8 +89,5 @@ class SubsamplePointwise:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        mod = mod.clone()
-        for gvar, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                mod[gvar] = _Subsampler(mod, self.report).visit_expr(func)
+        mod, _ = rewrite_functions(mod.clone(), lambda mod, _func: _Subsampler(mod, self.report))
         return mod
