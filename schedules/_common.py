@@ -7,6 +7,7 @@ live here once. Knobs are plain ints (deterministic defaults) or sampled `ExprRV
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Union
 
 import tvm
@@ -256,10 +257,11 @@ class PreparedConv:
     elementwise: bool  # the epilogue computes (bias, residual, ReLU), not only copies the accumulator out
 
 
-def prepare_conv(sch: "tvm.s_tir.Schedule") -> PreparedConv:
-    """Layout work common to every conv schedule, independent of the knobs:
-    - the weight is packed [F, C, KH, KW] -> [C, KH, KW, F] by a block that runs once at compile time,
-      so a vector of output channels is one contiguous load;
+def prepare_conv(sch: "tvm.s_tir.Schedule", lanes: int) -> PreparedConv:
+    """Layout work common to every conv schedule, independent of the knobs but for the vector width:
+    - the weight is packed [F, C, KH, KW] -> [F / lanes, C, KH, KW, lanes] by a block that runs once at compile
+      time, so a vector of output channels is one contiguous load, and a channel tile's weights are a few
+      sequential streams the prefetchers follow (in [C, KH, KW, F] a tile reads a few lines of every row);
     - the accumulator is laid out [N, H, W, F], so a register tile (columns x channel vectors) is contiguous;
     - the elementwise epilogue is inlined into one block that will run on the register tile;
     - padding blocks without a border are inlined (they are copies)."""
@@ -272,7 +274,7 @@ def prepare_conv(sch: "tvm.s_tir.Schedule") -> PreparedConv:
     if not elementwise:  # conv writes the output directly: give it an intermediate to lay out freely
         epilogue = sch.cache_write(conv, 0, "global")
     packed = sch.cache_read(conv, shape.weight_index, "global")
-    sch.transform_layout(packed, ("write", 0), lambda f, c, h, w: (c, h, w, f))
+    sch.transform_layout(packed, ("write", 0), lambda f, c, h, w: (f // lanes, c, h, w, f % lanes))
     sch.annotate(packed, LAYOUT_REWRITE_PREPROC, True)
     sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
     pad = inline_copies(sch, conv)
@@ -320,15 +322,21 @@ def transpose_epilogue(sch, epilogue, column_lanes: int) -> None:
         sch.unroll(columns)
 
 
+# What a register tile's predicated tail (columns past the width) costs, in whole tiles.
+TAIL_TILE_COST = Fraction(3, 2)
+
+
 def register_tile(knobs: MachineKnobs, out_channels: int, out_width: int,
                   window: int = 1) -> tuple[int, int, int]:
     """(lanes, f_vectors, x_inner) for a register tile of x_inner columns by f_vectors*lanes channels.
 
-    Score = FMAs per load (fv*xi / (fv + xi)), times the useful fraction of the last, partial column tile
-    (x_inner need not divide the width: the tail is predicated), times a penalty when the weight slice of a
-    channel tile (window = C*KH*KW floats per channel) cannot stay in half of L1."""
+    Score = FMAs per load (fv*xi / (fv + xi)), times the useful fraction of the column tiles, times a penalty
+    when the weight slice of a channel tile (window = C*KH*KW floats per channel) cannot stay in half of L1.
+    x_inner need not divide the width, but the tail tile, predicated, costs about 1.5 whole ones (measured on
+    AVX-512 and AVX2: docs/performance.md). Ties go to the tile without a tail, then to more channel vectors;
+    exact fractions keep the ties exact."""
     lanes = pow2_lanes(out_channels, knobs.lanes)
-    best = (0.0, 1, 1)
+    best = (Fraction(0), False, 1, 1)
     for fv in divisors(out_channels // lanes):
         if fv > 4:
             break
@@ -336,8 +344,9 @@ def register_tile(knobs: MachineKnobs, out_channels: int, out_width: int,
         for xi in range(1, min(16, out_width) + 1):
             if fv * xi > knobs.accumulator_budget:
                 continue
-            useful = out_width / (-(-out_width // xi) * xi)
-            score = fv * xi / (fv + xi) * useful * (1.0 if fits_l1 else 0.7)
-            if (score, fv) > best[:2]:
-                best = (score, fv, xi)
-    return lanes, best[1], best[2]
+            exact = out_width % xi == 0
+            useful = Fraction(out_width) / ((out_width // xi + (0 if exact else TAIL_TILE_COST)) * xi)
+            score = Fraction(fv * xi, fv + xi) * useful * (1 if fits_l1 else Fraction(7, 10))
+            if (score, exact, fv) > best[:3]:
+                best = (score, exact, fv, xi)
+    return lanes, best[2], best[3]

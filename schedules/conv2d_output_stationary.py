@@ -26,7 +26,7 @@ def default_knobs(shape: ConvShape, machine: MachineKnobs) -> ConvKnobs:
 
 def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     """(n, y)[parallel] > channel tile <> column tile > rc, ry, rx > columns[unroll], vectors[unroll], lanes[vec]."""
-    p = prepare_conv(sch)
+    p = prepare_conv(sch, knobs.lanes)
     n, f, y, x, rc, ry, rx = sch.get_loops(p.conv)
     tiles, vectors, lanes = split_channels(sch, f, knobs)
     columns, x_inner = tile(sch, x, knobs.x_inner, 16)

@@ -55,7 +55,7 @@ def schedule(sch: "tvm.s_tir.Schedule", knobs: ConvKnobs) -> None:
     """(n, row block)[parallel] > channel tile > rc outer > rows, column tile > rc inner, ry, rx >
     columns[unroll], vectors[unroll], lanes[vec]. The epilogue runs per channel tile of a row block.
     Channel-parallel: (n, channel tile)[parallel] > row block > rc outer > .., the padding computed once before."""
-    p = prepare_conv(sch)
+    p = prepare_conv(sch, knobs.lanes)
     n, f, y, x, rc, ry, rx = sch.get_loops(p.conv)
     tiles, vectors, lanes = split_channels(sch, f, knobs)
     row_blocks, rows = tile(sch, y, knobs.rows_per_task, 16)

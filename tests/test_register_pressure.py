@@ -3,9 +3,9 @@ loads/stores that address the stack against vector FMAs (`sqnxt_compiler.registe
 
 The goal, at most 5%, holds for the stack moves in the kernels' innermost FMA loops on every class. Over all
 of the kernels' code the count also sees the small stack tiles outside those loops (a register tile's row
-staged for a narrower output row, the stem's product rows), which look the same as spills: `CEILING` fails a
-build that has more of them than today's (measured on 2026-12-05, evening: 0.016, 0.088, 0.152; per-kernel tables:
-`python benchmarks/register_pressure.py`)."""
+staged for a narrower output row, the stem's product rows, a weight-stationary row of partial sums), which look
+the same as spills: `CEILING` fails a build that has more of them than today's (measured on 2026-12-07: 0.029,
+0.053, 0.070; per-kernel tables: `python benchmarks/register_pressure.py`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sqnxt_compiler.register_pressure import (kernel_pressure, library_arch, loo
 from sqnxt_compiler.target import load_target
 
 GOAL = 0.05
-CEILING = {"x86-avx512": 0.02, "x86-avx2": 0.095, "arm": 0.16}
+CEILING = {"x86-avx512": 0.03, "x86-avx2": 0.055, "arm": 0.075}
 
 
 @pytest.fixture(scope="module")
