@@ -122,8 +122,24 @@ def test_register_tile_follows_the_target():
         assert got_lanes == lanes and vectors * columns <= machine.accumulator_budget
 
 
+@pytest.mark.parametrize("target_name, out_channels, width, tile", [
+    ("x86-avx512", 512, 7, (16, 2, 7)),   # 4 x 4 would leave a 3-column tail
+    ("arm", 128, 7, (4, 2, 7)),
+    ("x86-avx512", 512, 28, (16, 4, 4)),  # no tail: the best FMAs per load
+    ("x86-avx2", 512, 7, (8, 4, 2)),      # 16 registers: exact tiles (7 x 1) load too much per FMA
+])
+def test_register_tile_weighs_the_tail(target_name, out_channels, width, tile):
+    """A predicated tail tile costs 1.5 whole ones: on 32 registers a 7-wide image takes a 7-column tile."""
+    from sqnxt_compiler.schedules._common import register_tile
+
+    assert register_tile(machine_knobs(load_target(target_name)), out_channels, width) == tile
+
+
 def test_weights_are_packed_at_compile_time(host):
-    """The packing block leaves the kernel: it becomes a separate PrimFunc folded on the constant weights."""
+    """The packing block leaves the kernel: it becomes a separate PrimFunc folded on the constant weights,
+    which the kernel reads as [F / lanes, C, KH, KW, lanes]: one sequential stream per channel vector."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
     from sqnxt_compiler.pipeline import LOWERING, SCHEDULING, CompileContext, run_pipeline
 
     phases = LOWERING + SCHEDULING
@@ -133,3 +149,7 @@ def test_weights_are_packed_at_compile_time(host):
     assert "layout_rewrite_preproc" not in text
     assert "_prepacked" in mod["main"].script()
     assert any("conv2d-dataflow-choice" in line for line in ctx.notes["schedule"])
+    kernel = next(func for gvar, func in mod.functions.items() if gvar.name_hint.endswith("_prepacked"))
+    lanes = min(16, machine_knobs(host).lanes)  # 16 output channels
+    packed = [[int(d) for d in arg.shape] for arg in ArgInfo.from_prim_func(kernel)]
+    assert [16 // lanes, 8, 3, 1, lanes] in packed, packed

@@ -30,6 +30,8 @@ def weights(*shape):
 CASES = {
     "dense-1000": (lambda bb, x: bb.emit(relax.op.matmul(x, weights(128, 1000))), (1, 128), "dense"),
     "dense-batch3-odd": (lambda bb, x: bb.emit(relax.op.matmul(x, weights(40, 72))), (3, 40), "dense"),
+    # 8 rows x one vector of 8 in the register tile (1000 = 8 x 125)
+    "dense-batch8-1000": (lambda bb, x: bb.emit(relax.op.matmul(x, weights(64, 1000))), (8, 64), "dense"),
     "maxpool-ceil": (lambda bb, x: bb.emit(relax.op.nn.max_pool2d(x, (3, 3), (2, 2), ceil_mode=True)),
                      (1, 32, 27, 27), "pooling-elementwise"),
     # the last output row and column read the ceil-mode padding (the 1.0-SqNxt-23v5 case): rows apart
