@@ -273,12 +273,18 @@ def prepare_conv(sch: "tvm.s_tir.Schedule", lanes: int) -> PreparedConv:
     elementwise = epilogue is not None
     if not elementwise:  # conv writes the output directly: give it an intermediate to lay out freely
         epilogue = sch.cache_write(conv, 0, "global")
-    packed = sch.cache_read(conv, shape.weight_index, "global")
-    sch.transform_layout(packed, ("write", 0), lambda f, c, h, w: (f // lanes, c, h, w, f % lanes))
-    sch.annotate(packed, LAYOUT_REWRITE_PREPROC, True)
+    pack_at_compile_time(sch, conv, shape.weight_index, lambda f, c, h, w: (f // lanes, c, h, w, f % lanes))
     sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, y, x, f))
     pad = inline_copies(sch, conv)
     return PreparedConv(conv, epilogue, pad, shape, elementwise)
+
+
+def pack_at_compile_time(sch: "tvm.s_tir.Schedule", block, read_index: int, layout) -> None:
+    """Read input `read_index` of `block` (its weights) through a copy laid out by `layout` (an index map), in a
+    block marked LAYOUT_REWRITE_PREPROC: the pipeline moves it out of the kernel and folds it on the constants."""
+    packed = sch.cache_read(block, read_index, "global")
+    sch.transform_layout(packed, ("write", 0), layout)
+    sch.annotate(packed, LAYOUT_REWRITE_PREPROC, True)
 
 
 def split_channels(sch, loop, knobs: ConvKnobs):

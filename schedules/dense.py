@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .rule import ScheduleRule
-from ._common import LAYOUT_REWRITE_PREPROC, SAMPLE, Knob, inline_elementwise_chain, largest_divisor_at_most, \
-    machine_knobs, pow2_lanes, root_blocks, tile
+from ._common import SAMPLE, Knob, inline_elementwise_chain, largest_divisor_at_most, machine_knobs, \
+    pack_at_compile_time, pow2_lanes, root_blocks, tile
 
 if TYPE_CHECKING:
     import tvm
@@ -41,9 +41,7 @@ def schedule(sch: "tvm.s_tir.Schedule", lanes: int, vectors: Knob | None, rows: 
     found = find_dense(sch.mod["main"])
     block = sch.get_sblock(found.name_hint)
     epilogue = inline_elementwise_chain(sch, block)
-    packed = sch.cache_read(block, _rhs_index(found), "global")
-    sch.transform_layout(packed, ("write", 0), lambda k, j: (j // lanes, k, j % lanes))
-    sch.annotate(packed, LAYOUT_REWRITE_PREPROC, True)
+    pack_at_compile_time(sch, block, _rhs_index(found), lambda k, j: (j // lanes, k, j % lanes))
     i, j, k = sch.get_loops(block)
     j_outer, j_lanes = sch.split(j, [None, lanes])
     j_blocks, j_vectors = tile(sch, j_outer, vectors, 8)
