@@ -26,9 +26,12 @@ ONEDNN_ISA_LIMIT = "ONEDNN_MAX_CPU_ISA"
 
 
 def model_input(proto, seed: int = 0) -> np.ndarray:
-    """A seeded standard-normal batch shaped like the model's (static) first input."""
+    """A seeded standard-normal batch shaped like the model's (static) first input, in a buffer aligned as TVM's
+    tensors are, so every engine reads it in place (ONNX Runtime and OpenVINO read any buffer in place)."""
+    from sqnxt_compiler.runtime import aligned_array
+
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    return np.random.default_rng(seed).standard_normal(dims).astype("float32")
+    return aligned_array(np.random.default_rng(seed).standard_normal(dims).astype("float32"))
 
 
 def engine_threads() -> int:

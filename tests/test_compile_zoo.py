@@ -7,6 +7,7 @@ import pytest
 
 import sqnxt_compiler
 from sqnxt_compiler.models import OFFICIAL_SQUEEZENEXT, build_model
+from sqnxt_compiler.runtime import aligned_array
 from sqnxt_compiler.verify import reference_outputs, relative_error
 from utils import compile_and_compare, elf_machine, seeded_input
 
@@ -61,3 +62,23 @@ def test_repeated_runs_read_each_new_input(tmp_path):
         (expected,) = reference_outputs(model, {name: x.astype("float32")})
         assert relative_error(actual, expected) <= 1e-4
     assert not np.allclose(loaded.run(first)[0], loaded.run(second)[0])
+
+
+def test_aligned_inputs_are_read_in_place(tmp_path):
+    """An input in a buffer aligned as TVM's tensors are is read where it is: the library's own input tensor keeps
+    the previous (copied) input, and the result is still the new input's."""
+    model = build_model("1.0-SqNxt-23", resolution=64)
+    result = sqnxt_compiler.compile(model, target="host", output=tmp_path / "m.so")
+    loaded = sqnxt_compiler.load(result.library)
+    name, shape = result.inputs[0].name, result.inputs[0].shape
+    copied, in_place = seeded_input(shape, 1), aligned_array(seeded_input(shape, 2))
+    storage = np.empty(copied.size + 1, np.float32)
+    start = 1 if storage.ctypes.data % 64 == 0 else 0
+    unaligned = storage[start:start + copied.size].reshape(shape)
+    unaligned[...] = copied
+    assert unaligned.ctypes.data % 64 != 0 and in_place.ctypes.data % 64 == 0
+    loaded.run(unaligned)
+    (actual,) = loaded.run(in_place)
+    np.testing.assert_array_equal(np.from_dlpack(loaded._input_tensors[0]), copied)
+    (expected,) = reference_outputs(model, {name: in_place})
+    assert relative_error(actual, expected) <= 1e-4
