@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK
-from ..kernels.contract import DEPTHWISE, FEW_CHANNEL_CONV, OUTPUT_BLOCK, PHASE_BLOCK, fusion_pattern
+from ..kernels.contract import (DEPTHWISE, FEW_CHANNEL_CONV, INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
+                                POOL_ROWS_BLOCK, fusion_pattern)
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
 from .rule import ScheduleRule
 from ._common import MachineKnobs, largest_divisor_at_most, machine_knobs
@@ -53,9 +54,10 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         sch.unroll(loop)
     sch.vectorize(lanes)
     sch.decompose_reduction(accumulate, in_channels)
+    pooled = POOL_ATTR in sch.mod["main"].attrs
     # the store under the accumulation, not the other way round: a chunk of a narrower image (7 or 14
     # columns) still multiply-adds whole vectors, and only the store is as narrow as the image
-    out = sch.get_sblock(OUTPUT_BLOCK)
+    out = sch.get_sblock(INVERSE_BLOCK if pooled else OUTPUT_BLOCK)
     sch.reverse_compute_at(out, row_groups, preserve_unit_loops=True)
     out_channels, out_rows, _, out_lanes = sch.get_loops(out)[-4:]
     for loop in (out_channels, out_rows):
@@ -63,10 +65,24 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.vectorize(out_lanes)
     sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, knobs.lanes])[1])
     sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
+    if pooled:
+        _schedule_pool(sch, parallel)
     tile = f"{channel_tile} channels x " if out_group > 1 else ""
     groups = f" in groups of {row_group}" if row_group < row_count else ""
     return (f"{row_count}-row tiles{groups} x {tile}{CHUNK}-column chunks, the taps unrolled"
             + (", parallel" if parallel else ""))
+
+
+def _schedule_pool(sch: "s_tir.Schedule", parallel: bool) -> None:
+    """A stem with its max pool: each row tile reduces its rows for the pool (POOL_ROWS_BLOCK, in the tile's
+    loops); their windows read stride-2 columns: scalar, the last pooled column apart, which alone can pass the
+    image's edge. Then the pooled rows, a few per tile, are taken channel by channel."""
+    *_, rows, columns = sch.get_loops(sch.get_sblock(POOL_ROWS_BLOCK))
+    sch.unroll(rows)
+    if (extent := int(sch.get(columns).extent)) >= 2:
+        sch.loop_partition(columns, [extent - 1, None])
+    if parallel:
+        sch.parallel(sch.fuse(*sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[:2]))
 
 
 def column_conv_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

@@ -7,10 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sqnxt_compiler.kernels.column_conv import column_conv_kernel
+from sqnxt_compiler.kernels.contract import FEW_CHANNEL_CONV
+from sqnxt_compiler.kernels.winograd import MaxPoolWindow
 from sqnxt_compiler.models import build_model
 from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
 from sqnxt_compiler.verify import reference_outputs, relative_error
 from test_fusion_passes import SETTINGS, _seeded_input, compile_and_run
+from winograd_reference import check_every_schedule, direct_conv, max_pool, random_conv
 
 
 def _spatial(draw, kernels):
@@ -92,9 +96,10 @@ def test_grouped_but_not_depthwise_convs_stay_generic(groups):
 
 
 @pytest.mark.parametrize("name, taken", [("mobilenet-v2", "3x3/s2, 3 channels: 1"),
-                                         ("squeezenet1.1", "3x3/s2, 3 channels: 1"), ("1.0-SqNxt-23", None)])
+                                         ("squeezenet1.1", "3x3/s2, 3 channels + max pool 3x3/2: 1"),
+                                         ("1.0-SqNxt-23", None)])
 def test_the_few_channel_pass_takes_the_3x3_stems_only(name, taken):
-    """The 3x3 stride-2 stems; SqueezeNext's 7x7 stem stays the Winograd stem's."""
+    """The 3x3 stride-2 stems, with SqueezeNet's max pool; SqueezeNext's 7x7 stem stays the Winograd stem's."""
     model = build_model(name, resolution=64 if name != "1.0-SqNxt-23" else 227)
     _, notes = compile_and_run(model, True, _seeded_input(model))
     if taken is None:
@@ -103,3 +108,21 @@ def test_the_few_channel_pass_takes_the_3x3_stems_only(name, taken):
             notes["winograd_stem"][0].startswith("winograd_stem: 1 fused")
     else:
         assert f"({taken})" in notes["few_channel_conv"][0]
+
+
+@pytest.mark.parametrize("target_name", ["host", "x86-avx2"])
+@pytest.mark.parametrize("shape, out_channels, stride, padding, window", [
+    ((1, 3, 224, 224), 64, 2, (0, 0, 0, 0), MaxPoolWindow(3, 2, 55, 55)),  # SqueezeNet 1.1: 111 -> 55
+    ((2, 3, 41, 38), 6, 2, (1, 1, 1, 1), MaxPoolWindow(3, 2, 10, 10)),     # 21 x 19, ceil mode, a narrow image
+    ((1, 1, 30, 70), 5, 1, (0, 0, 0, 0), MaxPoolWindow(2, 2, 14, 34)),     # 28 x 68, 2x2/2, rows past the last tile
+    ((1, 4, 21, 40), 8, 1, (1, 1, 1, 1), MaxPoolWindow(3, 1, 19, 38)),     # a stride-1 pool
+])
+def test_few_channel_stem_with_its_max_pool_matches_under_every_schedule(shape, out_channels, stride, padding,
+                                                                         window, target_name):
+    """Signed outputs (no ReLU), so a pool that read the conv's rows or columns past the image would fail."""
+    data, weight, bias_values = random_conv(shape, out_channels, (3, 3), bias=True, seed=5)
+    expected = max_pool(direct_conv(data, weight, bias_values, padding, False, stride), window)
+    func = column_conv_kernel(shape, out_channels, 1, (3, 3), stride, padding, True, False,
+                              pattern=FEW_CHANNEL_CONV, pool=window)
+    check_every_schedule(func, [data, weight, bias_values], expected, target_name, rule_name="column_conv")
+

@@ -15,7 +15,10 @@ input vector feeds every output channel of the register tile.
   2 the input is read as 64-bit pairs of columns, whose low and high halves are the two phases.
 - The last row tile and, on images at least a chunk wide, the last chunk (and the last copied vector of a row)
   are moved back to end at the last row / column: they overlap the ones before and write some values twice,
-  identically. Narrower images are computed a whole chunk wide and only their real columns are stored."""
+  identically. Narrower images are computed a whole chunk wide and only their real columns are stored.
+- A few-channel stem with the max pool that follows it (SqueezeNet 1.1's 3x3/2 stem) pools each row tile in the tile's
+  loops, while it is in cache (`winograd.emit_pool_over_row_tiles`): the tiles are then ROWS_PER_TILE rows from row 0, the
+  last one computed past the image and masked, and the conv's result (25 MB at batch 8) never goes to memory."""
 
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.tirx.script.builder import ir as T
 
 from .common import ZERO, epilogue_value, grid_block
-from .contract import CONV_BLOCK, DEPTHWISE, FUSION_ATTR, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK, PHASE_BLOCK
-from .winograd import conv_output_size
+from .contract import (CONV_BLOCK, DEPTHWISE, FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK,
+                       PHASE_BLOCK, POOL_ATTR)
+from .winograd import (ROWS_PER_TILE, MaxPoolWindow, alloc_pool_rows, conv_output_size, emit_pool_output,
+                       emit_pool_rows, masked, max_of)
 
 ROWS = 4  # output rows per tile with several output channels per group: the register tile is rows x channels
 MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the schedule accumulates them in groups
@@ -53,21 +58,27 @@ def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int) -> int:
 
 def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int, kernel: tuple[int, int],
                        stride: int, padding: tuple[int, int, int, int], has_bias: bool, relu: bool,
-                       relu_max: float | None = None, pattern: str = DEPTHWISE) -> tirx.PrimFunc:
+                       relu_max: float | None = None, pattern: str = DEPTHWISE,
+                       pool: MaxPoolWindow | None = None) -> tirx.PrimFunc:
     """The PrimFunc (data, weight [out_channels, in_channels / groups, KH, KW], [bias], output) of a conv2d in
-    `groups` groups [+ bias][+ ReLU, clipped at `relu_max` when given], NCHW. Blocks, each over (batch, group,
-    row tile) loops: PAD_BLOCK and PHASE_BLOCK (the tile's input planes), ACCUMULATE_BLOCK (the taps, into
-    [.., out channel, row, chunk, lane]), OUTPUT_BLOCK (bias, ReLU, store of the real columns). `pattern`
-    names the rewrite that made it (FUSION_ATTR)."""
+    `groups` groups [+ bias][+ ReLU, clipped at `relu_max` when given][+ max `pool`], NCHW. Blocks, each over
+    (batch, group, row tile) loops: PAD_BLOCK and PHASE_BLOCK (the tile's input planes), ACCUMULATE_BLOCK (the
+    taps, into [.., out channel, row, chunk, lane]), OUTPUT_BLOCK (bias, ReLU, store of the real columns); with
+    a pool, that store is INVERSE_BLOCK's, into the conv's rows, and POOL_ROWS_BLOCK and OUTPUT_BLOCK pool them.
+    `pattern` names the rewrite that made it (FUSION_ATTR)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     in_group, out_group = channels // groups, out_channels // groups
     kernel_h, kernel_w = kernel
     top, left, _, _ = padding
     out_h, out_w = conv_output_size(height, width, kernel, stride, padding)
-    rows = tile_rows(out_h, out_w, in_group, out_group)
+    if pool is not None:
+        pool.check_fits_row_tiles()
+    rows = ROWS_PER_TILE if pool is not None else tile_rows(out_h, out_w, in_group, out_group)
     tiles, chunks = -(-out_h // rows), -(-out_w // CHUNK)
-    narrow = out_w < CHUNK
-    computed_w = CHUNK if narrow else out_w
+    # pooled, every chunk is computed whole from column 0 (the pool masks the columns past the image): the conv's
+    # rows are then written where TVM can prove they cover what the pool reads
+    narrow = out_w < CHUNK and pool is None
+    computed_w = chunks * CHUNK if pool is not None else CHUNK if narrow else out_w
     # plane p holds input columns stride * x + p at column margin + x, zeros around them
     plane_w = -(-width // stride)
     margin = -(-left // stride)
@@ -79,10 +90,10 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     phase_rows = (rows - 1) * stride + kernel_h
 
     def first_row(tile):
-        return tirx.min(tile * rows, out_h - rows)
+        return tile * rows if pool is not None else tirx.min(tile * rows, out_h - rows)
 
     def first_column(chunk):
-        return chunk * CHUNK if narrow else tirx.min(chunk * CHUNK, out_w - CHUNK)
+        return chunk * CHUNK if narrow or pool is not None else tirx.min(chunk * CHUNK, out_w - CHUNK)
 
     with IRBuilder() as builder:
         with T.prim_func(s_tir=True):
@@ -90,10 +101,15 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
             data = T.arg("data", T.buffer((batch, channels, height, width), "float32"))
             weight = T.arg("weight", T.buffer((out_channels, in_group, kernel_h, kernel_w), "float32"))
             bias = T.arg("bias", T.buffer((out_channels,), "float32")) if has_bias else None
-            output = T.arg("output", T.buffer((batch, out_channels, out_h, out_w), "float32"))
+            output_hw = (out_h, out_w) if pool is None else (pool.out_h, pool.out_w)
+            output = T.arg("output", T.buffer((batch, out_channels, *output_hw), "float32"))
             macs = batch * out_channels * out_h * out_w * in_group * kernel_h * kernel_w
-            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN, "tirx.noalias": True})
+            T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN, "tirx.noalias": True,
+                         **({} if pool is None else {POOL_ATTR: pool.kernel})})
             with T.sblock("root"):
+                conv = None if pool is None else IRBuilder.name("conv", T.sblock_alloc_buffer(
+                    (batch, out_channels, tiles * rows, computed_w), "float32"))
+                pooled_rows = None if pool is None else alloc_pool_rows(pool, conv, (pool.out_w,))
                 phase = IRBuilder.name("phase", T.sblock_alloc_buffer(
                     (batch, groups, tiles, in_group, stride, phase_rows, phase_width), "float32"))
                 acc = IRBuilder.name("acc", T.sblock_alloc_buffer(
@@ -128,9 +144,15 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
 
                 def store_output(b, g, t, co, i, chunk, lane):
                     channel = g * out_group + co
-                    T.buffer_store(output, epilogue_value(acc[b, g, t, co, i, chunk, lane], bias, channel, relu,
-                                                          relu_max=relu_max),
+                    T.buffer_store(output if pool is None else conv,
+                                   epilogue_value(acc[b, g, t, co, i, chunk, lane], bias, channel, relu,
+                                                  relu_max=relu_max),
                                    [b, channel, first_row(t) + i, first_column(chunk) + lane])
+
+                def horizontal_max(b, o, row, x):
+                    columns = [pool.stride * x + dx for dx in range(pool.kernel)]
+                    return max_of(masked(column < out_w, conv[b, o, row, tirx.min(column, out_w - 1)])
+                                  for column in columns)
 
                 with T.grid(batch, groups, tiles) as tile_loops:
                     outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))
@@ -145,6 +167,12 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                                "ci p r v lane".split(), copy_planes, outer)
                     grid_block(ACCUMULATE_BLOCK, (out_group, rows, chunks, CHUNK, in_group, kernel_h, kernel_w),
                                "SSSSRRR", "co i chunk lane ci ky kx".split(), accumulate, outer)
-                    grid_block(OUTPUT_BLOCK, (out_group, rows, chunks, out_w if narrow else CHUNK), "SSSS",
+                    grid_block(OUTPUT_BLOCK if pool is None else INVERSE_BLOCK,
+                               (out_group, rows, chunks, out_w if narrow else CHUNK), "SSSS",
                                "co i chunk lane".split(), store_output, outer)
+                    if pool is not None:  # in the tile's loops: its rows are pooled while in cache
+                        emit_pool_rows(pool, conv, out_h, (computed_w,), horizontal_max, pooled_rows,
+                                       (tile_loops[0], tile_loops[2]))
+                if pool is not None:
+                    emit_pool_output(pool, out_h, pooled_rows, lambda x: (x,), output)
     return builder.get()

@@ -132,11 +132,25 @@ def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int
     `output_columns(x)` maps output column x to it. `conv` is (batch, channels, rows, *columns), of which the
     kernel writes `conv_columns`; a window may read past them (masked), so POOL_ROWS_BLOCK declares that it
     reads its tile's rows of what is written."""
+    tile_rows = alloc_pool_rows(pool, conv, column_shape)
+    emit_pool_rows(pool, conv, conv_h, conv_columns, horizontal_max, tile_rows)
+    emit_pool_output(pool, conv_h, tile_rows, output_columns, output)
+
+
+def alloc_pool_rows(pool: MaxPoolWindow, conv: tirx.Buffer, column_shape: Sequence[int]) -> tirx.Buffer:
+    """In a stem kernel's root block: POOL_ROWS_BLOCK's buffer, (batch, channels, tiles, rows, *column_shape)."""
+    batch, channels, rows = (int(d) for d in conv.shape[:3])
+    shape = (batch, channels, rows // ROWS_PER_TILE, pool.rows_per_tile() + pool.carry_rows(), *column_shape)
+    return IRBuilder.name("tile_rows", T.sblock_alloc_buffer(shape, "float32"))
+
+
+def emit_pool_rows(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int, conv_columns: Sequence[int],
+                   horizontal_max: Callable[..., tirx.PrimExpr], tile_rows: tirx.Buffer,
+                   tile: tuple[tirx.Var, tirx.Var] | None = None) -> None:
+    """POOL_ROWS_BLOCK of `emit_pool_over_row_tiles`: over every row tile, or, in the loops of a kernel's
+    (image, row tile) `tile` (block vars), over that tile only."""
     m, per_tile, carry = ROWS_PER_TILE, pool.rows_per_tile(), pool.carry_rows()
-    tiles = int(conv.shape[2]) // m
-    batch, channels = (int(d) for d in output.shape[:2])
-    rows_shape = (batch, channels, tiles, per_tile + carry, *column_shape)
-    tile_rows = IRBuilder.name("tile_rows", T.sblock_alloc_buffer(rows_shape, "float32"))
+    batch, channels, tiles, _, *column_shape = (int(d) for d in tile_rows.shape)
 
     def reduce_tile(b, o, t, v, *columns):
         T.reads(conv[(b, o, slice(t * m, t * m + m), *(slice(0, extent) for extent in conv_columns))])
@@ -152,6 +166,24 @@ def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int
         carried_row = row_max(tirx.max(v - per_tile, 0), v >= per_tile)
         T.buffer_store(tile_rows, tirx.Select(v < per_tile, window, carried_row), [b, o, t, v, *columns])
 
+    column_names = [f"x{i}" for i in range(len(column_shape))]
+    if tile is None:
+        grid_block(POOL_ROWS_BLOCK, tile_rows.shape, "S" * len(tile_rows.shape), ["b", "o", "t", "v", *column_names],
+                   reduce_tile)
+    else:
+        image, row_tile = tile
+        grid_block(POOL_ROWS_BLOCK, (channels, per_tile + carry, *column_shape), "S" * (2 + len(column_shape)),
+                   ["o", "v", *column_names], lambda _b, _t, *rest: reduce_tile(_b, rest[0], _t, *rest[1:]),
+                   [("b", image), ("t", row_tile)])
+
+
+def emit_pool_output(pool: MaxPoolWindow, conv_h: int, tile_rows: tirx.Buffer,
+                     output_columns: Callable[[tirx.PrimExpr], tuple], output: tirx.Buffer) -> None:
+    """OUTPUT_BLOCK of `emit_pool_over_row_tiles`: each pooled row from its tile's rows and the next tile's."""
+    m, per_tile, carry = ROWS_PER_TILE, pool.rows_per_tile(), pool.carry_rows()
+    tiles = int(tile_rows.shape[2])
+    batch, channels = (int(d) for d in output.shape[:2])
+
     def pool_output(b, o, y, x):
         t, e, columns = tirx.floordiv(y, per_tile), tirx.floormod(y, per_tile), output_columns(x)
 
@@ -165,8 +197,6 @@ def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int
         value = max_of([tile_rows[(b, o, t, e, *columns)], *(carried(dy) for dy in passing)])
         T.buffer_store(output, value, [b, o, y, x])
 
-    column_names = [f"x{i}" for i in range(len(column_shape))]
-    grid_block(POOL_ROWS_BLOCK, rows_shape, "S" * len(rows_shape), ["b", "o", "t", "v", *column_names], reduce_tile)
     grid_block(OUTPUT_BLOCK, (batch, channels, pool.out_h, pool.out_w), "SSSS", "b o y x".split(), pool_output)
 
 

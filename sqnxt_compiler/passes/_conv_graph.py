@@ -177,20 +177,44 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
                              unit.output if pool is None else pool[0])
 
 
-def column_conv_rewrite(unit: ConvUnit, pattern: str) -> UnitRewrite:
-    """Compute `unit` (a depthwise or few-channel conv) as a call_tir of `kernels.column_conv.column_conv_kernel`
-    named after `pattern`; reported by its kernel, stride and input channels per group."""
+def column_conv_rewrite(unit: ConvUnit, pattern: str,
+                        pool: tuple[relax.Var, MaxPoolWindow] | None = None) -> UnitRewrite:
+    """Compute `unit` (a depthwise or few-channel conv) [and the max `pool` (its var and window) of its result] as
+    a call_tir of `kernels.column_conv.column_conv_kernel` named after `pattern`; reported by its kernel, stride,
+    input channels per group and pool."""
 
     def emit(rewriter: "ChainRewriter") -> relax.Expr:
         data = rewriter.visit_expr(unit.data)
         func = column_conv_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.groups,
                                   unit.kernel, unit.strides[0], unit.padding, unit.bias is not None, unit.relu,
-                                  unit.relu_max, pattern)
-        return call_with_weights(rewriter, func, pattern, data, unit.weight, unit, unit.output)
+                                  unit.relu_max, pattern, None if pool is None else pool[1])
+        return call_with_weights(rewriter, func, pattern, data, unit.weight, unit,
+                                 unit.output if pool is None else pool[0])
 
     (kh, kw), inputs = unit.kernel, int(unit.weight.shape[1])
     detail = f"{kh}x{kw}/s{unit.strides[0]}" + (f", {inputs} channels" if inputs > 1 else "")
-    return UnitRewrite(unit.output, emit, detail)
+    if pool is not None:
+        detail += f" + max pool {pool[1].kernel}x{pool[1].kernel}/{pool[1].stride}"
+    return UnitRewrite(unit.output if pool is None else pool[0], emit, detail)
+
+
+def following_max_pool(graph: ConvGraph, unit: ConvUnit) -> tuple[relax.Var, MaxPoolWindow] | None:
+    """The max pool that alone reads `unit`'s result, when a stem kernel can take it: square window and
+    strides, no padding or dilation, NCHW, windows that fit its row tiles; its var and window."""
+    users = graph.users.get(unit.output, ())
+    if not graph.is_private(unit.output) or len(users) != 1:
+        return None
+    pool = graph.call(users[0], "relax.nn.max_pool2d")
+    if pool is None:
+        return None
+    attrs = pool.attrs
+    window, strides = [int(k) for k in attrs.pool_size], [int(s) for s in attrs.strides]
+    if (len(set(window)) != 1 or len(set(strides)) != 1 or any(int(p) for p in attrs.padding)
+            or any(int(d) != 1 for d in attrs.dilation) or attrs.layout != "NCHW" or attrs.out_layout != "NCHW"):
+        return None
+    out_h, out_w = (int(users[0].ty.shape[axis]) for axis in (2, 3))
+    pool_window = MaxPoolWindow(window[0], strides[0], out_h, out_w)
+    return (users[0], pool_window) if pool_window.fits_row_tiles() else None
 
 
 def emit_winograd_tiles(rewriter: "ChainRewriter", unit: ConvUnit,

@@ -1,12 +1,12 @@
 """Compute convs on an image's few channels (the 3x3 stride-2 stems of MobileNetV2 and SqueezeNet 1.1) with the
-output columns in vectors."""
+output columns in vectors, with the max pool that follows them when there is one (SqueezeNet 1.1's)."""
 
 from __future__ import annotations
 
 import tvm
 
 from ..kernels.contract import FEW_CHANNEL_CONV
-from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, column_conv_rewrite, rewrite_units
+from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, column_conv_rewrite, following_max_pool, rewrite_units
 from ._fusion_report import Reporter
 
 MAX_IN_CHANNELS = 4  # an image's channels: each input vector then feeds a register tile of output channels
@@ -23,13 +23,17 @@ def is_few_channel_conv(unit: ConvUnit) -> bool:
 class FewChannelConv:
     """conv2d(at most 4 input channels)[+bias][+ReLU / ReLU6] becomes one call_tir of `kernels.column_conv`: the
     generic schedules put output channels in vectors, and with a reduction of only C x K x K taps per output
-    the transposed stores into NCHW are what they wait for (48 GMAC/s on a 3x3 stem)."""
+    the transposed stores into NCHW are what they wait for (48 GMAC/s on a 3x3 stem). A max pool that alone
+    reads the result (`following_max_pool`) is computed in the same kernel, row tile by row tile: the conv's
+    result (3 MB an image) then never goes through memory."""
 
     def __init__(self, report: Reporter | None = None) -> None:
         self.report = report
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
-            return column_conv_rewrite(unit, FEW_CHANNEL_CONV) if is_few_channel_conv(unit) else None
+        def rewrite(graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
+            if not is_few_channel_conv(unit):
+                return None
+            return column_conv_rewrite(unit, FEW_CHANNEL_CONV, following_max_pool(graph, unit))
 
         return rewrite_units(mod, rewrite, FEW_CHANNEL_CONV, self.report)

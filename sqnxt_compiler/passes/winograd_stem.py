@@ -5,12 +5,12 @@ register holds a chunk of 16 column tiles (AVX-512), else along rows (`kernels/w
 from __future__ import annotations
 
 import tvm
-from tvm import relax
 
 from ..kernels.contract import WINOGRAD_STEM
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE, MaxPoolWindow, row_taps
 from ..kernels.winograd_tiles import TILE_CHUNK
-from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, emit_winograd_rows, emit_winograd_tiles, rewrite_units
+from ._conv_graph import (ConvGraph, ConvUnit, UnitRewrite, emit_winograd_rows, emit_winograd_tiles,
+                          following_max_pool, rewrite_units)
 from ._fusion_report import Reporter
 
 KERNELS = (5, 7)  # F(4, 3) and F(4, 4): 6 and 7 transformed rows, the accuracy TVM's own Winograd accepts
@@ -22,25 +22,6 @@ def is_winograd_stem(unit: ConvUnit) -> bool:
     kernel = unit.kernel
     return (unit.strides == (2, 2) and kernel[0] == kernel[1] and kernel[0] in KERNELS and unit.groups == 1
             and int(unit.weight.shape[1]) <= MAX_IN_CHANNELS and out_h >= ROWS_PER_TILE and out_w >= COLUMN_CHUNK)
-
-
-def following_max_pool(graph: ConvGraph, unit: ConvUnit) -> tuple[relax.Var, MaxPoolWindow] | None:
-    """The max pool that alone reads `unit`'s result, when the stem kernel can take it: square window and
-    strides, no padding or dilation, NCHW, windows that fit its row tiles; its var and window."""
-    users = graph.users.get(unit.output, ())
-    if not graph.is_private(unit.output) or len(users) != 1:
-        return None
-    pool = graph.call(users[0], "relax.nn.max_pool2d")
-    if pool is None:
-        return None
-    attrs = pool.attrs
-    window, strides = [int(k) for k in attrs.pool_size], [int(s) for s in attrs.strides]
-    if (len(set(window)) != 1 or len(set(strides)) != 1 or any(int(p) for p in attrs.padding)
-            or any(int(d) != 1 for d in attrs.dilation) or attrs.layout != "NCHW" or attrs.out_layout != "NCHW"):
-        return None
-    out_h, out_w = (int(users[0].ty.shape[axis]) for axis in (2, 3))
-    pool_window = MaxPoolWindow(window[0], strides[0], out_h, out_w)
-    return (users[0], pool_window) if pool_window.fits_row_tiles() else None
 
 
 def _describe(unit: ConvUnit, pool: MaxPoolWindow | None, tiles: bool) -> str:
