@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK
+from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK, POOL_WINDOW_ROWS_BLOCK
 from ..kernels.contract import (DEPTHWISE, FEW_CHANNEL_CONV, INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
                                 POOL_ROWS_BLOCK, fusion_pattern)
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
@@ -66,17 +66,23 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, knobs.lanes])[1])
     sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
     if pooled:
-        _schedule_pool(sch, parallel)
+        _schedule_pool(sch, knobs, channel_tiles, parallel)
     tile = f"{channel_tile} channels x " if out_group > 1 else ""
     groups = f" in groups of {row_group}" if row_group < row_count else ""
     return (f"{row_count}-row tiles{groups} x {tile}{CHUNK}-column chunks, the taps unrolled"
             + (", parallel" if parallel else ""))
 
 
-def _schedule_pool(sch: "s_tir.Schedule", parallel: bool) -> None:
-    """A stem with its max pool: each row tile reduces its rows for the pool (POOL_ROWS_BLOCK, in the tile's
-    loops); their windows read stride-2 columns: scalar, the last pooled column apart, which alone can pass the
-    image's edge. Then the pooled rows, a few per tile, are taken channel by channel."""
+def _schedule_pool(sch: "s_tir.Schedule", knobs: MachineKnobs, channel_tiles, parallel: bool) -> None:
+    """A stem with its max pool: each tile of output channels, right after its conv rows (in L1), reduces its
+    windows' rows in vectors along the rows, then their columns (stride-2 reads: left to LLVM, which vectorizes
+    them with permutes), the last pooled column apart, which alone can pass the image's edge. Then the pooled
+    rows, a few per row tile, are taken channel by channel."""
+    for name in (POOL_WINDOW_ROWS_BLOCK, POOL_ROWS_BLOCK):
+        sch.reverse_compute_at(sch.get_sblock(name), channel_tiles, preserve_unit_loops=True)
+    *_, rows, columns = sch.get_loops(sch.get_sblock(POOL_WINDOW_ROWS_BLOCK))
+    sch.unroll(rows)
+    sch.vectorize(sch.split(columns, [None, knobs.lanes])[1])
     *_, rows, columns = sch.get_loops(sch.get_sblock(POOL_ROWS_BLOCK))
     sch.unroll(rows)
     if (extent := int(sch.get(columns).extent)) >= 2:

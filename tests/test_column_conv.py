@@ -115,7 +115,7 @@ def test_the_few_channel_pass_takes_the_3x3_stems_only(name, taken):
     ((1, 3, 224, 224), 64, 2, (0, 0, 0, 0), MaxPoolWindow(3, 2, 55, 55)),  # SqueezeNet 1.1: 111 -> 55
     ((2, 3, 41, 38), 6, 2, (1, 1, 1, 1), MaxPoolWindow(3, 2, 10, 10)),     # 21 x 19, ceil mode, a narrow image
     ((1, 1, 30, 70), 5, 1, (0, 0, 0, 0), MaxPoolWindow(2, 2, 14, 34)),     # 28 x 68, 2x2/2, rows past the last tile
-    ((1, 4, 21, 40), 8, 1, (1, 1, 1, 1), MaxPoolWindow(3, 1, 19, 38)),     # a stride-1 pool
+    ((1, 4, 21, 40), 8, 1, (1, 1, 1, 1), MaxPoolWindow(3, 2, 10, 20)),     # 21 x 40, ceil mode, 4 channels
 ])
 def test_few_channel_stem_with_its_max_pool_matches_under_every_schedule(shape, out_channels, stride, padding,
                                                                          window, target_name):

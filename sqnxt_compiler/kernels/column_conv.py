@@ -16,9 +16,10 @@ input vector feeds every output channel of the register tile.
 - The last row tile and, on images at least a chunk wide, the last chunk (and the last copied vector of a row)
   are moved back to end at the last row / column: they overlap the ones before and write some values twice,
   identically. Narrower images are computed a whole chunk wide and only their real columns are stored.
-- A few-channel stem with the max pool that follows it (SqueezeNet 1.1's 3x3/2 stem) pools each row tile in the tile's
-  loops, while it is in cache (`winograd.emit_pool_over_row_tiles`): the tiles are then ROWS_PER_TILE rows from row 0, the
-  last one computed past the image and masked, and the conv's result (25 MB at batch 8) never goes to memory."""
+- A few-channel stem with the max pool that follows it (SqueezeNet 1.1's 3x3/2 stem) pools each row tile in the
+  tile's loops, while it is in cache: first over its windows' rows, in whole-row vectors, then over their
+  stride-apart columns. The tiles are then ROWS_PER_TILE rows from row 0, the last one computed past the image
+  and masked, and the conv's result (25 MB at batch 8) never goes through memory."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from tvm.tirx.script.builder import ir as T
 
 from .common import ZERO, epilogue_value, grid_block
 from .contract import (CONV_BLOCK, DEPTHWISE, FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK,
-                       PHASE_BLOCK, POOL_ATTR)
-from .winograd import (ROWS_PER_TILE, MaxPoolWindow, alloc_pool_rows, conv_output_size, emit_pool_output,
-                       emit_pool_rows, masked, max_of)
+                       PHASE_BLOCK, POOL_ATTR, POOL_ROWS_BLOCK)
+from .winograd import (ROWS_PER_TILE, MaxPoolWindow, alloc_pool_rows, conv_output_size, emit_pool_output, masked,
+                       max_of, tile_row_max)
 
 ROWS = 4  # output rows per tile with several output channels per group: the register tile is rows x channels
 MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the schedule accumulates them in groups
@@ -42,6 +43,15 @@ WIDE_IMAGE = 56
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
 PAD_BLOCK = f"{PHASE_BLOCK}_pad"
+# A pooled tile's rows reduced over each window's rows first, along whole rows (vectors); POOL_ROWS_BLOCK then
+# takes the windows' stride-apart columns from them
+POOL_WINDOW_ROWS_BLOCK = f"{POOL_ROWS_BLOCK}_window_rows"
+
+
+def takes_pool(pool: MaxPoolWindow) -> bool:
+    """Whether a column conv can compute this max pool of its result: windows that fit its row tiles, at a stride
+    of at least 2 (TVM cannot map a stride-1 window's columns back to the pool's for the schedule)."""
+    return pool.fits_row_tiles() and pool.stride >= 2
 
 
 def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int) -> int:
@@ -71,10 +81,12 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     kernel_h, kernel_w = kernel
     top, left, _, _ = padding
     out_h, out_w = conv_output_size(height, width, kernel, stride, padding)
-    if pool is not None:
-        pool.check_fits_row_tiles()
+    if pool is not None and not takes_pool(pool):
+        raise ValueError(f"a column conv cannot take a {pool.kernel}x{pool.kernel} max pool of stride {pool.stride}")
     rows = ROWS_PER_TILE if pool is not None else tile_rows(out_h, out_w, in_group, out_group)
-    tiles, chunks = -(-out_h // rows), -(-out_w // CHUNK)
+    # pooled, the conv's rows are computed as wide as the pool's windows reach (ceil mode: past the image)
+    reach_w = out_w if pool is None else max(out_w, pool.stride * (pool.out_w - 1) + pool.kernel)
+    tiles, chunks = -(-out_h // rows), -(-reach_w // CHUNK)
     # pooled, every chunk is computed whole from column 0 (the pool masks the columns past the image): the conv's
     # rows are then written where TVM can prove they cover what the pool reads
     narrow = out_w < CHUNK and pool is None
@@ -110,6 +122,8 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                 conv = None if pool is None else IRBuilder.name("conv", T.sblock_alloc_buffer(
                     (batch, out_channels, tiles * rows, computed_w), "float32"))
                 pooled_rows = None if pool is None else alloc_pool_rows(pool, conv, (pool.out_w,))
+                window_rows = None if pool is None else IRBuilder.name("window_rows", T.sblock_alloc_buffer(
+                    (*pooled_rows.shape[:4], computed_w), "float32"))
                 phase = IRBuilder.name("phase", T.sblock_alloc_buffer(
                     (batch, groups, tiles, in_group, stride, phase_rows, phase_width), "float32"))
                 acc = IRBuilder.name("acc", T.sblock_alloc_buffer(
@@ -149,10 +163,18 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                                                   relu_max=relu_max),
                                    [b, channel, first_row(t) + i, first_column(chunk) + lane])
 
-                def horizontal_max(b, o, row, x):
+                def reduce_window_rows(b, g, t, o, v, x):
+                    T.reads(conv[b, o, t * rows:t * rows + rows, x])
+                    T.writes(window_rows[b, o, t, v, x])
+                    T.buffer_store(window_rows, tile_row_max(pool, out_h, t, v, lambda row: conv[b, o, row, x]),
+                                   [b, o, t, v, x])
+
+                def reduce_window_columns(b, g, t, o, v, x):
+                    T.reads(window_rows[b, o, t, v, pool.stride * x:pool.stride * x + pool.kernel])
+                    T.writes(pooled_rows[b, o, t, v, x])
                     columns = [pool.stride * x + dx for dx in range(pool.kernel)]
-                    return max_of(masked(column < out_w, conv[b, o, row, tirx.min(column, out_w - 1)])
-                                  for column in columns)
+                    T.buffer_store(pooled_rows, max_of(masked(column < out_w, window_rows[
+                        b, o, t, v, tirx.min(column, out_w - 1)]) for column in columns), [b, o, t, v, x])
 
                 with T.grid(batch, groups, tiles) as tile_loops:
                     outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))
@@ -171,8 +193,11 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                                (out_group, rows, chunks, out_w if narrow else CHUNK), "SSSS",
                                "co i chunk lane".split(), store_output, outer)
                     if pool is not None:  # in the tile's loops: its rows are pooled while in cache
-                        emit_pool_rows(pool, conv, out_h, (computed_w,), horizontal_max, pooled_rows,
-                                       (tile_loops[0], tile_loops[2]))
+                        pooling_rows = (out_channels, pooled_rows.shape[3])
+                        grid_block(POOL_WINDOW_ROWS_BLOCK, (*pooling_rows, computed_w), "SSS", "o v x".split(),
+                                   reduce_window_rows, outer)
+                        grid_block(POOL_ROWS_BLOCK, (*pooling_rows, pool.out_w), "SSS", "o v x".split(),
+                                   reduce_window_columns, outer)
                 if pool is not None:
                     emit_pool_output(pool, out_h, pooled_rows, lambda x: (x,), output)
     return builder.get()

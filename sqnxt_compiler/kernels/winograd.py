@@ -145,36 +145,34 @@ def alloc_pool_rows(pool: MaxPoolWindow, conv: tirx.Buffer, column_shape: Sequen
 
 
 def emit_pool_rows(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int, conv_columns: Sequence[int],
-                   horizontal_max: Callable[..., tirx.PrimExpr], tile_rows: tirx.Buffer,
-                   tile: tuple[tirx.Var, tirx.Var] | None = None) -> None:
-    """POOL_ROWS_BLOCK of `emit_pool_over_row_tiles`: over every row tile, or, in the loops of a kernel's
-    (image, row tile) `tile` (block vars), over that tile only."""
-    m, per_tile, carry = ROWS_PER_TILE, pool.rows_per_tile(), pool.carry_rows()
-    batch, channels, tiles, _, *column_shape = (int(d) for d in tile_rows.shape)
+                   horizontal_max: Callable[..., tirx.PrimExpr], tile_rows: tirx.Buffer) -> None:
+    """POOL_ROWS_BLOCK of `emit_pool_over_row_tiles`."""
+    m = ROWS_PER_TILE
+    column_names = [f"x{i}" for i in range(len(tile_rows.shape) - 4)]
 
     def reduce_tile(b, o, t, v, *columns):
         T.reads(conv[(b, o, slice(t * m, t * m + m), *(slice(0, extent) for extent in conv_columns))])
         T.writes(tile_rows[(b, o, t, v, *columns)])
+        T.buffer_store(tile_rows, tile_row_max(pool, conv_h, t, v, lambda row: horizontal_max(b, o, row, *columns)),
+                       [b, o, t, v, *columns])
 
-        def row_max(offset, in_tile):
-            inside = tirx.all(in_tile, t * m + offset < conv_h)
-            return masked(inside, horizontal_max(b, o, t * m + tirx.min(offset, m - 1), *columns))
+    grid_block(POOL_ROWS_BLOCK, tile_rows.shape, "S" * len(tile_rows.shape), ["b", "o", "t", "v", *column_names],
+               reduce_tile)
 
-        # v < per_tile: a window's rows in this tile (the rest are the next tile's carried rows); else carried
-        # row v - per_tile. Folds once v is unrolled.
-        window = max_of(row_max(pool.stride * v + dy, pool.stride * v + dy < m) for dy in range(pool.kernel))
-        carried_row = row_max(tirx.max(v - per_tile, 0), v >= per_tile)
-        T.buffer_store(tile_rows, tirx.Select(v < per_tile, window, carried_row), [b, o, t, v, *columns])
 
-    column_names = [f"x{i}" for i in range(len(column_shape))]
-    if tile is None:
-        grid_block(POOL_ROWS_BLOCK, tile_rows.shape, "S" * len(tile_rows.shape), ["b", "o", "t", "v", *column_names],
-                   reduce_tile)
-    else:
-        image, row_tile = tile
-        grid_block(POOL_ROWS_BLOCK, (channels, per_tile + carry, *column_shape), "S" * (2 + len(column_shape)),
-                   ["o", "v", *column_names], lambda _b, _t, *rest: reduce_tile(_b, rest[0], _t, *rest[1:]),
-                   [("b", image), ("t", row_tile)])
+def tile_row_max(pool: MaxPoolWindow, conv_h: int, t, v, row_value: Callable[[tirx.PrimExpr], tirx.PrimExpr]
+                 ) -> tirx.PrimExpr:
+    """Row v of row tile t's pooling rows, from `row_value(conv row)`: v < rows_per_tile, the max over the rows
+    of the window that starts in the tile (those in it: the rest are the next tile's carried rows); else the
+    carried row v - rows_per_tile. -inf past the image. Folds once v is unrolled."""
+    m, per_tile = ROWS_PER_TILE, pool.rows_per_tile()
+
+    def row_max(offset, in_tile):
+        return masked(tirx.all(in_tile, t * m + offset < conv_h), row_value(t * m + tirx.min(offset, m - 1)))
+
+    window = max_of(row_max(pool.stride * v + dy, pool.stride * v + dy < m) for dy in range(pool.kernel))
+    carried_row = row_max(tirx.max(v - per_tile, 0), v >= per_tile)
+    return tirx.Select(v < per_tile, window, carried_row)
 
 
 def emit_pool_output(pool: MaxPoolWindow, conv_h: int, tile_rows: tirx.Buffer,

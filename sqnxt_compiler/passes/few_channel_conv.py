@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tvm
 
+from ..kernels.column_conv import takes_pool
 from ..kernels.contract import FEW_CHANNEL_CONV
 from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, column_conv_rewrite, following_max_pool, rewrite_units
 from ._fusion_report import Reporter
@@ -34,6 +35,7 @@ class FewChannelConv:
         def rewrite(graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
             if not is_few_channel_conv(unit):
                 return None
-            return column_conv_rewrite(unit, FEW_CHANNEL_CONV, following_max_pool(graph, unit))
+            pool = following_max_pool(graph, unit)
+            return column_conv_rewrite(unit, FEW_CHANNEL_CONV, pool if pool is None or takes_pool(pool[1]) else None)
 
         return rewrite_units(mod, rewrite, FEW_CHANNEL_CONV, self.report)
