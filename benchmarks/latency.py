@@ -327,9 +327,9 @@ def pixel_chunks_vs_rows(model: str, reps: int, spec) -> None:
 
 def winograd_vs_direct(model: str, reps: int, spec) -> None:
     """The model's stem as built (polyphase Winograd along rows or over tiles, with the max pool after it when
-    the pass takes it) and as the direct conv kernel (+ the separate max pool) the pipeline builds without the
-    winograd_stem phase (the column conv of `passes/few_channel_conv.py`), all with their default schedules,
-    alone."""
+    the pass takes it) and as the direct conv kernel the pipeline builds without the winograd_stem phase (the
+    column conv of `passes/few_channel_conv.py`, with the max pool when it takes it, else + the separate max
+    pool), all with their default schedules, alone."""
     import tvm
 
     from sqnxt_compiler.kernels.contract import (MACS_ATTR, POOL_ATTR, WINOGRAD_STEM, WINOGRAD_STEM_TILES,
@@ -347,7 +347,7 @@ def winograd_vs_direct(model: str, reps: int, spec) -> None:
         # the generic conv2d, or the column conv that takes a stem on few channels (`passes/few_channel_conv.py`)
         baseline = [next(f for name, f in direct_funcs.items() if "conv" in name
                          and [int(d) for d in f.params[0].ty.shape] == data_shape)]
-        if POOL_ATTR in func.attrs:
+        if POOL_ATTR in func.attrs and POOL_ATTR not in baseline[0].attrs:  # the column conv takes stride-2 pools
             baseline.append(next(f for name, f in direct_funcs.items() if "max_pool2d" in name
                                  and [int(d) for d in f.params[-1].ty.shape] == out_shape))
         *direct_us, winograd_us = _interleaved_medians_us([*baseline, func], target, reps)
