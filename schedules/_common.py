@@ -287,6 +287,13 @@ def pack_at_compile_time(sch: "tvm.s_tir.Schedule", block, read_index: int, layo
     sch.annotate(packed, LAYOUT_REWRITE_PREPROC, True)
 
 
+def last_iteration_apart(sch, loop) -> None:
+    """Split a loop's last iteration off as a loop of its own: in a pool, only the last window can pass the
+    image's edge, and LLVM vectorizes the others without the edge's masks."""
+    if (extent := int(sch.get(loop).extent)) >= 2:
+        sch.loop_partition(loop, [extent - 1, None])
+
+
 def split_channels(sch, loop, knobs: ConvKnobs):
     """f -> (channel tiles, vectors per tile [unrolled], lanes [vectorized])."""
     outer, lanes = sch.split(loop, [None, knobs.lanes])

@@ -16,7 +16,7 @@ from ..kernels.contract import (DEPTHWISE, FEW_CHANNEL_CONV, INVERSE_BLOCK, OUTP
                                 POOL_ROWS_BLOCK, fusion_pattern)
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
 from .rule import ScheduleRule
-from ._common import MachineKnobs, largest_divisor_at_most, machine_knobs
+from ._common import MachineKnobs, largest_divisor_at_most, last_iteration_apart, machine_knobs
 
 if TYPE_CHECKING:
     from tvm import s_tir
@@ -85,8 +85,7 @@ def _schedule_pool(sch: "s_tir.Schedule", knobs: MachineKnobs, channel_tiles, pa
     sch.vectorize(sch.split(columns, [None, knobs.lanes])[1])
     *_, rows, columns = sch.get_loops(sch.get_sblock(POOL_ROWS_BLOCK))
     sch.unroll(rows)
-    if (extent := int(sch.get(columns).extent)) >= 2:
-        sch.loop_partition(columns, [extent - 1, None])
+    last_iteration_apart(sch, columns)
     if parallel:
         sch.parallel(sch.fuse(*sch.get_loops(sch.get_sblock(OUTPUT_BLOCK))[:2]))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .rule import ScheduleRule
-from ._common import root_blocks
+from ._common import last_iteration_apart, root_blocks
 
 if TYPE_CHECKING:
     import tvm
@@ -62,7 +62,7 @@ def _parallel_planes_border_rows_apart(sch, spatial: list) -> None:
     Splitting the first row off as well (for padding on top) makes LLVM gather again."""
     batch, channels, rows, _ = spatial
     sch.parallel(sch.fuse(batch, channels))
-    sch.loop_partition(rows, [int(sch.get(rows).extent) - 1, None])
+    last_iteration_apart(sch, rows)
 
 
 def schedule(sch: "tvm.s_tir.Schedule") -> str:

@@ -19,7 +19,7 @@ from ..kernels.contract import (INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_A
 from ..kernels.winograd import COLUMN_CHUNK, ROWS_PER_TILE
 
 from .rule import ScheduleRule
-from ._common import SAMPLE, Knob, has_block, largest_divisor_at_most, machine_knobs, tile
+from ._common import SAMPLE, Knob, has_block, largest_divisor_at_most, last_iteration_apart, machine_knobs, tile
 from .fused_conv_chain import runs_in_parallel
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ def schedule_pool(sch: "s_tir.Schedule", parallel: bool, lanes_per_vector: int |
     sch.compute_at(sch.get_sblock(INVERSE_BLOCK), row_tiles, preserve_unit_loops=True)
     if lanes_per_vector is not None:
         sch.vectorize(sch.split(columns[-1], [None, lanes_per_vector])[1])
-    elif (extent := int(sch.get(columns[-1]).extent)) >= 2:
-        sch.loop_partition(columns[-1], [extent - 1, None])  # only the last window can pass the image's edge
+    else:
+        last_iteration_apart(sch, columns[-1])
     if parallel:
         sch.parallel(row_tiles)
         sch.parallel(channels)

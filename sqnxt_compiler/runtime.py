@@ -26,8 +26,8 @@ class LoadedModel:
     _vm: object
     _device: object
     accel_reports: list = field(default_factory=list)   # accelerator libraries: one Report per layer, last run
-    # One device tensor per input that has to be copied (`_readable_in_place`), reused by every run: a fresh tensor
-    # per run costs an allocation and first-touch page faults. Like the VM itself, a model is therefore not meant
+    # One device tensor per input, reused by every run that copies its input (not `_readable_in_place`): a fresh
+    # tensor per run costs an allocation and first-touch page faults. Like the VM itself, a model is therefore not meant
     # to be run from two threads at once.
     _input_tensors: list = field(default_factory=list, repr=False)
 
@@ -55,15 +55,14 @@ class LoadedModel:
             tensors[:] = [tvm.runtime.empty(a.shape, str(a.dtype), self._device) for a in arrays]
         args = []
         for tensor, array in zip(tensors, arrays):
-            if _in_this_process(tensor) and _readable_in_place(array):
+            if not _in_this_process(tensor):  # a board's tensor, over RPC
+                tensor.copyfrom(array)
+            elif _readable_in_place(array):
                 # like ORT: no copy. A copy also leaves the input dirty in this core's cache, and the other
                 # cores' parts of the first kernel then wait on those lines (1.0-SqNxt-23: copy 23 us, run +97 us)
-                args.append(tvm.runtime.from_dlpack(array))
-                continue
-            if _in_this_process(tensor):
+                tensor = tvm.runtime.from_dlpack(array)
+            else:
                 np.copyto(np.from_dlpack(tensor), array)  # a plain memcpy: copyfrom stages through a temporary
-            else:  # a board's tensor, over RPC
-                tensor.copyfrom(array)
             args.append(tensor)
         return args
 

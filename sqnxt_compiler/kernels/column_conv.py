@@ -32,8 +32,8 @@ from tvm.tirx.script.builder import ir as T
 from .common import ZERO, epilogue_value, grid_block
 from .contract import (CONV_BLOCK, DEPTHWISE, FUSION_ATTR, INVERSE_BLOCK, MACS_ATTR, OPAQUE_PATTERN, OUTPUT_BLOCK,
                        PHASE_BLOCK, POOL_ATTR, POOL_ROWS_BLOCK)
-from .winograd import (ROWS_PER_TILE, MaxPoolWindow, alloc_pool_rows, conv_output_size, emit_pool_output, masked,
-                       max_of, tile_row_max)
+from .winograd import (ROWS_PER_TILE, MaxPoolWindow, alloc_pool_rows, conv_output_size, emit_pool_output,
+                       tile_row_max, window_columns_max)
 
 ROWS = 4  # output rows per tile with several output channels per group: the register tile is rows x channels
 MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the schedule accumulates them in groups
@@ -172,9 +172,8 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                 def reduce_window_columns(b, g, t, o, v, x):
                     T.reads(window_rows[b, o, t, v, pool.stride * x:pool.stride * x + pool.kernel])
                     T.writes(pooled_rows[b, o, t, v, x])
-                    columns = [pool.stride * x + dx for dx in range(pool.kernel)]
-                    T.buffer_store(pooled_rows, max_of(masked(column < out_w, window_rows[
-                        b, o, t, v, tirx.min(column, out_w - 1)]) for column in columns), [b, o, t, v, x])
+                    T.buffer_store(pooled_rows, window_columns_max(
+                        pool, x, out_w, lambda c: window_rows[b, o, t, v, tirx.min(c, out_w - 1)]), [b, o, t, v, x])
 
                 with T.grid(batch, groups, tiles) as tile_loops:
                     outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))

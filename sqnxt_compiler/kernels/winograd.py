@@ -120,6 +120,14 @@ def max_of(values: Iterable[tirx.PrimExpr]) -> tirx.PrimExpr:
     return functools.reduce(tirx.max, values)
 
 
+def window_columns_max(pool: MaxPoolWindow, x, width: int,
+                       column_value: Callable[[tirx.PrimExpr], tirx.PrimExpr]) -> tirx.PrimExpr:
+    """The max over the columns of pooled column x's window of `column_value(column)` (which clamps its read),
+    -inf past `width`."""
+    return max_of(masked(column < width, column_value(column))
+                  for column in (pool.stride * x + dx for dx in range(pool.kernel)))
+
+
 def emit_pool_over_row_tiles(pool: MaxPoolWindow, conv: tirx.Buffer, conv_h: int, conv_columns: Sequence[int],
                              column_shape: Sequence[int], horizontal_max: Callable[..., tirx.PrimExpr],
                              output_columns: Callable[[tirx.PrimExpr], tuple], output: tirx.Buffer) -> None:
@@ -329,8 +337,7 @@ def winograd_rows_kernel(data_shape: Sequence[int], out_channels: int, kernel: t
                     T.buffer_store(output, inverse[b, o, t, i, chunk, lane], [b, o, first_row(t) + i, lane])
 
                 def horizontal_max(b, o, row, x):
-                    columns = [pool.stride * x + dx for dx in range(pool.kernel)]
-                    return max_of(masked(c < out_w, conv[b, o, row, tirx.min(c, computed_w - 1)]) for c in columns)
+                    return window_columns_max(pool, x, out_w, lambda c: conv[b, o, row, tirx.min(c, computed_w - 1)])
 
                 grid_block(PHASE_BLOCK, tile_shape, "SSSSSSS", "b t py px c k x".split(), split_by_parity)
                 grid_block(TRANSFORM_BLOCK, tile_shape, "SSSSSSS", "b t py px c j x".split(), transform_rows)
