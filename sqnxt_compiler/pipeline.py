@@ -83,6 +83,11 @@ def _l2_bytes(spec: TargetSpec) -> dict:
     return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}
 
 
+def _l2_bytes_and_registers(spec: TargetSpec) -> dict:
+    """The options of a pass whose choice for weights-bound convs depends on the register file too."""
+    return {**_l2_bytes(spec), "vector_registers": int(spec.cpu["vector_registers"])}
+
+
 def _vector_lanes(spec: TargetSpec) -> dict:
     """The option of a pass whose kernels compute rows or tiles in whole vectors."""
     return {"vector_lanes": spec.vector_lanes}
@@ -172,7 +177,7 @@ GRAPH_REWRITES: list[Phase] = [
           "fuse each 3x1/1x3 conv pair into one kernel, where its rows fill more than half of their vectors"),
     Phase("fuse_bottleneck", _reported_pass("fuse_bottleneck", FuseBottleneck, _l2_bytes),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
-    Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks, _l2_bytes),
+    Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks, _l2_bytes_and_registers),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
     Phase("depthwise_conv", _reported_pass("depthwise_conv", DepthwiseConv),
           "compute the depthwise convs with the output columns in vectors"),

@@ -157,6 +157,26 @@ def test_lone_pointwise_conv_over_chunks(height, width, stride, chunked, bias):
     assert notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
 
 
+@pytest.mark.parametrize("target_name, chunked", [("x86-avx2", True), ("x86-avx512", False)])
+def test_weight_bound_pointwise_conv_over_chunks_with_16_registers_only(target_name, chunked):
+    """A 1x1 on a 7x7 image whose weights outgrow half of L2 (256 -> 640: 655 KB, like MobileNetV2's 7x7 1x1s)
+    runs over pixel chunks, the cores splitting its output channels, with 16 vector registers (AVX2); with 32
+    (AVX-512) the generic conv schedules take it. Either way it computes what the unfused graph does (run where
+    this CPU has the target's instructions)."""
+    spec = load_target(target_name)
+    g = GraphBuilder(seed=7)
+    x = Tensor("data", (1, 256, 7, 7))
+    model = g.finish("weight_bound", x, _unit(g, x, 640, (1, 1), bias=True))
+    ctx = CompileContext(spec)
+    run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, PHASES)
+    assert ctx.notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
+    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
+        data = _seeded_input(model)
+        fused, _ = compile_and_run(model, True, data, spec)
+        unfused, _ = compile_and_run(model, False, data, spec)
+        assert relative_error(fused, unfused) <= BOUND
+
+
 @pytest.mark.parametrize("name", ["alexnet", "squeezenet1.0"])
 def test_nothing_to_fuse_leaves_module_unchanged(name):
     mod = _folded(build_model(name, resolution=64))

@@ -16,12 +16,18 @@ from ._fusion_report import Reporter
 # Below this many chunks the generic conv schedule is faster (at 7x7, 4 chunks, the last mostly overlap), unless
 # the weights dominate: then the cores split the output channels, all the chunks under each (docs/performance.md)
 MIN_CHUNKS = 8
+# Register files from which the generic conv beats those split chunks on weight-bound convs too: its tiles (output
+# channels in the lanes, a row of pixels broadcast) then hold enough accumulators. With 16 (AVX2) they do not
+# (MobileNetV2's 7x7 1x1s, both x86 classes measured on two CPUs: docs/performance.md)
+GENERIC_CONV_REGISTERS = 32
 
 
-def _over_chunks(unit: ConvUnit, l2_bytes: int | None) -> bool:
+def _over_chunks(unit: ConvUnit, l2_bytes: int | None, vector_registers: int | None) -> bool:
     shape = [int(d) for d in unit.data.ty.shape]
-    enough_chunks = shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK or (
-        l2_bytes is not None and weights_dominate(4 * unit.weight.size, 4 * math.prod(shape), l2_bytes))
+    weight_bound = (l2_bytes is not None and vector_registers is not None
+                    and vector_registers < GENERIC_CONV_REGISTERS
+                    and weights_dominate(4 * unit.weight.size, 4 * math.prod(shape), l2_bytes))
+    enough_chunks = shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK or weight_bound
     return enough_chunks and is_pointwise_chain(shape, [unit.stage()])
 
 
@@ -30,14 +36,16 @@ class PointwiseConvOverChunks:
     """conv2d(1x1, stride 1, no padding)[+bias][+ReLU] becomes a one-stage `kernels.pixel_chunks` kernel: the
     generic conv schedules compute it in rows padded to whole vectors (55 -> 64 columns), the chunk kernel
     has no padding. Run after the bottleneck fusions, so it only takes the convs they left. With the target's
-    `l2_bytes`, a conv whose weights dominate goes over chunks on any image."""
+    `l2_bytes` and `vector_registers` (fewer than GENERIC_CONV_REGISTERS), a conv whose weights dominate goes over
+    chunks on any image."""
 
-    def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None) -> None:
-        self.report, self.l2_bytes = report, l2_bytes
+    def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None,
+                 vector_registers: int | None = None) -> None:
+        self.report, self.l2_bytes, self.vector_registers = report, l2_bytes, vector_registers
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def rewrite(_graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
-            if not _over_chunks(unit, self.l2_bytes):
+            if not _over_chunks(unit, self.l2_bytes, self.vector_registers):
                 return None
             return UnitRewrite(unit.output, lambda rw: rw.emit_chain([unit], POINTWISE), "1x1")
 
