@@ -63,7 +63,11 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     for loop in (out_channels, out_rows):
         sch.unroll(loop)
     sch.vectorize(out_lanes)
-    sch.vectorize(sch.split(sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1], [None, knobs.lanes])[1])
+    pad_columns = sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1]
+    if int(sch.get(pad_columns).extent) < knobs.lanes:  # a column or two a row
+        sch.unroll(pad_columns)
+    else:  # a whole plane (a conv with no margin)
+        sch.vectorize(sch.split(pad_columns, [None, knobs.lanes])[1])
     sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
     if pooled:
         _schedule_pool(sch, knobs, channel_tiles, parallel)

@@ -10,8 +10,8 @@ input vector feeds every output channel of the register tile.
 
 - A tile of ROWS output rows of a group first copies the input rows it reads into a buffer of its own, one
   plane per input channel and column phase (stride 2: the even and the odd columns), so that every tap reads a
-  contiguous vector. The planes are zeroed (PAD_BLOCK: the padding) and the image's columns copied in whole
-  vectors with no per-column test (PHASE_BLOCK; a per-lane test would make TVM copy lane by lane). At stride
+  contiguous vector. The planes' margins are zeroed (PAD_BLOCK: the padding) and the image's columns copied in
+  whole vectors with no per-column test (PHASE_BLOCK; a per-lane test would make TVM copy lane by lane). At stride
   2 the input is read as 64-bit pairs of columns, whose low and high halves are the two phases.
 - The last row tile and, on images at least a chunk wide, the last chunk (and the last copied vector of a row)
   are moved back to end at the last row / column: they overlap the ones before and write some values twice,
@@ -99,6 +99,11 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     copy_vectors = -(-plane_w // copy_lanes)
     reach = margin + computed_w + max(0, (kernel_w - 1 - left) // stride)
     phase_width = -(-max(reach, margin + plane_w) // CHUNK) * CHUNK
+    # only the margins are zeroed: the copy writes every column from margin to margin + plane_w (zeros for rows
+    # past the image), and no tap reads at or past `reach`; zeroing whole planes was a memset per tile. Planes with
+    # no margin are still zeroed whole: with the copy (its last vector overlapping the one before) as their only
+    # writer, TVM's schedule rejects the kernel's scope as not a stage pipeline
+    pad_columns = margin + max(0, reach - margin - plane_w) or phase_width
     phase_rows = (rows - 1) * stride + kernel_h
 
     def first_row(tile):
@@ -138,8 +143,9 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                     column = stride * x + p  # an odd width: the last even column has no odd partner
                     return tirx.if_then_else(column < width, data[b, c, row, tirx.min(column, width - 1)], ZERO)
 
-                def zero_planes(b, g, t, ci, p, r, x):
-                    T.buffer_store(phase, ZERO, [b, g, t, ci, p, r, x])
+                def zero_margins(b, g, t, ci, p, r, k):
+                    column = k if pad_columns == phase_width else tirx.Select(k < margin, k, plane_w + k)
+                    T.buffer_store(phase, ZERO, [b, g, t, ci, p, r, column])
 
                 def copy_planes(b, g, t, ci, p, r, v, lane):
                     row = stride * first_row(t) + r - top
@@ -182,8 +188,8 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                     # root block to hold a block
                     data_pairs = T.decl_buffer((batch, channels, height, width // 2), "uint64", data=data.data) \
                         if pairs else None
-                    grid_block(PAD_BLOCK, (in_group, stride, phase_rows, phase_width), "SSSS", "ci p r x".split(),
-                               zero_planes, outer)
+                    grid_block(PAD_BLOCK, (in_group, stride, phase_rows, pad_columns), "SSSS", "ci p r k".split(),
+                               zero_margins, outer)
                     grid_block(PHASE_BLOCK, (in_group, stride, phase_rows, copy_vectors, copy_lanes), "SSSSS",
                                "ci p r v lane".split(), copy_planes, outer)
                     grid_block(ACCUMULATE_BLOCK, (out_group, rows, chunks, CHUNK, in_group, kernel_h, kernel_w),
