@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tvm import DataType
+
 from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK, POOL_WINDOW_ROWS_BLOCK
 from ..kernels.contract import (DEPTHWISE, FEW_CHANNEL_CONV, INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
                                 POOL_ROWS_BLOCK, fusion_pattern)
@@ -68,13 +70,21 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         sch.unroll(pad_columns)
     else:  # a whole plane (a conv with no margin)
         sch.vectorize(sch.split(pad_columns, [None, knobs.lanes])[1])
-    sch.vectorize(sch.get_loops(sch.get_sblock(PHASE_BLOCK))[-1])
+    phase = sch.get_sblock(PHASE_BLOCK)
+    if not _stores_vectors(sch, phase):  # the stride-2 copy of an even width shuffles whole vectors itself
+        sch.vectorize(sch.get_loops(phase)[-1])
     if pooled:
         _schedule_pool(sch, knobs, channel_tiles, parallel)
     tile = f"{channel_tile} channels x " if out_group > 1 else ""
     groups = f" in groups of {row_group}" if row_group < row_count else ""
     return (f"{row_count}-row tiles{groups} x {tile}{CHUNK}-column chunks, the taps unrolled"
             + (", parallel" if parallel else ""))
+
+
+def _stores_vectors(sch: "s_tir.Schedule", block) -> bool:
+    body = sch.get(block).body
+    first = body.seq[0] if hasattr(body, "seq") else body
+    return DataType(str(first.value.ty)).lanes > 1
 
 
 def _schedule_pool(sch: "s_tir.Schedule", knobs: MachineKnobs, channel_tiles, parallel: bool) -> None:

@@ -12,7 +12,8 @@ input vector feeds every output channel of the register tile.
   plane per input channel and column phase (stride 2: the even and the odd columns), so that every tap reads a
   contiguous vector. The planes' margins are zeroed (PAD_BLOCK: the padding) and the image's columns copied in
   whole vectors with no per-column test (PHASE_BLOCK; a per-lane test would make TVM copy lane by lane). At stride
-  2 the input is read as 64-bit pairs of columns, whose low and high halves are the two phases.
+  2 on an even width, two vectors of input columns are split into a vector of each phase by two shuffles (one
+  permute each on AVX-512, `uzp1`/`uzp2` on NEON).
 - The last row tile and, on images at least a chunk wide, the last chunk (and the last copied vector of a row)
   are moved back to end at the last row / column: they overlap the ones before and write some values twice,
   identically. Narrower images are computed a whole chunk wide and only their real columns are stored.
@@ -40,6 +41,7 @@ MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the sc
 # that fit the target's accumulator budget
 WIDE_ROWS = 8  # rows per depthwise tile on images at least WIDE_IMAGE columns wide
 WIDE_IMAGE = 56
+ESTIMATED_FLOPS_ATTR = "estimated_flops"
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
 PAD_BLOCK = f"{PHASE_BLOCK}_pad"
@@ -94,7 +96,7 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     # plane p holds input columns stride * x + p at column margin + x, zeros around them
     plane_w = -(-width // stride)
     margin = -(-left // stride)
-    pairs = stride == 2 and width % 2 == 0  # read as 64-bit pairs: both planes are plane_w wide
+    deinterleaved = stride == 2 and width % 2 == 0  # shuffled into both phases: both planes are plane_w wide
     copy_lanes = 1 << (min(CHUNK, plane_w).bit_length() - 1)  # a power of two: LLVM splits other widths lane by lane
     copy_vectors = -(-plane_w // copy_lanes)
     reach = margin + computed_w + max(0, (kernel_w - 1 - left) // stride)
@@ -121,8 +123,10 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
             output_hw = (out_h, out_w) if pool is None else (pool.out_h, pool.out_w)
             output = T.arg("output", T.buffer((batch, out_channels, *output_hw), "float32"))
             macs = batch * out_channels * out_h * out_w * in_group * kernel_h * kernel_w
+            # the tuner's FLOP count (meta_schedule's EstimateTIRFlops) has no case for the phases' shuffles: given
             T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN, "tirx.noalias": True,
-                         **({} if pool is None else {POOL_ATTR: pool.kernel})})
+                         **({} if pool is None else {POOL_ATTR: pool.kernel}),
+                         **({ESTIMATED_FLOPS_ATTR: 2 * macs} if deinterleaved else {})})
             with T.sblock("root"):
                 conv = None if pool is None else IRBuilder.name("conv", T.sblock_alloc_buffer(
                     (batch, out_channels, tiles * rows, computed_w), "float32"))
@@ -137,9 +141,6 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                 def input_column(b, c, row, p, x):
                     if stride == 1:
                         return data[b, c, row, x]
-                    if pairs:
-                        word = data_pairs[b, c, row, x] >> tirx.Cast("uint64", 32 * p)
-                        return tirx.reinterpret("float32", tirx.Cast("uint32", word))
                     column = stride * x + p  # an odd width: the last even column has no odd partner
                     return tirx.if_then_else(column < width, data[b, c, row, tirx.min(column, width - 1)], ZERO)
 
@@ -153,6 +154,18 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                     value = input_column(b, g * in_group + ci, tirx.max(tirx.min(row, height - 1), 0), p, x)
                     inside = tirx.all(row >= 0, row < height)
                     T.buffer_store(phase, tirx.if_then_else(inside, value, ZERO), [b, g, t, ci, p, r, margin + x])
+
+                def copy_both_phases(b, g, t, ci, r, v):
+                    # the input columns of a vector of both phases, as two contiguous vectors
+                    row = stride * first_row(t) + r - top
+                    x = tirx.min(v * copy_lanes, plane_w - copy_lanes)
+                    columns = [data[b, g * in_group + ci, tirx.max(tirx.min(row, height - 1), 0),
+                                    tirx.Ramp(stride * x + half * copy_lanes, 1, copy_lanes)] for half in range(2)]
+                    zeros = tirx.Broadcast(ZERO, copy_lanes)
+                    for p in range(stride):
+                        value = tirx.Shuffle(columns, [stride * lane + p for lane in range(copy_lanes)])
+                        T.buffer_store(phase, tirx.Select(tirx.all(row >= 0, row < height), value, zeros),
+                                       [b, g, t, ci, p, r, tirx.Ramp(margin + x, 1, copy_lanes)])
 
                 def accumulate(b, g, t, co, i, chunk, lane, ci, ky, kx):
                     with T.init():
@@ -183,15 +196,14 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
 
                 with T.grid(batch, groups, tiles) as tile_loops:
                     outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))
-                    # the input as 64-bit pairs of columns, the even column in the low half (little-endian: x86,
-                    # AArch64); declared in the loop: relax's layout-rewrite split wants every statement of the
-                    # root block to hold a block
-                    data_pairs = T.decl_buffer((batch, channels, height, width // 2), "uint64", data=data.data) \
-                        if pairs else None
                     grid_block(PAD_BLOCK, (in_group, stride, phase_rows, pad_columns), "SSSS", "ci p r k".split(),
                                zero_margins, outer)
-                    grid_block(PHASE_BLOCK, (in_group, stride, phase_rows, copy_vectors, copy_lanes), "SSSSS",
-                               "ci p r v lane".split(), copy_planes, outer)
+                    if deinterleaved:
+                        grid_block(PHASE_BLOCK, (in_group, phase_rows, copy_vectors), "SSS", "ci r v".split(),
+                                   copy_both_phases, outer)
+                    else:
+                        grid_block(PHASE_BLOCK, (in_group, stride, phase_rows, copy_vectors, copy_lanes), "SSSSS",
+                                   "ci p r v lane".split(), copy_planes, outer)
                     grid_block(ACCUMULATE_BLOCK, (out_group, rows, chunks, CHUNK, in_group, kernel_h, kernel_w),
                                "SSSSRRR", "co i chunk lane ci ky kx".split(), accumulate, outer)
                     grid_block(OUTPUT_BLOCK if pool is None else INVERSE_BLOCK,
