@@ -79,6 +79,23 @@ def test_depthwise_tiles_taller_than_the_register_file(size, stride):
     assert f"{rows}-row tiles" in described and ((rows > 8) == ("in groups of 7" in described))
 
 
+@pytest.mark.parametrize("width", [34, 100, 112, 33])
+@pytest.mark.parametrize("target_name", ["host", "x86-avx2"])
+def test_stride_2_rows_split_by_shuffles_on_even_widths(width, target_name):
+    """At stride 2 an even-width input row is split into its two column phases by shuffles of two whole vectors
+    (the last pair moved back to end at the row's end: 34 and 100 columns), and the kernel states its FLOPs for the
+    tuner; an odd width (33) keeps the lane-wise copy. Either way the result matches ONNX Runtime."""
+    from sqnxt_compiler.kernels.column_conv import ESTIMATED_FLOPS_ATTR, column_conv_kernel
+    from sqnxt_compiler.target import load_target
+
+    kernel = column_conv_kernel([1, 8, 9, width], 8, 8, (3, 3), 2, (1, 1, 1, 1), True, True, relu_max=6.0)
+    assert (ESTIMATED_FLOPS_ATTR in kernel.attrs) == (width % 2 == 0)
+    model = conv_model(8, 8, 8, 9, width, (3, 3), 2, True, "relu6", 1)
+    data = _seeded_input(model)
+    actual, _ = compile_and_run(model, True, data, load_target(target_name))
+    assert relative_error(actual, reference_outputs(model, {"data": data})[0]) <= 1e-5
+
+
 def test_mobilenet_v2_has_every_depthwise_conv_taken():
     model = build_model("mobilenet-v2", resolution=64)
     _, notes = compile_and_run(model, True, _seeded_input(model))
