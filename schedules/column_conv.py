@@ -82,6 +82,7 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
 
 
 def _stores_vectors(sch: "s_tir.Schedule", block) -> bool:
+    """Whether a block's (first) store writes a whole vector, which the kernel built itself."""
     body = sch.get(block).body
     first = body.seq[0] if hasattr(body, "seq") else body
     return DataType(str(first.value.ty)).lanes > 1

@@ -41,10 +41,11 @@ MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the sc
 # that fit the target's accumulator budget
 WIDE_ROWS = 8  # rows per depthwise tile on images at least WIDE_IMAGE columns wide
 WIDE_IMAGE = 56
-ESTIMATED_FLOPS_ATTR = "estimated_flops"
 CHUNK = 16  # output columns per chunk (one AVX-512 vector, two AVX2, four NEON)
 ACCUMULATE_BLOCK = f"{CONV_BLOCK}0"
 PAD_BLOCK = f"{PHASE_BLOCK}_pad"
+# meta_schedule's FLOP count of a kernel, read instead of counting its body (it has no case for shuffles)
+ESTIMATED_FLOPS_ATTR = "estimated_flops"
 # A pooled tile's rows reduced over each window's rows first, along whole rows (vectors); POOL_ROWS_BLOCK then
 # takes the windows' stride-apart columns from them
 POOL_WINDOW_ROWS_BLOCK = f"{POOL_ROWS_BLOCK}_window_rows"
@@ -123,7 +124,6 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
             output_hw = (out_h, out_w) if pool is None else (pool.out_h, pool.out_w)
             output = T.arg("output", T.buffer((batch, out_channels, *output_hw), "float32"))
             macs = batch * out_channels * out_h * out_w * in_group * kernel_h * kernel_w
-            # the tuner's FLOP count (meta_schedule's EstimateTIRFlops) has no case for the phases' shuffles: given
             T.func_attr({FUSION_ATTR: pattern, MACS_ATTR: macs, "op_pattern": OPAQUE_PATTERN, "tirx.noalias": True,
                          **({} if pool is None else {POOL_ATTR: pool.kernel}),
                          **({ESTIMATED_FLOPS_ATTR: 2 * macs} if deinterleaved else {})})
@@ -148,23 +148,27 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                     column = k if pad_columns == phase_width else tirx.Select(k < margin, k, plane_w + k)
                     T.buffer_store(phase, ZERO, [b, g, t, ci, p, r, column])
 
-                def copy_planes(b, g, t, ci, p, r, v, lane):
+                def tile_input_row(t, r):
+                    """(the input row a tile's phase row r copies, clamped into the image, whether it is inside)"""
                     row = stride * first_row(t) + r - top
+                    return tirx.max(tirx.min(row, height - 1), 0), tirx.all(row >= 0, row < height)
+
+                def copy_planes(b, g, t, ci, p, r, v, lane):
+                    row, inside = tile_input_row(t, r)
                     x = tirx.min(v * copy_lanes, plane_w - copy_lanes) + lane
-                    value = input_column(b, g * in_group + ci, tirx.max(tirx.min(row, height - 1), 0), p, x)
-                    inside = tirx.all(row >= 0, row < height)
+                    value = input_column(b, g * in_group + ci, row, p, x)
                     T.buffer_store(phase, tirx.if_then_else(inside, value, ZERO), [b, g, t, ci, p, r, margin + x])
 
                 def copy_both_phases(b, g, t, ci, r, v):
                     # the input columns of a vector of both phases, as two contiguous vectors
-                    row = stride * first_row(t) + r - top
+                    row, inside = tile_input_row(t, r)
                     x = tirx.min(v * copy_lanes, plane_w - copy_lanes)
-                    columns = [data[b, g * in_group + ci, tirx.max(tirx.min(row, height - 1), 0),
-                                    tirx.Ramp(stride * x + half * copy_lanes, 1, copy_lanes)] for half in range(2)]
+                    columns = [data[b, g * in_group + ci, row, tirx.Ramp(stride * x + half * copy_lanes, 1, copy_lanes)]
+                               for half in range(2)]
                     zeros = tirx.Broadcast(ZERO, copy_lanes)
                     for p in range(stride):
                         value = tirx.Shuffle(columns, [stride * lane + p for lane in range(copy_lanes)])
-                        T.buffer_store(phase, tirx.Select(tirx.all(row >= 0, row < height), value, zeros),
+                        T.buffer_store(phase, tirx.Select(inside, value, zeros),
                                        [b, g, t, ci, p, r, tirx.Ramp(margin + x, 1, copy_lanes)])
 
                 def accumulate(b, g, t, co, i, chunk, lane, ci, ky, kx):
