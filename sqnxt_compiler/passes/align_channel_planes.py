@@ -85,8 +85,8 @@ def _kernel_call(mod: tvm.IRModule, expr: relax.Expr) -> bool:
 
 
 def _reinterpreted_params(func: tirx.PrimFunc) -> set[int]:
-    """Positions of the parameters the kernel also reads through a buffer of its own over their data (e.g. the
-    stride-2 depthwise conv's uint64 view of its input): such a buffer assumes NCHW."""
+    """Positions of the parameters the kernel also reads through a buffer of its own over their data (a view of
+    another dtype or shape, declared in its body): such a buffer assumes NCHW."""
     data_expressions: list = []
     tvm_ffi.structural_walk(func.body, [(tirx.DeclBuffer, lambda declaration: data_expressions.append(
         declaration.data))])
