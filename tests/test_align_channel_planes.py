@@ -112,3 +112,26 @@ def test_one_core_leaves_planes_alone():
                                                                              if p.name != "lower_to_vm"])
     assert not any(len(shape) == 3 for shape in _tensor_shapes(mod["main"]))
     assert ctx.notes["align_channel_planes"][0].startswith("one core")
+
+
+def test_a_parameter_read_through_a_view_of_its_own_is_found():
+    """A kernel that declares a buffer of its own over a parameter's data (a view of another dtype) assumes NCHW:
+    that parameter is found, so its tensor is never padded; a plain parameter is not."""
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.tirx.script.builder import ir as T
+
+    from sqnxt_compiler.passes.align_channel_planes import _reinterpreted_params
+
+    with IRBuilder() as builder:
+        with T.prim_func(s_tir=True):
+            T.func_name("main")
+            data = T.arg("data", T.buffer((1, 2, 4, 4), "float32"))
+            weight = T.arg("weight", T.buffer((2,), "float32"))
+            output = T.arg("output", T.buffer((1, 2, 4, 2), "float32"))
+            with T.sblock("root"):
+                pairs = T.decl_buffer((1, 2, 4, 2), "uint64", data=data.data)
+                with T.grid(1, 2, 4, 2) as (b, c, y, x):
+                    with T.sblock("copy"):
+                        T.buffer_store(output, T.reinterpret("float32", T.Cast("uint32", pairs[b, c, y, x]))
+                                       * weight[c], [b, c, y, x])
+    assert _reinterpreted_params(builder.get()) == {0}
