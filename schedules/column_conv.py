@@ -66,9 +66,9 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
         sch.unroll(loop)
     sch.vectorize(out_lanes)
     pad_columns = sch.get_loops(sch.get_sblock(PAD_BLOCK))[-1]
-    if int(sch.get(pad_columns).extent) < knobs.lanes:  # a column or two a row
+    if int(sch.get(pad_columns).extent) < knobs.lanes:  # margins narrower than a vector: a store each
         sch.unroll(pad_columns)
-    else:  # a whole plane (a conv with no margin)
+    else:  # a whole plane (no margin), or a narrow image's columns past its last (7x7 on AVX2: 10-11 a row)
         sch.vectorize(sch.split(pad_columns, [None, knobs.lanes])[1])
     phase = sch.get_sblock(PHASE_BLOCK)
     if not _stores_vectors(sch, phase):  # the stride-2 copy of an even width shuffles whole vectors itself

@@ -106,7 +106,7 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     # past the image), and no tap reads at or past `reach`; zeroing whole planes was a memset per tile. Planes with
     # no margin are still zeroed whole: with the copy (its last vector overlapping the one before) as their only
     # writer, TVM's schedule rejects the kernel's scope as not a stage pipeline
-    pad_columns = margin + max(0, reach - margin - plane_w) or phase_width
+    margin_columns = margin + max(0, reach - margin - plane_w)
     phase_rows = (rows - 1) * stride + kernel_h
 
     def first_row(tile):
@@ -145,7 +145,7 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
                     return tirx.if_then_else(column < width, data[b, c, row, tirx.min(column, width - 1)], ZERO)
 
                 def zero_margins(b, g, t, ci, p, r, k):
-                    column = k if pad_columns == phase_width else tirx.Select(k < margin, k, plane_w + k)
+                    column = tirx.Select(k < margin, k, plane_w + k) if margin_columns else k
                     T.buffer_store(phase, ZERO, [b, g, t, ci, p, r, column])
 
                 def tile_input_row(t, r):
@@ -200,8 +200,8 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
 
                 with T.grid(batch, groups, tiles) as tile_loops:
                     outer = list(zip(("b", "g", "t"), IRBuilder.name_many(["b", "g", "t"], tile_loops)))
-                    grid_block(PAD_BLOCK, (in_group, stride, phase_rows, pad_columns), "SSSS", "ci p r k".split(),
-                               zero_margins, outer)
+                    grid_block(PAD_BLOCK, (in_group, stride, phase_rows, margin_columns or phase_width), "SSSS",
+                               "ci p r k".split(), zero_margins, outer)
                     if deinterleaved:
                         grid_block(PHASE_BLOCK, (in_group, phase_rows, copy_vectors), "SSS", "ci r v".split(),
                                    copy_both_phases, outer)
