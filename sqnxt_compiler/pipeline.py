@@ -78,14 +78,10 @@ def _reported_pass(phase: str, make_pass: Callable, target_options: Callable[[Ta
     return run
 
 
-def _l2_bytes(spec: TargetSpec) -> dict:
-    """The option of a pass that leaves weights-bound convs to the conv schedules."""
-    return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES))}
-
-
 def _l2_bytes_and_registers(spec: TargetSpec) -> dict:
-    """The options of a pass whose choice for weights-bound convs depends on the register file too."""
-    return {**_l2_bytes(spec), "vector_registers": int(spec.cpu["vector_registers"])}
+    """The options of a pass whose choice for weights-bound convs depends on L2 and the register file."""
+    return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES)),
+            "vector_registers": int(spec.cpu["vector_registers"])}
 
 
 def _vector_lanes(spec: TargetSpec) -> dict:
@@ -175,7 +171,7 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the 3x1 and 3x3 stride-1 convs with >= 32 outputs on images >= 8x9 as Winograd F(4, 3) along rows"),
     Phase("fuse_low_rank", _reported_pass("fuse_low_rank", FuseLowRankConv, _vector_lanes),
           "fuse each 3x1/1x3 conv pair into one kernel, where its rows fill more than half of their vectors"),
-    Phase("fuse_bottleneck", _reported_pass("fuse_bottleneck", FuseBottleneck, _l2_bytes),
+    Phase("fuse_bottleneck", _reported_pass("fuse_bottleneck", FuseBottleneck, _l2_bytes_and_registers),
           "fuse the 1x1 reduce pair, and the 1x1 expand with residual add + ReLU"),
     Phase("pointwise_conv", _reported_pass("pointwise_conv", PointwiseConvOverChunks, _l2_bytes_and_registers),
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),

@@ -177,6 +177,27 @@ def test_weight_bound_pointwise_conv_over_chunks_with_16_registers_only(target_n
         assert relative_error(fused, unfused) <= BOUND
 
 
+@pytest.mark.parametrize("target_name, fused", [("x86-avx2", True), ("x86-avx512", False)])
+def test_weight_bound_expand_epilogue_fused_with_16_registers_only(target_name, fused):
+    """A 1x1 + residual add on a 7x7 image whose weights outgrow half of L2 (640 -> 256: 655 KB, like MobileNetV2's
+    7x7 960 -> 160 + residual) is fused into an expand epilogue with 16 vector registers (AVX2); with 32 (AVX-512)
+    the generic conv takes it, the add as its epilogue. Either way it computes what the unfused graph does (run
+    where this CPU has the target's instructions)."""
+    spec = load_target(target_name)
+    g = GraphBuilder(seed=11)
+    x = Tensor("data", (1, 256, 7, 7))
+    expand = _unit(g, _unit(g, x, 640, (1, 1), bias=True), 256, (1, 1), bias=True, relu=False)
+    model = g.finish("weight_bound_residual", x, g.add(expand, x))
+    ctx = CompileContext(spec)
+    run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, PHASES)
+    assert any("expand_epilogue" in line for line in ctx.notes.get("fuse_bottleneck", [])) == fused
+    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
+        data = _seeded_input(model)
+        result, _ = compile_and_run(model, True, data, spec)
+        unfused, _ = compile_and_run(model, False, data, spec)
+        assert relative_error(result, unfused) <= BOUND
+
+
 @pytest.mark.parametrize("name", ["alexnet", "squeezenet1.0"])
 def test_nothing_to_fuse_leaves_module_unchanged(name):
     mod = _folded(build_model(name, resolution=64))

@@ -10,7 +10,7 @@ from tvm import relax
 from ..kernels.contract import EXPAND_EPILOGUE, REDUCE_CHAIN
 from ..kernels.common import weights_dominate
 from ..kernels.pixel_chunks import PIXEL_CHUNK, is_pointwise_chain
-from .pointwise_conv_over_chunks import MIN_CHUNKS
+from .pointwise_conv_over_chunks import GENERIC_CONV_REGISTERS, MIN_CHUNKS
 from ._conv_graph import ConvGraph, ConvUnit, rewrite_module
 from ._fusion_report import FusionRecord, Reporter
 
@@ -32,6 +32,14 @@ def _weights_bound_on_few_chunks(units: list[ConvUnit], l2_bytes: int | None) ->
     return (l2_bytes is not None and is_pointwise_chain(shape, [unit.stage() for unit in units])
             and shape[2] * shape[3] < MIN_CHUNKS * PIXEL_CHUNK
             and weights_dominate(4 * sum(unit.weight.size for unit in units), 4 * math.prod(shape), l2_bytes))
+
+
+def _left_to_the_generic_conv(expand: ConvUnit, l2_bytes: int | None, vector_registers: int | None) -> bool:
+    """An expand whose weights dominate on few chunks, on a register file the generic conv's tiles beat the split
+    chunks on (`pointwise_conv_over_chunks.GENERIC_CONV_REGISTERS`): unfused, it runs there with the shortcut's add
+    as its epilogue (MobileNetV2's 7x7 960->160 projections, docs/performance.md)."""
+    return (vector_registers is not None and vector_registers >= GENERIC_CONV_REGISTERS
+            and _weights_bound_on_few_chunks([expand], l2_bytes))
 
 
 def _plan_reduce_chains(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None) -> None:
@@ -70,10 +78,11 @@ def residual_epilogue(graph: ConvGraph, var: relax.Var) -> tuple[ConvUnit, relax
     return None
 
 
-def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None) -> None:
+def _plan_epilogues(graph: ConvGraph, plans: dict, report: Reporter | None, l2_bytes: int | None,
+                    vector_registers: int | None) -> None:
     for var in graph.order:
         found = residual_epilogue(graph, var)
-        if found is None or var in plans:
+        if found is None or var in plans or _left_to_the_generic_conv(found[0], l2_bytes, vector_registers):
             continue
         expand, shortcut, final_relu = found
         plans[var] = lambda rw, unit=expand, s=shortcut, relu=final_relu: rw.emit_chain(
@@ -97,20 +106,22 @@ class FuseBottleneck:
       schedule, and the official and third-party forms are recognised alike.)
 
     With the target's `l2_bytes`, a reduce pair on an image of few pixel chunks whose weights dominate is not fused
-    (`_weights_bound_on_few_chunks`): its convs go over chunks one by one, the cores on output channels.
+    (`_weights_bound_on_few_chunks`): its convs go over chunks one by one, the cores on output channels. With
+    `vector_registers` too, such an expand is not fused where the generic conv takes it (`_left_to_the_generic_conv`).
 
     The cut sits where the block's tensors are narrowest (C/4 after the reduce pair, C/2 after the low-rank
     pair): larger kernels recompute the 3x1's halo rows through every earlier stage and compute their 1x1s
     in padded rows, and measured no faster (`benchmarks/fusion.py --granularity`, docs/performance.md).
     """
 
-    def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None) -> None:
-        self.report, self.l2_bytes = report, l2_bytes
+    def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None,
+                 vector_registers: int | None = None) -> None:
+        self.report, self.l2_bytes, self.vector_registers = report, l2_bytes, vector_registers
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def plan(graph: ConvGraph) -> dict:
             plans: dict = {}
-            _plan_epilogues(graph, plans, self.report)
+            _plan_epilogues(graph, plans, self.report, self.l2_bytes, self.vector_registers)
             _plan_reduce_chains(graph, plans, self.report, self.l2_bytes)
             return plans
 
