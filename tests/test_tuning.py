@@ -303,10 +303,11 @@ def _runs_here(cpu_class: str) -> bool:
 
 
 # (model, CPU class, batch): SqueezeNext's logs hold batch 1 and 8 for both x86 classes; the ordinary CNNs'
-# hold batch 1 on x86-avx512
+# hold batch 1 for both
 SHIPPED = ([(model, cpu_class, batch) for model in ("1.0-SqNxt-23", "1.0-SqNxt-23v5")
             for cpu_class in ("x86-avx2", "x86-avx512") for batch in (1, 8)]
-           + [(model, "x86-avx512", 1) for model in ("mobilenet-v2", "resnet-18", "squeezenet1.1")])
+           + [(model, cpu_class, 1) for model in ("mobilenet-v2", "resnet-18", "squeezenet1.1")
+              for cpu_class in ("x86-avx2", "x86-avx512")])
 
 
 @pytest.mark.parametrize("model_name, cpu_class, batch", SHIPPED)
