@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tvm import DataType
 
-from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK, POOL_WINDOW_ROWS_BLOCK
+from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK, POOL_WINDOW_ROWS_BLOCK, several_channel_tile
 from ..kernels.contract import (DEPTHWISE, FEW_CHANNEL_CONV, INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
                                 POOL_ROWS_BLOCK, fusion_pattern)
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 
 def output_channel_tile(out_group: int, rows: int, knobs: MachineKnobs) -> int:
-    """Output channels in the register tile: with `rows` rows of one vector each, as many as half the register
-    file holds (the rest: the input vectors and broadcast weights), dividing the group's channels."""
-    return largest_divisor_at_most(out_group, knobs.accumulator_budget // rows)
+    """Output channels in the register tile: with `rows` rows of one vector each, as many as the tile's
+    accumulators (`kernels.column_conv.several_channel_tile`) allow, dividing the group's channels."""
+    return largest_divisor_at_most(out_group, several_channel_tile(knobs.vector_registers)[1] // rows)
 
 
 def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",

@@ -84,6 +84,11 @@ def _l2_bytes_and_registers(spec: TargetSpec) -> dict:
             "vector_registers": int(spec.cpu["vector_registers"])}
 
 
+def _vector_registers(spec: TargetSpec) -> dict:
+    """The option of a pass whose register tiles are sized for the register file."""
+    return {"vector_registers": int(spec.cpu["vector_registers"])}
+
+
 def _vector_lanes(spec: TargetSpec) -> dict:
     """The option of a pass whose kernels compute rows or tiles in whole vectors."""
     return {"vector_lanes": spec.vector_lanes}
@@ -177,7 +182,7 @@ GRAPH_REWRITES: list[Phase] = [
           "compute the remaining 1x1 stride-1 convs over pixel chunks (no padded rows)"),
     Phase("depthwise_conv", _reported_pass("depthwise_conv", DepthwiseConv),
           "compute the depthwise convs with the output columns in vectors"),
-    Phase("few_channel_conv", _reported_pass("few_channel_conv", FewChannelConv),
+    Phase("few_channel_conv", _reported_pass("few_channel_conv", FewChannelConv, _vector_registers),
           "compute the remaining convs on <= 4 input channels (3x3 stems) with the output columns in vectors"),
     Phase("pair_pixel_chunks", _pair_pixel_chunks,
           "where a vector holds a whole pixel chunk, give the pixel-chunk kernels an even number of chunks, so a "

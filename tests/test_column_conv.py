@@ -79,6 +79,25 @@ def test_depthwise_tiles_taller_than_the_register_file(size, stride):
     assert f"{rows}-row tiles" in described and ((rows > 8) == ("in groups of 7" in described))
 
 
+@pytest.mark.parametrize("target_name, rows, channels", [("x86-avx2", 3, 4), ("x86-avx512", 4, 4)])
+def test_few_channel_tiles_sized_for_the_register_file(target_name, rows, channels):
+    """A 3x3/2 stem on 3 channels (MobileNetV2's, on a smaller image): on 16 registers its register tile is 3 rows
+    x 4 channels (12 accumulators), on 32 4 x 4; the rows that are no multiple of a tile (17 = 5 x 3 + 2) end in a
+    tile moved back. Either way it matches ONNX Runtime (run where this CPU has the target's instructions)."""
+    from pathlib import Path
+
+    from sqnxt_compiler.target import load_target
+
+    model = conv_model(3, 32, 1, 33, 33, (3, 3), 2, True, "relu6", 1)
+    data = _seeded_input(model)
+    if target_name == "x86-avx512" and " avx512f" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("this CPU has no AVX-512")
+    actual, notes = compile_and_run(model, True, data, load_target(target_name))
+    assert relative_error(actual, reference_outputs(model, {"data": data})[0]) <= 1e-5
+    described = next(line for line in notes["schedule"] if "column_conv" in line)
+    assert f"{rows}-row tiles x {channels} channels" in described
+
+
 @pytest.mark.parametrize("width", [34, 100, 112, 33])
 @pytest.mark.parametrize("target_name", ["host", "x86-avx2"])
 def test_stride_2_rows_split_by_shuffles_on_even_widths(width, target_name):

@@ -8,7 +8,7 @@ across channels, and a vector of channels is a gather (a channel's pixels lie H*
 columns of one row: each tap is one multiply-add of a contiguous input vector by a broadcast weight, and an
 input vector feeds every output channel of the register tile.
 
-- A tile of ROWS output rows of a group first copies the input rows it reads into a buffer of its own, one
+- A tile of output rows of a group first copies the input rows it reads into a buffer of its own, one
   plane per input channel and column phase (stride 2: the even and the odd columns), so that every tap reads a
   contiguous vector. The planes' margins are zeroed (PAD_BLOCK: the padding) and the image's columns copied in
   whole vectors with no per-column test (PHASE_BLOCK; a per-lane test would make TVM copy lane by lane). At stride
@@ -36,7 +36,6 @@ from .contract import (CONV_BLOCK, DEPTHWISE, FUSION_ATTR, INVERSE_BLOCK, MACS_A
 from .winograd import (ROWS_PER_TILE, MaxPoolWindow, alloc_pool_rows, conv_output_size, emit_pool_output,
                        tile_row_max, window_columns_max)
 
-ROWS = 4  # output rows per tile with several output channels per group: the register tile is rows x channels
 MAX_DEPTHWISE_ROWS = 16  # rows of a depthwise tile (one output channel); the schedule accumulates them in groups
 # that fit the target's accumulator budget
 WIDE_ROWS = 8  # rows per depthwise tile on images at least WIDE_IMAGE columns wide
@@ -57,12 +56,23 @@ def takes_pool(pool: MaxPoolWindow) -> bool:
     return pool.fits_row_tiles() and pool.stride >= 2
 
 
-def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int) -> int:
-    """Output rows per tile. Depthwise: the fewest rows computed, counting two more per tile for what a tile
-    costs besides its rows (zeroing and filling its planes, the halo), the taller tile on a tie, up to
+def several_channel_tile(vector_registers: int) -> tuple[int, int]:
+    """(rows, accumulators) of the register tile of a conv with several output channels per group, rows x output
+    channels of one vector each: 4 rows and half the register file on 32 registers. On 16 (AVX2) 3 rows and 12: 8
+    accumulators leave the two FMA pipes waiting on their latency, and the taps read the input rows as the FMAs'
+    memory operands, so 12 fit beside the broadcast weight (docs/performance.md)."""
+    return (4, vector_registers // 2) if vector_registers >= 32 else (3, 12)
+
+
+def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int, vector_registers: int | None) -> int:
+    """Output rows per tile. Several output channels per group: the register tile's rows (`several_channel_tile`,
+    for the target's `vector_registers`). Depthwise: the fewest rows computed, counting two more per tile for what
+    a tile costs besides its rows (zeroing and filling its planes, the halo), the taller tile on a tie, up to
     MAX_DEPTHWISE_ROWS; WIDE_ROWS on wide images (per-shape timings: docs/performance.md)."""
     if in_group > 1 or out_group > 1:
-        return min(ROWS, out_h)
+        if vector_registers is None:
+            raise ValueError("a column conv with several output channels per group needs the target's vector registers")
+        return min(several_channel_tile(vector_registers)[0], out_h)
     if out_w >= WIDE_IMAGE:
         return min(WIDE_ROWS, out_h)
     candidates = range(1, min(MAX_DEPTHWISE_ROWS, out_h) + 1)
@@ -72,13 +82,14 @@ def tile_rows(out_h: int, out_w: int, in_group: int, out_group: int) -> int:
 def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int, kernel: tuple[int, int],
                        stride: int, padding: tuple[int, int, int, int], has_bias: bool, relu: bool,
                        relu_max: float | None = None, pattern: str = DEPTHWISE,
-                       pool: MaxPoolWindow | None = None) -> tirx.PrimFunc:
+                       pool: MaxPoolWindow | None = None, vector_registers: int | None = None) -> tirx.PrimFunc:
     """The PrimFunc (data, weight [out_channels, in_channels / groups, KH, KW], [bias], output) of a conv2d in
     `groups` groups [+ bias][+ ReLU, clipped at `relu_max` when given][+ max `pool`], NCHW. Blocks, each over
     (batch, group, row tile) loops: PAD_BLOCK and PHASE_BLOCK (the tile's input planes), ACCUMULATE_BLOCK (the
     taps, into [.., out channel, row, chunk, lane]), OUTPUT_BLOCK (bias, ReLU, store of the real columns); with
     a pool, that store is INVERSE_BLOCK's, into the conv's rows, and POOL_ROWS_BLOCK and OUTPUT_BLOCK pool them.
-    `pattern` names the rewrite that made it (FUSION_ATTR)."""
+    `pattern` names the rewrite that made it (FUSION_ATTR); `vector_registers` (the target's) sizes the row tiles of
+    a conv with several output channels per group (`tile_rows`)."""
     batch, channels, height, width = (int(d) for d in data_shape)
     in_group, out_group = channels // groups, out_channels // groups
     kernel_h, kernel_w = kernel
@@ -86,7 +97,7 @@ def column_conv_kernel(data_shape: Sequence[int], out_channels: int, groups: int
     out_h, out_w = conv_output_size(height, width, kernel, stride, padding)
     if pool is not None and not takes_pool(pool):
         raise ValueError(f"a column conv cannot take a {pool.kernel}x{pool.kernel} max pool of stride {pool.stride}")
-    rows = ROWS_PER_TILE if pool is not None else tile_rows(out_h, out_w, in_group, out_group)
+    rows = ROWS_PER_TILE if pool is not None else tile_rows(out_h, out_w, in_group, out_group, vector_registers)
     # pooled, the conv's rows are computed as wide as the pool's windows reach (ceil mode: past the image)
     reach_w = out_w if pool is None else max(out_w, pool.stride * (pool.out_w - 1) + pool.kernel)
     tiles, chunks = -(-out_h // rows), -(-reach_w // CHUNK)

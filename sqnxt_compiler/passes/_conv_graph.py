@@ -177,17 +177,17 @@ def emit_winograd_rows(rewriter: "ChainRewriter", unit: ConvUnit, stride: int, p
                              unit.output if pool is None else pool[0])
 
 
-def column_conv_rewrite(unit: ConvUnit, pattern: str,
-                        pool: tuple[relax.Var, MaxPoolWindow] | None = None) -> UnitRewrite:
+def column_conv_rewrite(unit: ConvUnit, pattern: str, pool: tuple[relax.Var, MaxPoolWindow] | None = None,
+                        vector_registers: int | None = None) -> UnitRewrite:
     """Compute `unit` (a depthwise or few-channel conv) [and the max `pool` (its var and window) of its result] as
-    a call_tir of `kernels.column_conv.column_conv_kernel` named after `pattern`; reported by its kernel, stride,
-    input channels per group and pool."""
+    a call_tir of `kernels.column_conv.column_conv_kernel` named after `pattern` (a few-channel conv's tiles sized
+    for the target's `vector_registers`); reported by its kernel, stride, input channels per group and pool."""
 
     def emit(rewriter: "ChainRewriter") -> relax.Expr:
         data = rewriter.visit_expr(unit.data)
         func = column_conv_kernel([int(d) for d in data.ty.shape], int(unit.weight.shape[0]), unit.groups,
                                   unit.kernel, unit.strides[0], unit.padding, unit.bias is not None, unit.relu,
-                                  unit.relu_max, pattern, None if pool is None else pool[1])
+                                  unit.relu_max, pattern, None if pool is None else pool[1], vector_registers)
         return call_with_weights(rewriter, func, pattern, data, unit.weight, unit,
                                  unit.output if pool is None else pool[0])
 

@@ -26,16 +26,18 @@ class FewChannelConv:
     generic schedules put output channels in vectors, and with a reduction of only C x K x K taps per output
     the transposed stores into NCHW are what they wait for (48 GMAC/s on a 3x3 stem). A max pool that alone
     reads the result (`following_max_pool`) is computed in the same kernel, row tile by row tile: the conv's
-    result (3 MB an image) then never goes through memory."""
+    result (3 MB an image) then never goes through memory. The register tiles' rows depend on the target's
+    `vector_registers` (`kernels.column_conv.several_channel_tile`)."""
 
-    def __init__(self, report: Reporter | None = None) -> None:
-        self.report = report
+    def __init__(self, report: Reporter | None = None, vector_registers: int | None = None) -> None:
+        self.report, self.vector_registers = report, vector_registers
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         def rewrite(graph: ConvGraph, unit: ConvUnit) -> UnitRewrite | None:
             if not is_few_channel_conv(unit):
                 return None
             pool = following_max_pool(graph, unit)
-            return column_conv_rewrite(unit, FEW_CHANNEL_CONV, pool if pool is None or takes_pool(pool[1]) else None)
+            return column_conv_rewrite(unit, FEW_CHANNEL_CONV, pool if pool is None or takes_pool(pool[1]) else None,
+                                       self.vector_registers)
 
         return rewrite_units(mod, rewrite, FEW_CHANNEL_CONV, self.report)
