@@ -1,5 +1,6 @@
 """Per-kernel register pressure of a model built for each CPU class: vector FMAs and stack loads/stores
-(spills, reloads, stack-allocated tiles) in the disassembly. Static counts, no timing: runs anywhere.
+(spills, reloads, stack-allocated tiles) in the disassembly, the scratch buffers kept in the workspace
+(`register_pressure.in_workspace`). Static counts, no timing: runs anywhere.
 
     python benchmarks/register_pressure.py [--model 1.0-SqNxt-23] [--targets x86-avx512 x86-avx2 arm]"""
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import sqnxt_compiler
 from sqnxt_compiler.models import build_model
-from sqnxt_compiler.register_pressure import kernel_pressure, library_arch, loop_ratio, total_ratio
+from sqnxt_compiler.register_pressure import in_workspace, kernel_pressure, library_arch, loop_ratio, total_ratio
+from sqnxt_compiler.target import load_target
 
 
 def main() -> None:
@@ -24,7 +26,7 @@ def main() -> None:
     proto = build_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets:
-            result = sqnxt_compiler.compile(proto, target, output=Path(tmp) / f"{target}.so")
+            result = sqnxt_compiler.compile(proto, in_workspace(load_target(target)), output=Path(tmp) / f"{target}.so")
             kernels = kernel_pressure(result.library, library_arch(result.target))
             print(f"\n## {args.model} for {target} (class {result.target.cpu_class}, mcpu "
                   f"{result.target.llvm.get('mcpu')}): {sum(k.spills for k in kernels)} stack moves / "

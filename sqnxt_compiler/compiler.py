@@ -205,7 +205,9 @@ def _quantize_for_accel(proto: onnx.ModelProto, inputs: list[TensorInfo], spec: 
 def _build(mod, spec: TargetSpec):
     import tvm
 
+    from .stack_buffers import tir_pipeline
+
     try:
-        return tvm.compile(mod, spec.tvm_target(), relax_pipeline=None)
+        return tvm.compile(mod, spec.tvm_target(), relax_pipeline=None, tir_pipeline=tir_pipeline(spec))
     except Exception as err:  # noqa: BLE001 - TVM 0.27 maps C++ errors to several Python types
         raise SqnxtError(f"TVM failed to build for '{spec.name}': {str(err).strip().splitlines()[-1]}") from None

@@ -3,10 +3,15 @@ loads/stores that address the stack (spills and their reloads, and small stack-a
 same; not the ABI's callee-saved register saves), in all its code and in its innermost FMA loops, where a stack
 move costs on every iteration (a loop: a backward branch and the code it jumps back over). Needs `objdump`
 (binutils) for x86-64 and `aarch64-linux-gnu-objdump` (Debian `binutils-aarch64-linux-gnu`, pulled in by
-`g++-aarch64-linux-gnu`)."""
+`g++-aarch64-linux-gnu`).
+
+The kernels' scratch buffers go on the stack in a normal build (`stack_buffers`), and their reads and writes at
+constant offsets would count as stack moves; measure a build of `in_workspace(spec)`, which keeps them in TVM's
+workspace: the same kernels, the same vector register allocation."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -57,6 +62,11 @@ class KernelPressure:
     @property
     def loop_ratio(self) -> float:
         return self.loop_spills / self.loop_fmas if self.loop_fmas else 0.0
+
+
+def in_workspace(spec: "TargetSpec") -> "TargetSpec":
+    """`spec` with its kernels' scratch buffers kept in TVM's workspace, not on the stack (`stack_buffers`)."""
+    return dataclasses.replace(spec, cpu={**spec.cpu, "stack_buffer_bytes": 0})
 
 
 def library_arch(spec: "TargetSpec") -> str:
