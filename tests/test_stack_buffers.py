@@ -3,6 +3,7 @@ the same results as with them in the workspace."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import numpy as np
@@ -55,8 +56,7 @@ def test_a_depthwise_convs_planes_go_on_the_stack(tmp_path):
 def test_buffers_beyond_the_budget_stay_in_the_workspace(tmp_path):
     """With a budget smaller than the planes (256 bytes), the kernel keeps its workspace calls."""
     spec = load_target("x86-avx2")
-    small = in_workspace(spec)
-    small.cpu["stack_buffer_bytes"] = 256
+    small = dataclasses.replace(spec, cpu={**spec.cpu, "stack_buffer_bytes": 256})
     model = conv_model(24, 24, 24, 56, 56, (3, 3), 2, True, "relu6", 1)
     library = sqnxt_compiler.compile(model, small, output=tmp_path / "small.so").library
     assert _workspace_calls(library) > 0
