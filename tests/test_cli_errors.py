@@ -610,6 +610,22 @@ def _seed_cpu_log(log: Path, model: onnx.ModelProto):
     return spec
 
 
+def test_a_log_killed_before_its_last_newline_resumes(tmp_path: Path) -> None:
+    """A run killed between a record's line and its newline leaves the last line whole but unterminated: the log
+    reopens with the newline added, so the next record starts a line of its own."""
+    from sqnxt_compiler.records.database import RECORDS
+    from sqnxt_compiler.tuning import open_database
+
+    log = tmp_path / "log"
+    _seed_cpu_log(log, two_conv_model())
+    records = log / RECORDS
+    records.write_bytes(records.read_bytes().rstrip(b"\n"))
+    database = open_database(log)
+    database.commit_tuning_record(database.get_all_tuning_records()[0])
+    lines = records.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line) for line in lines)
+
+
 def test_tune_board_leaves_mid_run(tracker: str, tmp_path: Path, monkeypatch) -> None:
     """The board passes the pre-check, then goes: the run stops at its first failed batch with one line
     (what was measured, the log, how to continue), that batch is not logged, and the log stays valid. (The

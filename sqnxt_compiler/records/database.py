@@ -66,18 +66,25 @@ def _scan(path: Path, valid) -> tuple[list[tuple[int, object, str]], list[str]]:
     return kept, problems
 
 
+def _ends_unterminated(path: Path) -> bool:
+    """Whether a run killed between a line and its newline left the file's last line unterminated: the next
+    append would glue its line onto it."""
+    return path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+
+
 def read_json_lines(path: Path, valid) -> tuple[list, list[str]]:
     """The valid entries of a JSON-lines log and one message per dropped line. A damaged file is rewritten
     (atomically) without its bad lines, and a last line missing its newline gets one, so appending after
     an interrupted run never glues a new line onto a partial one."""
     kept, problems = _scan(path, valid)
-    if problems or (path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")):
+    if problems or _ends_unterminated(path):
         _atomic_write_lines(path, [line for _, _, line in kept])
     return [entry for _, entry, _ in kept], problems
 
 
 def repair_log(log_dir: Path) -> list[str]:
-    """Drop unreadable lines; return one message per problem found (empty when the log was clean)."""
+    """Drop unreadable lines and end every line with its newline; return one message per problem found (empty
+    when the log was clean)."""
     workloads, problems = _scan(log_dir / WORKLOADS, _valid_workload)
     new_index = {old: new for new, (old, _, _) in enumerate(workloads)}
     records, record_problems = _scan(log_dir / RECORDS, _valid_record)
@@ -89,7 +96,7 @@ def repair_log(log_dir: Path) -> list[str]:
         else:
             entry[0] = new_index[entry[0]]
             kept_records.append(json.dumps(entry))
-    if problems:
+    if problems or _ends_unterminated(log_dir / WORKLOADS) or _ends_unterminated(log_dir / RECORDS):
         _atomic_write_lines(log_dir / WORKLOADS, [line for _, _, line in workloads])
         _atomic_write_lines(log_dir / RECORDS, kept_records)
     return problems
