@@ -78,15 +78,14 @@ def _reported_pass(phase: str, make_pass: Callable, target_options: Callable[[Ta
     return run
 
 
-def _l2_bytes_and_registers(spec: TargetSpec) -> dict:
-    """The options of a pass whose choice for weights-bound convs depends on L2 and the register file."""
-    return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES)),
-            "vector_registers": int(spec.cpu["vector_registers"])}
-
-
 def _vector_registers(spec: TargetSpec) -> dict:
     """The option of a pass whose register tiles are sized for the register file."""
     return {"vector_registers": int(spec.cpu["vector_registers"])}
+
+
+def _l2_bytes_and_registers(spec: TargetSpec) -> dict:
+    """The options of a pass whose choice for weights-bound convs depends on L2 and the register file."""
+    return {"l2_bytes": int(spec.cpu.get("l2_bytes", DEFAULT_L2_BYTES)), **_vector_registers(spec)}
 
 
 def _vector_lanes(spec: TargetSpec) -> dict:

@@ -11,7 +11,6 @@ workspace: the same kernels, the same vector register allocation."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -66,7 +65,9 @@ class KernelPressure:
 
 def in_workspace(spec: "TargetSpec") -> "TargetSpec":
     """`spec` with its kernels' scratch buffers kept in TVM's workspace, not on the stack (`stack_buffers`)."""
-    return dataclasses.replace(spec, cpu={**spec.cpu, "stack_buffer_bytes": 0})
+    from .stack_buffers import with_stack_buffer_bytes  # imports TVM, which reading a disassembly does not need
+
+    return with_stack_buffer_bytes(spec, 0)
 
 
 def library_arch(spec: "TargetSpec") -> str:

@@ -12,6 +12,7 @@ and the caller's thread run the kernels, so the budget must fit their stacks (gl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -24,12 +25,18 @@ if TYPE_CHECKING:
     from .target import TargetSpec
 
 DEFAULT_STACK_BUFFER_BYTES = 64 * 1024
+BUDGET_KEY = "stack_buffer_bytes"  # in a target's [cpu]
 KEEP_ON_STACK = "disable_lower_builtin"  # TVM's annotation (tirx/transform.h kDisableLowerTVMBuiltin)
 PIPELINE_PREFIX = "sqnxt_stack_buffers_"
 
 
 def stack_buffer_bytes(spec: "TargetSpec") -> int:
-    return int(spec.cpu.get("stack_buffer_bytes", DEFAULT_STACK_BUFFER_BYTES))
+    return int(spec.cpu.get(BUDGET_KEY, DEFAULT_STACK_BUFFER_BYTES))
+
+
+def with_stack_buffer_bytes(spec: "TargetSpec", budget: int) -> "TargetSpec":
+    """`spec` with a kernel's stack buffers limited to `budget` bytes (0: all in TVM's workspace)."""
+    return dataclasses.replace(spec, cpu={**spec.cpu, BUDGET_KEY: budget})
 
 
 def _constant_bytes(buffer: tirx.Buffer) -> int | None:

@@ -88,10 +88,10 @@ def test_few_channel_tiles_sized_for_the_register_file(target_name, rows, channe
 
     from sqnxt_compiler.target import load_target
 
-    model = conv_model(3, 32, 1, 33, 33, (3, 3), 2, True, "relu6", 1)
-    data = _seeded_input(model)
     if target_name == "x86-avx512" and " avx512f" not in Path("/proc/cpuinfo").read_text():
         pytest.skip("this CPU has no AVX-512")
+    model = conv_model(3, 32, 1, 33, 33, (3, 3), 2, True, "relu6", 1)
+    data = _seeded_input(model)
     actual, notes = compile_and_run(model, True, data, load_target(target_name))
     assert relative_error(actual, reference_outputs(model, {"data": data})[0]) <= 1e-5
     described = next(line for line in notes["schedule"] if "column_conv" in line)

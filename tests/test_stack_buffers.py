@@ -3,7 +3,6 @@ the same results as with them in the workspace."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 
 import numpy as np
@@ -14,7 +13,7 @@ from tvm import relax
 import sqnxt_compiler
 from sqnxt_compiler.errors import SqnxtError
 from sqnxt_compiler.register_pressure import in_workspace, objdump_for
-from sqnxt_compiler.stack_buffers import stack_buffer_bytes
+from sqnxt_compiler.stack_buffers import stack_buffer_bytes, with_stack_buffer_bytes
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import reference_outputs, relative_error
 from test_column_conv import conv_model
@@ -55,8 +54,7 @@ def test_a_depthwise_convs_planes_go_on_the_stack(tmp_path):
 
 def test_buffers_beyond_the_budget_stay_in_the_workspace(tmp_path):
     """With a budget smaller than the planes (256 bytes), the kernel keeps its workspace calls."""
-    spec = load_target("x86-avx2")
-    small = dataclasses.replace(spec, cpu={**spec.cpu, "stack_buffer_bytes": 256})
+    small = with_stack_buffer_bytes(load_target("x86-avx2"), 256)
     model = conv_model(24, 24, 24, 56, 56, (3, 3), 2, True, "relu6", 1)
     library = sqnxt_compiler.compile(model, small, output=tmp_path / "small.so").library
     assert _workspace_calls(library) > 0

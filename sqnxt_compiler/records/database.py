@@ -69,7 +69,11 @@ def _scan(path: Path, valid) -> tuple[list[tuple[int, object, str]], list[str]]:
 def _ends_unterminated(path: Path) -> bool:
     """Whether a run killed between a line and its newline left the file's last line unterminated: the next
     append would glue its line onto it."""
-    return path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as log:
+        log.seek(-1, os.SEEK_END)  # the last byte only: a log is read whole once, by the scan
+        return log.read(1) != b"\n"
 
 
 def read_json_lines(path: Path, valid) -> tuple[list, list[str]]:
