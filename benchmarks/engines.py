@@ -21,7 +21,7 @@ PEERS = (ORT, OPENVINO)
 # OpenVINO vs ONNX Runtime, max |diff| / max |ORT| on the network's output: above this OpenVINO is not timed
 PEER_TOLERANCE = 1e-3
 # oneDNN's cap on the instruction set, which OpenVINO's CPU plugin honours: AVX2 on an AVX-512 machine times
-# OpenVINO's AVX2 kernels beside an x86-avx2 build (it must be set before openvino loads: for the whole run)
+# OpenVINO's AVX2 kernels beside an x86-avx2 build (benchmarks/avx2_peers.py sets it before openvino loads)
 ONEDNN_ISA_LIMIT = "ONEDNN_MAX_CPU_ISA"
 
 
@@ -74,7 +74,7 @@ def openvino_note() -> str | None:
     except ImportError:
         return "OpenVINO: not installed (`pip install -e .[bench]`), its rows are skipped."
     isa = os.environ.get(ONEDNN_ISA_LIMIT)
-    limited = f", kernels limited to {isa} ({ONEDNN_ISA_LIMIT}; ONNX Runtime has no such switch)" if isa else ""
+    limited = f", kernels limited to {isa} ({ONEDNN_ISA_LIMIT})" if isa else ""
     return (f"OpenVINO {metadata.version('openvino')}, CPU plugin, fp32, LATENCY hint, {engine_threads()} threads"
             f"{limited}.")
 

@@ -61,8 +61,9 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engines import (PEERS, describe_target, engine_threads, load_target_for_host, model_input,  # noqa: E402
-                     openvino_note, ours_runner, peer_runners, stock_tvm_runner)
+from avx2_peers import limit_peers_to_avx2  # noqa: E402
+from engines import (PEERS, cpu_class, describe_target, engine_threads, load_target_for_host,  # noqa: E402
+                     model_input, openvino_note, ours_runner, peer_runners, stock_tvm_runner)
 
 
 def blas_gemm_gflops(size: int = 2048, reps: int = 5) -> float:
@@ -151,6 +152,17 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stock-rounds", type=int, default=3, help="runs of the (slow) stock TVM build (0: skip)")
     parser.add_argument("--settle", type=float, default=0.3, help="seconds of pause before each block (default 0.3)")
     parser.add_argument("--no-spin", action="store_true", help="idle pools sleep; engines interleave rep by rep")
+    parser.add_argument("--peers-isa", choices=["auto", "avx2", "native"], default="auto",
+                        help="the peers' instruction set: avx2 caps ONNX Runtime and OpenVINO at their AVX2 kernels on "
+                        "an AVX-512 machine (benchmarks/avx2_peers.py); auto (default) does so for an x86-avx2 build")
+
+
+def cap_peers(protocol: argparse.Namespace, spec) -> None:
+    """Cap the peers at AVX2 as `--peers-isa` asks, before they are imported; the table header says what was done."""
+    wanted = protocol.peers_isa
+    if wanted == "auto":
+        wanted = "avx2" if cpu_class(spec) == "x86-avx2" else "native"
+    protocol.peers_note = limit_peers_to_avx2(required=protocol.peers_isa == "avx2") if wanted == "avx2" else ""
 
 
 def describe_protocol(spin: bool, settle_s: float) -> str:
@@ -167,7 +179,8 @@ def end_to_end_header(title: str, spec, protocol: argparse.Namespace, columns: l
     """The heading of an end-to-end table: what was built for which CPU, on which CPU, under which protocol."""
     print(f"\n## {title}: {describe_target(spec)}\n")
     print(f"Medians; {describe_protocol(not protocol.no_spin, protocol.settle)}; \"vs ORT\" and \"vs best peer\" "
-          f"(our time / min(ONNX Runtime, OpenVINO)): medians of per-round ratios.{extra} {openvino_note()}\n")
+          f"(our time / min(ONNX Runtime, OpenVINO)): medians of per-round ratios.{extra} {openvino_note()}"
+          + (f" {protocol.peers_note}" if getattr(protocol, "peers_note", "") else "") + "\n")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
 
@@ -429,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tvm_runtime_defaults:
         restart_with_thread_settings(spin=not args.no_spin)
     spec = load_target_for_host(args.target)
+    cap_peers(args, spec)
     end_to_end(args.models, args.batches, spec, args, args.peak or blas_gemm_gflops())
     if not args.no_gap:
         network_vs_kernels(args.models[0], 5, spec)

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engines import cpu_class, load_target_for_host, model_input, ours_runner  # noqa: E402
-from latency import (add_protocol_arguments, end_to_end_header, peers_and_stock, print_notes,  # noqa: E402
-                     restart_with_thread_settings, side_by_side)
+from latency import (add_protocol_arguments, cap_peers, end_to_end_header, peers_and_stock,  # noqa: E402
+                     print_notes, restart_with_thread_settings, side_by_side)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     restart_with_thread_settings(spin=args.command != "end-to-end" or not args.no_spin)
     if args.command == "end-to-end":
-        end_to_end(args.models, args.batch, load_target_for_host(args.target), args)
+        spec = load_target_for_host(args.target)
+        cap_peers(args, spec)
+        end_to_end(args.models, args.batch, spec, args)
     else:
         compare_spaces(args.model, args.top_tasks, args.trials, args.checkpoints)
     return 0

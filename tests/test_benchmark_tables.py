@@ -31,3 +31,61 @@ def test_openvino_note_says_when_its_kernels_are_limited_to_an_instruction_set(m
     assert "limited" not in engines.openvino_note()
     monkeypatch.setenv(engines.ONEDNN_ISA_LIMIT, "AVX2")
     assert "kernels limited to AVX2 (ONEDNN_MAX_CPU_ISA" in engines.openvino_note()
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+_FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+
+def _in_fresh_process(code: str) -> list[str]:
+    """`code` run by a new interpreter with benchmarks/ importable (the CPUID mask and the peers' imports are
+    process-wide); its output lines."""
+    import subprocess
+    import textwrap
+
+    done = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+                           + textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(" avx512f" not in _FLAGS or " cpuid_fault" not in _FLAGS,
+                    reason="needs AVX-512 to hide and CPUID faulting to hide it")
+def test_avx2_peers_see_a_cpu_without_avx512_and_still_compute() -> None:
+    """After the mask, CPUID reports no AVX512F (also to ONNX Runtime as it loads: it asks through the handler),
+    and ONNX Runtime's AVX2 kernels give what numpy gives on a conv."""
+    lines = _in_fresh_process("""
+        import numpy as np, onnx
+        from onnx import helper
+        from avx2_peers import _mask_library, limit_peers_to_avx2
+        print(limit_peers_to_avx2(required=True))
+        mask = _mask_library()
+        asked = mask.sqnxt_emulated_cpuids()
+        import onnxruntime as ort
+        print(mask.sqnxt_cpuid_avx512f(), mask.sqnxt_emulated_cpuids() > asked)
+        rng = np.random.default_rng(0)
+        x, w = rng.standard_normal((1, 64, 14, 14), "float32"), rng.standard_normal((96, 64, 1, 1), "float32")
+        graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+                                  [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                                  [onnx.numpy_helper.from_array(w, "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        expected = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
+        print(float(np.abs(y - expected).max() / np.abs(expected).max()))
+    """)
+    assert lines[0].startswith("Peers: both on their AVX2 kernels"), lines
+    assert lines[1] == "0 True", lines
+    assert float(lines[2]) < 1e-5, lines
+
+
+def test_avx2_peers_must_come_before_the_peers_load() -> None:
+    lines = _in_fresh_process("""
+        import onnxruntime
+        from avx2_peers import limit_peers_to_avx2
+        try:
+            limit_peers_to_avx2(required=False)
+        except RuntimeError as error:
+            print(error)
+    """)
+    assert lines == ["limit_peers_to_avx2 must run before onnxruntime and openvino are imported"]
