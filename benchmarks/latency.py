@@ -11,7 +11,8 @@ polyphase Winograd stem gains over the direct conv.
     python benchmarks/latency.py --target x86-avx2 --batch 8   # the AVX2 class, on this machine
 
 Every table's heading names the target, its CPU class and the CPU it was measured on (/proc/cpuinfo's model
-name, and whether it has AVX-512 F: an x86-avx2 build measured on an AVX-512 machine says so).
+name, and whether it has AVX-512 F: an x86-avx2 build measured on an AVX-512 machine says so). Beside an x86-avx2
+build the peers run their AVX2 kernels, as on an AVX2-only CPU (`--peers-isa`, `benchmarks/avx2_peers.py`).
 
 Every engine runs with its production defaults for idle threads: the thread pools spin briefly between
 runs (TVM's pool; ORT's allow_spinning; OpenVINO's, which has no such setting), as in a deployment that

@@ -10,9 +10,10 @@ each input vector is loaded once per tile and broadcast weights do the rest.
 Where a chunk is one vector (AVX-512) and the image has an even number of chunks (`passes/pair_pixel_chunks.py`),
 a tile takes two chunks: each weight broadcast then feeds two multiply-adds.
 
-Default tile: as many output channels as the target's accumulator budget holds tile columns (a chunk, or a pair:
-4 on AVX2 and NEON, 8 on AVX-512); with one vector per column (AVX-512 without pairs) half that unless the reduction
-is long, and 4 channels on a reduction of at most 16 (per-shape timings: docs/performance.md).
+Default tile: as many output channels (dividing them) as the tile's accumulators hold tile columns (a chunk, or a
+pair: 4 on NEON, 6 on AVX2 (12 of its 16 registers), 8 on AVX-512); with one vector per column (AVX-512 without pairs)
+half that unless the reduction is long, and 4 channels on a reduction of at most 16 (per-shape timings:
+docs/performance.md).
 
 A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13; MobileNetV2's 7x7 1x1s)
 splits its output channels between the cores instead, so that each core reads only its part of the weights, with
@@ -41,6 +42,7 @@ LONG_REDUCTION = 256  # input channels from which one vector per chunk takes a t
 # Of the register file, what a `_split_channels` tile's accumulators take: its inputs are at most 4 vectors and
 # its weights broadcast straight from memory, so more than the usual half (docs/performance.md)
 SPLIT_ACCUMULATORS = 0.625
+SIXTEEN_REGISTER_ACCUMULATORS = 12  # `_tile_accumulators` on a 16-register file
 
 
 def _vectors_per_chunk(machine: MachineKnobs) -> int:
@@ -52,13 +54,19 @@ def _split_accumulators(machine: MachineKnobs) -> int:
     return int(machine.vector_registers * SPLIT_ACCUMULATORS)
 
 
+def _tile_accumulators(machine: MachineKnobs) -> int:
+    """A register tile's accumulators: half the register file, but 12 of 16 (AVX2): beside one chunk's 2 input
+    vectors and a broadcast, 6 channels a tile load fewer vectors per multiply-add than 4 (docs/performance.md)."""
+    return SIXTEEN_REGISTER_ACCUMULATORS if machine.vector_registers == 16 else machine.accumulator_budget
+
+
 def _default_channel_tile(out_channels: int, in_channels: int, spec: "TargetSpec | None", chunks: int) -> int:
-    """Output channels per register tile of `chunks` chunks: the accumulator budget in such columns. With one
+    """Output channels per register tile of `chunks` chunks: the tile's accumulators in such columns. With one
     vector per column (AVX-512) a tile of the whole budget pays only on long reductions; short ones take 4
     channels."""
     machine = machine_knobs(spec)
     vectors = _vectors_per_chunk(machine) * chunks
-    accumulators = machine.accumulator_budget
+    accumulators = _tile_accumulators(machine)
     if vectors == 1 and in_channels < LONG_REDUCTION:
         accumulators //= 2
     channels = accumulators // vectors

@@ -389,3 +389,16 @@ def test_split_channel_tiles_load_least_per_multiply_add(target_name, chunks, ti
     from sqnxt_compiler.schedules.fused_pixel_chunks import _split_tile
 
     assert _split_tile(1000, chunks, load_target(target_name)) == tile
+
+
+@pytest.mark.parametrize("target_name, out_channels, tile", [
+    ("x86-avx2", 144, 6), ("x86-avx2", 96, 6), ("x86-avx2", 64, 4), ("x86-avx2", 160, 5),  # 12 accumulators of 16
+    ("x86-avx512", 144, 8), ("x86-avx512", 64, 8),  # a pair of one-vector chunks: 16 of 32
+    ("arm", 144, 4), ("arm", 64, 4)])  # four vectors a chunk: 16 of 32
+def test_pixel_chunk_tiles_sized_for_the_register_file(target_name, out_channels, tile):
+    """Output channels of a default pixel-chunk register tile over a long reduction: on 16 registers the tile takes
+    12 accumulators (a chunk's two vectors x 6 channels, where 6 divide them), on 32 registers half the file."""
+    from sqnxt_compiler.schedules.fused_pixel_chunks import _default_channel_tile
+
+    chunks = 2 if target_name == "x86-avx512" else 1
+    assert _default_channel_tile(out_channels, 576, load_target(target_name), chunks) == tile
