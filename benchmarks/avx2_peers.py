@@ -43,7 +43,7 @@ def _mask_library() -> ctypes.CDLL:
         subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(MASK_SOURCE)], check=True,
                        capture_output=True)
         partial.replace(library)
-    return ctypes.CDLL(str(library))
+    return ctypes.CDLL(str(library), use_errno=True)
 
 
 def limit_peers_to_avx2(required: bool) -> str:

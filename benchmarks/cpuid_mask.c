@@ -35,7 +35,8 @@ static void masked_cpuid(unsigned leaf, unsigned subleaf, unsigned *a, unsigned 
 static void on_segv(int signal, siginfo_t *info, void *context) {
     greg_t *registers = ((ucontext_t *)context)->uc_mcontext.gregs;
     const unsigned char *ip = (const unsigned char *)registers[REG_RIP];
-    if (ip[0] == 0x0f && ip[1] == 0xa2) { /* CPUID */
+    /* a faulting CPUID is a kernel-raised SIGSEGV at a readable instruction (a jump to an unmapped address is not) */
+    if (info->si_code == SI_KERNEL && ip[0] == 0x0f && ip[1] == 0xa2) {
         unsigned a, b, c, d;
         syscall(SYS_arch_prctl, ARCH_SET_CPUID, 1);
         masked_cpuid((unsigned)registers[REG_RAX], (unsigned)registers[REG_RCX], &a, &b, &c, &d);
@@ -51,7 +52,6 @@ static void on_segv(int signal, siginfo_t *info, void *context) {
     /* a real fault: return to the faulting instruction under the previous handler */
     sigaction(SIGSEGV, &previous, NULL);
     (void)signal;
-    (void)info;
 }
 
 /* 0 once CPUID faults to the handler; -1 (errno set) when the kernel or CPU cannot fault CPUID */
@@ -59,7 +59,7 @@ int sqnxt_hide_avx512(void) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_segv;
-    action.sa_flags = SA_SIGINFO | SA_NODEFER;
+    action.sa_flags = SA_SIGINFO;
     if (sigaction(SIGSEGV, &action, &previous) != 0) return -1;
     if (syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
         sigaction(SIGSEGV, &previous, NULL);

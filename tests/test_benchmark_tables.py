@@ -37,15 +37,15 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 _FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
 
 
-def _in_fresh_process(code: str) -> list[str]:
+def _in_fresh_process(code: str, returncode: int = 0) -> list[str]:
     """`code` run by a new interpreter with benchmarks/ importable (the CPUID mask and the peers' imports are
-    process-wide); its output lines."""
+    process-wide); its output lines, once it ended with `returncode`."""
     import subprocess
     import textwrap
 
     done = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r})\n"
                            + textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == returncode, done.stderr
     return done.stdout.splitlines()
 
 
@@ -77,6 +77,21 @@ def test_avx2_peers_see_a_cpu_without_avx512_and_still_compute() -> None:
     assert lines[0].startswith("Peers: both on their AVX2 kernels"), lines
     assert lines[1] == "0 True", lines
     assert float(lines[2]) < 1e-5, lines
+
+
+@pytest.mark.skipif(" avx512f" not in _FLAGS or " cpuid_fault" not in _FLAGS,
+                    reason="needs AVX-512 to hide and CPUID faulting to hide it")
+def test_a_real_fault_under_the_mask_still_ends_the_process() -> None:
+    """Only CPUID faults are emulated: a null read goes on to the handler installed before (TVM's) and kills the
+    process with SIGSEGV, as without the mask."""
+    lines = _in_fresh_process("""
+        import ctypes
+        from avx2_peers import limit_peers_to_avx2
+        print(limit_peers_to_avx2(required=True), flush=True)
+        ctypes.string_at(0)
+        print("survived")
+    """, returncode=-11)
+    assert len(lines) == 1 and lines[0].startswith("Peers: both"), lines
 
 
 def test_avx2_peers_must_come_before_the_peers_load() -> None:
