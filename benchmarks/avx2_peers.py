@@ -19,18 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engines import ONEDNN_ISA_LIMIT
+from engines import ONEDNN_ISA_LIMIT, cpu_flags
 
 MASK_SOURCE = Path(__file__).with_name("cpuid_mask.c")
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return next((set(line.partition(":")[2].split()) for line in text.splitlines() if line.startswith("flags")),
-                set())
 
 
 def _mask_library() -> ctypes.CDLL:
@@ -56,7 +47,7 @@ def limit_peers_to_avx2(required: bool) -> str:
     if "onnxruntime" in sys.modules or "openvino" in sys.modules:
         raise RuntimeError("limit_peers_to_avx2 must run before onnxruntime and openvino are imported")
     os.environ[ONEDNN_ISA_LIMIT] = "AVX2"
-    flags = _cpu_flags()
+    flags = cpu_flags()
     if "avx512f" not in flags:
         return "Peers: this CPU has no AVX-512; they run their AVX2 kernels anyway."
     why = None

@@ -128,20 +128,27 @@ def ours_runner(proto, data: np.ndarray, workdir: Path, spec, tuning_log: Path |
     return lambda: model.run(data)
 
 
-def host_cpu() -> tuple[str, bool]:
-    """(this machine's CPU model as /proc/cpuinfo names it, whether it has AVX-512 F)."""
-    model, flags = "unknown CPU", set()
+def _first_cpu_info() -> dict[str, str]:
+    """The first CPU's /proc/cpuinfo entries (empty where there is none)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        lines = []
+        return {}
+    info: dict[str, str] = {}
     for line in lines:
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown CPU":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return model, "avx512f" in flags
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def cpu_flags() -> set[str]:
+    """This machine's CPU feature flags as /proc/cpuinfo lists them."""
+    return set(_first_cpu_info().get("flags", "").split())
+
+
+def host_cpu() -> tuple[str, bool]:
+    """(this machine's CPU model as /proc/cpuinfo names it, whether it has AVX-512 F)."""
+    return _first_cpu_info().get("model name", "unknown CPU"), "avx512f" in cpu_flags()
 
 
 def load_target_for_host(name: str):

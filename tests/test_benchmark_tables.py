@@ -35,6 +35,8 @@ def test_openvino_note_says_when_its_kernels_are_limited_to_an_instruction_set(m
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 _FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+maskable = pytest.mark.skipif(" avx512f" not in _FLAGS or " cpuid_fault" not in _FLAGS,
+                              reason="needs AVX-512 to hide and CPUID faulting to hide it")
 
 
 def _in_fresh_process(code: str, returncode: int = 0) -> list[str]:
@@ -49,8 +51,7 @@ def _in_fresh_process(code: str, returncode: int = 0) -> list[str]:
     return done.stdout.splitlines()
 
 
-@pytest.mark.skipif(" avx512f" not in _FLAGS or " cpuid_fault" not in _FLAGS,
-                    reason="needs AVX-512 to hide and CPUID faulting to hide it")
+@maskable
 def test_avx2_peers_see_a_cpu_without_avx512_and_still_compute() -> None:
     """After the mask, CPUID reports no AVX512F (also to ONNX Runtime as it loads: it asks through the handler),
     and ONNX Runtime's AVX2 kernels give what numpy gives on a conv."""
@@ -79,8 +80,7 @@ def test_avx2_peers_see_a_cpu_without_avx512_and_still_compute() -> None:
     assert float(lines[2]) < 1e-5, lines
 
 
-@pytest.mark.skipif(" avx512f" not in _FLAGS or " cpuid_fault" not in _FLAGS,
-                    reason="needs AVX-512 to hide and CPUID faulting to hide it")
+@maskable
 def test_a_real_fault_under_the_mask_still_ends_the_process() -> None:
     """Only CPUID faults are emulated: a null read goes on to the handler installed before (TVM's) and kills the
     process with SIGSEGV, as without the mask."""
