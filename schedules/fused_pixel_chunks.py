@@ -161,7 +161,10 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
       them at a time, over the whole reduction (the tile's weights stay in L1 for all of them).
     - An image of one register tile of chunks (7x7): the reduction in blocks whose input stays in L1 for all the
       core's channel tiles (half of L1: the tiles' weights stream beside it).
-    A design space samples the tile's channels, up to the accumulators `_split_tile` allows."""
+    An NCHW input is first copied chunk-major ([batch, chunk, channels, PIXEL_CHUNK]), so that a tile reads each
+    chunk as one contiguous run instead of a line per input channel (hundreds of strided streams, fetched from L2
+    again for every channel tile). A design space samples the tile's channels, up to the accumulators
+    `_split_tile` allows."""
     machine = machine_knobs(spec)
     conv = sch.get_sblock(f"{CONV_BLOCK}0")
     batch, channels, chunk, lanes, rc = sch.get_loops(conv)
@@ -191,8 +194,13 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
     out = sch.get_sblock(OUTPUT_BLOCK)
     sch.reverse_compute_at(out, chunk_groups, preserve_unit_loops=True)
     sch.vectorize(sch.get_loops(out)[-1])
-    if has_block(sch, PACK_BLOCK):  # copied per block of chunks, the copy would cost more than reading in place
-        sch.compute_inline(sch.get_sblock(PACK_BLOCK))
+    if has_block(sch, PACK_BLOCK):  # the whole input copied chunk-major once, both cores on its chunks
+        pack = sch.get_sblock(PACK_BLOCK)
+        sch.transform_layout(pack, ("write", 0), lambda b, c, k, lane: (b, k, c, lane))
+        batch, channels, chunk, lanes = sch.get_loops(pack)
+        sch.reorder(batch, chunk, channels, lanes)
+        sch.parallel(sch.fuse(batch, chunk))
+        sch.vectorize(lanes)
     return (f"1 stage in chunks of {PIXEL_CHUNK} pixels, the cores on output channels: register tiles of "
             f"{'sampled' if sampled else tile_channels} channels x {tile_chunks} chunks, reduction blocks of "
             f"{reduction_block}")

@@ -356,6 +356,9 @@ def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_chann
     sch = s_tir.Schedule(func)
     description = schedule_pixel_chunks(sch, spec)
     assert ("the cores on output channels" in description) == split
+    if split:  # its NCHW input copied chunk-major once, ahead of the cores' channel tiles
+        chunks = 11 if chunk_group == 1 else 12
+        assert f"packed = T.sblock_alloc_buffer((1, {chunks}, 512, 16))" in sch.mod["main"].script()
     if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
         check_schedule(func, sch.mod["main"], spec.tvm_target())
 
