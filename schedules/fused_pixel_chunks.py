@@ -17,7 +17,8 @@ docs/performance.md).
 
 A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13; MobileNetV2's 7x7 1x1s)
 splits its output channels between the cores instead, so that each core reads only its part of the weights, with
-the reduction in blocks whose input stays in L1 for all the core's channel tiles (`_split_channels`)."""
+the reduction in blocks whose input stays in L1 for all the core's channel tiles and an NCHW input copied chunk-major
+first (`_split_channels`)."""
 
 from __future__ import annotations
 
@@ -194,7 +195,8 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
     out = sch.get_sblock(OUTPUT_BLOCK)
     sch.reverse_compute_at(out, chunk_groups, preserve_unit_loops=True)
     sch.vectorize(sch.get_loops(out)[-1])
-    if has_block(sch, PACK_BLOCK):  # the whole input copied chunk-major once, both cores on its chunks
+    packed = has_block(sch, PACK_BLOCK)
+    if packed:  # the whole input copied chunk-major once, both cores on its chunks
         pack = sch.get_sblock(PACK_BLOCK)
         sch.transform_layout(pack, ("write", 0), lambda b, c, k, lane: (b, k, c, lane))
         batch, channels, chunk, lanes = sch.get_loops(pack)
@@ -203,7 +205,7 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
         sch.vectorize(lanes)
     return (f"1 stage in chunks of {PIXEL_CHUNK} pixels, the cores on output channels: register tiles of "
             f"{'sampled' if sampled else tile_channels} channels x {tile_chunks} chunks, reduction blocks of "
-            f"{reduction_block}")
+            f"{reduction_block}" + (", input copied chunk-major first" if packed else ""))
 
 
 def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
