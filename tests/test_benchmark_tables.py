@@ -12,6 +12,7 @@ import pytest
 from sqnxt_compiler.target import load_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from engines import cpu_flags  # noqa: E402
 
 
 @pytest.mark.parametrize("target_name", ["x86-avx2", "host"])  # the row kernel; on AVX-512 machines the tiles
@@ -34,8 +35,7 @@ def test_openvino_note_says_when_its_kernels_are_limited_to_an_instruction_set(m
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-_FLAGS = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-maskable = pytest.mark.skipif(" avx512f" not in _FLAGS or " cpuid_fault" not in _FLAGS,
+maskable = pytest.mark.skipif(not {"avx512f", "cpuid_fault"} <= cpu_flags(),
                               reason="needs AVX-512 to hide and CPUID faulting to hide it")
 
 
