@@ -14,7 +14,8 @@ from ._conv_graph import ConvGraph, ConvUnit, UnitRewrite, rewrite_units
 from ._fusion_report import Reporter
 
 # Below this many chunks the generic conv schedule is faster (at 7x7, 4 chunks, the last mostly overlap), unless
-# the weights dominate: then the cores split the output channels, all the chunks under each (docs/performance.md)
+# the weights dominate: then the cores split the output channels, all the chunks under each; with 16 registers,
+# counted over the batch (docs/performance.md)
 MIN_CHUNKS = 8
 # Register files from which the generic conv beats those split chunks on weight-bound convs too: its tiles (output
 # channels in the lanes, a row of pixels broadcast) then hold enough accumulators. With 16 (AVX2) they do not
@@ -24,10 +25,13 @@ GENERIC_CONV_REGISTERS = 32
 
 def _over_chunks(unit: ConvUnit, l2_bytes: int | None, vector_registers: int | None) -> bool:
     shape = [int(d) for d in unit.data.ty.shape]
-    weight_bound = (l2_bytes is not None and vector_registers is not None
-                    and vector_registers < GENERIC_CONV_REGISTERS
+    few_registers = vector_registers is not None and vector_registers < GENERIC_CONV_REGISTERS
+    weight_bound = (l2_bytes is not None and few_registers
                     and weights_dominate(4 * unit.weight.size, 4 * math.prod(shape), l2_bytes))
-    enough_chunks = shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK or weight_bound
+    # With 16 registers the images of a batch count together: the generic conv's register tiles take a few
+    # columns of a 7-pixel row at any batch, the chunks of 8 images fill both cores (docs/performance.md)
+    images = shape[0] if few_registers else 1
+    enough_chunks = images * shape[2] * shape[3] >= MIN_CHUNKS * PIXEL_CHUNK or weight_bound
     return enough_chunks and is_pointwise_chain(shape, [unit.stage()])
 
 
@@ -37,7 +41,7 @@ class PointwiseConvOverChunks:
     generic conv schedules compute it in rows padded to whole vectors (55 -> 64 columns), the chunk kernel
     has no padding. Run after the bottleneck fusions, so it only takes the convs they left. With the target's
     `l2_bytes` and `vector_registers` (fewer than GENERIC_CONV_REGISTERS), a conv whose weights dominate goes over
-    chunks on any image."""
+    chunks on any image, and the chunks of a batch's images count together."""
 
     def __init__(self, report: Reporter | None = None, l2_bytes: int | None = None,
                  vector_registers: int | None = None) -> None:
