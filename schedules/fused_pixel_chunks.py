@@ -17,8 +17,8 @@ docs/performance.md).
 
 A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13; MobileNetV2's 7x7 1x1s)
 splits its output channels between the cores instead, so that each core reads only its part of the weights, with
-the reduction in blocks whose input stays in L1 for all the core's channel tiles and an NCHW input copied chunk-major
-first (`_split_channels`)."""
+the reduction in blocks whose input stays in L1 for all the core's channel tiles, an NCHW input copied chunk-major
+first, and (the default schedule) the weights laid out per register tile at compile time (`_split_channels`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ..kernels.contract import CONV_BLOCK, OUTPUT_BLOCK, PACK_BLOCK, pixel_chunk
 from ..kernels.common import weights_dominate
 from ..kernels.pixel_chunks import CHUNK_PAIR, PIXEL_CHUNK, pairs_pay
 from .rule import ScheduleRule
-from ._common import MachineKnobs, has_block, largest_divisor_at_most, machine_knobs
+from ._common import MachineKnobs, has_block, largest_divisor_at_most, machine_knobs, pack_at_compile_time
 from .fused_conv_chain import runs_in_parallel, serial_and_parallel_spaces, stage_blocks
 
 if TYPE_CHECKING:
@@ -156,6 +156,14 @@ def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tu
     return max(candidates, key=lambda shape: (fmas_per_load(shape), shape[0] * shape[1]))
 
 
+def _pack_weights_per_tile(sch: "s_tir.Schedule", conv, tile_channels: int) -> None:
+    """Lay the weights out [out / tile, in, tile] at compile time: read in place, a tile of 5 channels on a
+    160-channel reduction streams 5 rows of 640 bytes, too short for the prefetchers to ramp up on."""
+    weight_index = next(i for i, region in enumerate(sch.get(conv).reads) if region.source.name == "w0")
+    pack_at_compile_time(sch, conv, weight_index,
+                         lambda o, c, h, w: (o // tile_channels, h, w, c, o % tile_channels))
+
+
 def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: bool = False) -> str:
     """The cores split the output channels of a one-stage kernel, so each core reads its weights once.
     - An image of several register tiles of chunks: under each channel tile, all the chunks, a register tile of
@@ -164,8 +172,9 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
       core's channel tiles (half of L1: the tiles' weights stream beside it).
     An NCHW input is first copied chunk-major ([batch, chunk, channels, PIXEL_CHUNK]), so that a tile reads each
     chunk as one contiguous run instead of a line per input channel (hundreds of strided streams, fetched from L2
-    again for every channel tile). A design space samples the tile's channels, up to the accumulators
-    `_split_tile` allows."""
+    again for every channel tile). The default schedule lays the weights out per tile at compile time
+    (`_pack_weights_per_tile`). A design space samples the tile's channels, up to the accumulators `_split_tile`
+    allows, and reads the weights in place (an index map cannot take a sampled tile)."""
     machine = machine_knobs(spec)
     conv = sch.get_sblock(f"{CONV_BLOCK}0")
     batch, channels, chunk, lanes, rc = sch.get_loops(conv)
@@ -179,6 +188,8 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
         columns = tile_chunks * _vectors_per_chunk(machine)
         tile_channels = sch.sample_perfect_tile(per_core, n=2, max_innermost_factor=max(
             1, _split_accumulators(machine) // columns))[1]
+    if not sampled:  # each tile's weights one contiguous run, the tiles in order: one stream per core
+        _pack_weights_per_tile(sch, conv, tile_channels)
     tiles, tile_channel = sch.split(per_core, [None, tile_channels])
     chunk_groups, tile_chunk = sch.split(chunk, [None, tile_chunks])
     blocks, block_channel = sch.split(rc, [None, reduction_block])
@@ -205,7 +216,8 @@ def _split_channels(sch: "s_tir.Schedule", spec: "TargetSpec | None", sampled: b
         sch.vectorize(lanes)
     return (f"1 stage in chunks of {PIXEL_CHUNK} pixels, the cores on output channels: register tiles of "
             f"{'sampled' if sampled else tile_channels} channels x {tile_chunks} chunks, reduction blocks of "
-            f"{reduction_block}" + (", input copied chunk-major first" if packed else ""))
+            f"{reduction_block}" + (", input copied chunk-major first" if packed else "")
+            + ("" if sampled else ", weights laid out per tile"))
 
 
 def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",

@@ -362,7 +362,8 @@ def test_residual_add_without_relu_is_an_expand_epilogue(relu_reads_the_sum):
 def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_channels, chunk_group, split):
     """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) splits its
     output channels between the cores, its register tiles over 1 chunk or, with 12 chunks for pairs, 4 on
-    AVX-512, its reduction in blocks; a 1x1 with small weights keeps its chunk-outer order. Both compute what the
+    AVX-512, its reduction in blocks, its weights laid out per tile at compile time; a 1x1 with small weights
+    keeps its chunk-outer order. Both compute what the
     unscheduled kernel does (run where this CPU has the target's instructions)."""
     from schedule_helpers import check_schedule
     from tvm import s_tir
@@ -377,9 +378,13 @@ def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_chann
     sch = s_tir.Schedule(func)
     description = schedule_pixel_chunks(sch, spec)
     assert ("the cores on output channels" in description) == split
-    if split:  # its NCHW input copied chunk-major once, ahead of the cores' channel tiles
+    if split:  # its NCHW input copied chunk-major once, ahead of the cores' channel tiles; its weights per tile
         chunks = 11 if chunk_group == 1 else 12
-        assert f"packed = T.sblock_alloc_buffer((1, {chunks}, 512, 16))" in sch.mod["main"].script()
+        script = sch.mod["main"].script()
+        assert f"packed = T.sblock_alloc_buffer((1, {chunks}, 512, 16))" in script
+        tile = int(description.split("register tiles of ")[1].split()[0])
+        assert f"w0_global = T.sblock_alloc_buffer(({1000 // tile}, 1, 1, 512, {tile}))" in script
+        assert '"meta_schedule.layout_rewrite_preproc": True' in script  # packed at compile time
     if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
         check_schedule(func, sch.mod["main"], spec.tvm_target())
 
