@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import tvm
 from tvm import tirx
 
-from ..passes._kernels import without_uncalled
+from ..module_functions import without_uncalled
 from . import column_conv, dataflow_choice, dense, fused_bottleneck, fused_low_rank, fused_pixel_chunks, pooling, \
     winograd_rows, winograd_tiles
 from .rule import ScheduleRule
@@ -75,6 +75,9 @@ def pack_weights_at_compile_time(mod: tvm.IRModule, ctx: "CompileContext") -> tv
         mod = relax.transform.SplitLayoutRewritePreproc()(mod)
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination()(mod)
+        # folding leaves each packed kernel's result bound through an alias (lv15 = lv3), which hides its producer
+        # from the passes after this one (a fire module's concat written in place)
+        mod = relax.transform.CanonicalizeBindings()(mod)
     # the kernels built with a global symbol (pixel chunks) stay after DCE, unpacked and their packing: drop them
     return without_uncalled(mod, [gvar.name_hint for gvar, func in mod.functions.items()
                                   if isinstance(func, tirx.PrimFunc)])

@@ -14,6 +14,8 @@ Default tile: as many output channels (dividing them) as the tile's accumulators
 pair: 4 on NEON, 6 on AVX2 (12 of its 16 registers), 8 on AVX-512); with one vector per column (AVX-512 without pairs)
 half that unless the reduction is long, and 4 channels on a reduction of at most 16 (per-shape timings:
 docs/performance.md).
+The default schedule of a one-stage kernel reads its weights laid out per register tile at compile time
+(`_pack_weights_per_tile`; x86 only); a design space reads them in place (an index map cannot take a sampled tile).
 
 A one-stage kernel whose weights dominate (SqueezeNet's classifier, 512 -> 1000 at 13x13; MobileNetV2's 7x7 1x1s)
 splits its output channels between the cores instead, so that each core reads only its part of the weights, with
@@ -157,8 +159,9 @@ def _split_tile(out_channels: int, chunks: int, spec: "TargetSpec | None") -> tu
 
 
 def _pack_weights_per_tile(sch: "s_tir.Schedule", conv, tile_channels: int) -> None:
-    """Lay the weights out [out / tile, in, tile] at compile time: read in place, a tile of 5 channels on a
-    160-channel reduction streams 5 rows of 640 bytes, too short for the prefetchers to ramp up on."""
+    """Lay the weights out [out / tile, in, tile] at compile time, so a register tile reads them as one run and the
+    tiles follow each other: read in place, a tile of 5 channels on a 160-channel reduction streams 5 rows of 640
+    bytes, too short for the prefetchers to ramp up on."""
     weight_index = next(i for i, region in enumerate(sch.get(conv).reads) if region.source.name == "w0")
     pack_at_compile_time(sch, conv, weight_index,
                          lambda o, c, h, w: (o // tile_channels, h, w, c, o % tile_channels))
@@ -241,7 +244,12 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
                                         if sampled else CHUNK_PAIR])
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
-    tiles, inner = sch.split(channels, [None, _channel_tile(sch, channels, last, sampled, spec, tile_chunks)])
+    tile_channels = _channel_tile(sch, channels, last, sampled, spec, tile_chunks)
+    if stages == 1 and not sampled and machine_knobs(spec).cpu_class != NEON.cpu_class:
+        # NEON kept reading in place: there LLVM unrolls the short reductions in full, which packing undoes, and
+        # no board here can time the difference
+        _pack_weights_per_tile(sch, last, tile_channels)
+    tiles, inner = sch.split(channels, [None, tile_channels])
     if paired:  # the tile's output epilogue unrolled over its channels too (a loop was slower: docs/performance.md)
         sch.unroll(inner)
         sch.unroll(pair)

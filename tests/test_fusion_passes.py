@@ -420,6 +420,29 @@ def test_split_channel_tiles_load_least_per_multiply_add(target_name, chunks, ti
     assert _split_tile(1000, chunks, load_target(target_name)) == tile
 
 
+@pytest.mark.parametrize("target_name, packed", [("x86-avx2", True), ("x86-avx512", True), ("arm", False)])
+def test_one_stage_pixel_chunks_read_weights_per_tile(target_name, packed):
+    """A one-stage pixel-chunk kernel's default schedule reads its weights laid out [out / tile, in, tile], packed at
+    compile time, on x86 (NEON reads them in place); it computes what the unscheduled kernel does (run where this CPU
+    has the target's instructions)."""
+    from schedule_helpers import check_schedule
+    from tvm import s_tir
+
+    from sqnxt_compiler.kernels import ChainStage, pointwise_chain_kernel
+    from sqnxt_compiler.schedules.fused_pixel_chunks import _default_channel_tile, schedule_pixel_chunks
+
+    spec = load_target(target_name)
+    func = pointwise_chain_kernel([1, 96, 14, 14], [ChainStage(48, (1, 1), (1, 1), (0, 0, 0, 0), 1, True, True)],
+                                  False, False, "pointwise")
+    sch = s_tir.Schedule(func)
+    schedule_pixel_chunks(sch, spec)
+    tile = _default_channel_tile(48, 96, spec, 1)
+    script = sch.mod["main"].script()
+    assert (f"w0_global = T.sblock_alloc_buffer(({48 // tile}, 1, 1, 96, {tile}))" in script) == packed
+    if target_name == "x86-avx2" or (target_name == "x86-avx512" and " avx512f" in Path("/proc/cpuinfo").read_text()):
+        check_schedule(func, sch.mod["main"], spec.tvm_target())
+
+
 @pytest.mark.parametrize("target_name, out_channels, tile", [
     ("x86-avx2", 144, 6), ("x86-avx2", 96, 6), ("x86-avx2", 64, 4), ("x86-avx2", 160, 5),  # 12 accumulators of 16
     ("x86-avx512", 144, 8), ("x86-avx512", 64, 8),  # a pair of one-vector chunks: 16 of 32

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 import tvm
-import tvm_ffi
 from tvm import relax, s_tir, tirx
 
 from ..kernels.contract import CHAIN_SPEC_ATTR
@@ -25,18 +24,6 @@ def chain_kernels(mod: tvm.IRModule) -> dict[tvm.ir.GlobalVar, dict]:
     """The pixel-chunk kernels of `mod` that carry their builder's arguments (CHAIN_SPEC_ATTR), with them."""
     return {gvar: chain_from_spec(func) for gvar, func in mod.functions.items()
             if isinstance(func, tirx.PrimFunc) and func.attrs is not None and CHAIN_SPEC_ATTR in func.attrs}
-
-
-def without_uncalled(mod: tvm.IRModule, kernels: Iterable[str]) -> tvm.IRModule:
-    """`mod` without those of `kernels` no Relax function calls any more. relax's DeadCodeElimination keeps them:
-    scheduled kernels carry a global symbol, which makes them entry points."""
-    called: set[str] = set()
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            tvm_ffi.structural_walk(func, [(tvm.ir.GlobalVar, lambda gvar: called.add(gvar.name_hint))])
-    for name in set(kernels) - called:
-        del mod[mod.get_global_var(name)]
-    return mod
 
 
 def rewrite_functions(mod: tvm.IRModule, rewriter_for: Callable[[tvm.IRModule, relax.Function], object | None]

@@ -26,7 +26,8 @@ import tvm_ffi
 from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from ._kernels import declared_in_root, kernel_callee, rewrite_functions, without_uncalled
+from ..module_functions import without_uncalled
+from ._kernels import declared_in_root, kernel_callee, rewrite_functions
 
 LINE_FLOATS = 16  # float32 in a 64-byte cache line
 GUARD_LINES = 20  # past a plane, the stream prefetchers' reach (16 to 24 measured alike, 8 a third as good)

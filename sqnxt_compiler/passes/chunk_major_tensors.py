@@ -28,7 +28,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHAIN_SPEC_ATTR
 from ..kernels.pixel_chunks import chunk_major_shape, pointwise_chain_kernel
-from ._kernels import chain_kernels, kernel_callee, rewrite_functions, without_uncalled
+from ..module_functions import without_uncalled
+from ._kernels import chain_kernels, kernel_callee, rewrite_functions
 
 
 def _kernel_name(expr: relax.Expr) -> str | None:

@@ -18,8 +18,9 @@ from tvm import relax, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from ..kernels.contract import CHANNEL_CONCAT_ATTR
+from ..module_functions import without_uncalled
 from ._conv_graph import ConvGraph
-from ._kernels import declared_in_root, kernel_callee, rewrite_functions, without_uncalled
+from ._kernels import declared_in_root, kernel_callee, rewrite_functions
 
 
 def _strides(buffer: tirx.Buffer) -> list[int]:
