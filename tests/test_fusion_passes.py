@@ -157,37 +157,20 @@ def test_lone_pointwise_conv_over_chunks(height, width, stride, chunked, bias):
     assert notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
 
 
-@pytest.mark.parametrize("target_name, chunked", [("x86-avx2", True), ("x86-avx512", False)])
-def test_weight_bound_pointwise_conv_over_chunks_with_16_registers_only(target_name, chunked):
-    """A 1x1 on a 7x7 image whose weights outgrow half of L2 (256 -> 640: 655 KB, like MobileNetV2's 7x7 1x1s)
-    runs over pixel chunks, the cores splitting its output channels, with 16 vector registers (AVX2); with 32
-    (AVX-512) the generic conv schedules take it. Either way it computes what the unfused graph does (run where
-    this CPU has the target's instructions)."""
+@pytest.mark.parametrize("target_name, shape, out_channels, chunked", [
+    ("x86-avx2", (1, 256, 7, 7), 640, True), ("x86-avx512", (1, 256, 7, 7), 640, False),  # weights dominate
+    ("x86-avx2", (8, 32, 7, 7), 48, True), ("x86-avx2", (2, 32, 7, 7), 48, False),  # a batch's chunks together
+    ("x86-avx512", (8, 32, 7, 7), 48, False)])
+def test_small_image_pointwise_conv_over_chunks_with_16_registers_only(target_name, shape, out_channels, chunked):
+    """A 1x1 on 7x7 images runs over pixel chunks with 16 vector registers (AVX2) when its weights outgrow half of L2
+    (256 -> 640: 655 KB, like MobileNetV2's 7x7 1x1s; the cores then split its output channels) or when the batch's
+    images have MIN_CHUNKS chunks together (8 x 49 pixels; 2 x 49 have not); with 32 (AVX-512) the generic conv
+    schedules take it either way. Either way it computes what the unfused graph does (run where this CPU has the
+    target's instructions)."""
     spec = load_target(target_name)
-    g = GraphBuilder(seed=7)
-    x = Tensor("data", (1, 256, 7, 7))
-    model = g.finish("weight_bound", x, _unit(g, x, 640, (1, 1), bias=True))
-    ctx = CompileContext(spec)
-    run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, PHASES)
-    assert ctx.notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
-    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
-        data = _seeded_input(model)
-        fused, _ = compile_and_run(model, True, data, spec)
-        unfused, _ = compile_and_run(model, False, data, spec)
-        assert relative_error(fused, unfused) <= BOUND
-
-
-@pytest.mark.parametrize("target_name, batch, chunked", [("x86-avx2", 8, True), ("x86-avx2", 2, False),
-                                                          ("x86-avx512", 8, False)])
-def test_batch_of_small_images_over_chunks_with_16_registers_only(target_name, batch, chunked):
-    """A 1x1 on 7x7 images (weights far from dominating) runs over pixel chunks with 16 vector registers (AVX2) when
-    the batch's images have MIN_CHUNKS chunks together (8 x 49 pixels; 2 x 49 have not); with 32 (AVX-512) the
-    generic conv schedules take it at any batch. Either way it computes what the unfused graph does (run where this
-    CPU has the target's instructions)."""
-    spec = load_target(target_name)
-    g = GraphBuilder(seed=batch)
-    x = Tensor("data", (batch, 32, 7, 7))
-    model = g.finish("small_images", x, _unit(g, x, 48, (1, 1), bias=True))
+    g = GraphBuilder(seed=shape[0] * shape[1])
+    x = Tensor("data", shape)
+    model = g.finish("small_images", x, _unit(g, x, out_channels, (1, 1), bias=True))
     ctx = CompileContext(spec)
     run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, PHASES)
     assert ctx.notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
