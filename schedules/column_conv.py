@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from tvm import DataType
 
+from ..cpu import NEON
 from ..kernels.column_conv import ACCUMULATE_BLOCK, CHUNK, PAD_BLOCK, POOL_WINDOW_ROWS_BLOCK, several_channel_tile
 from ..kernels.contract import (DEPTHWISE, FEW_CHANNEL_CONV, INVERSE_BLOCK, OUTPUT_BLOCK, PHASE_BLOCK, POOL_ATTR,
                                 POOL_ROWS_BLOCK, fusion_pattern)
@@ -32,6 +33,13 @@ def output_channel_tile(out_group: int, rows: int, knobs: MachineKnobs) -> int:
     return largest_divisor_at_most(out_group, several_channel_tile(knobs.vector_registers)[1] // rows)
 
 
+def row_budget(knobs: MachineKnobs) -> int:
+    """Rows, one vector each, that a tile accumulates at a time: the accumulator budget, but half of it on NEON, where
+    LLVM's AArch64 backend keeps more of the taps' input vectors live beside them: MobileNetV2's 14x14 depthwise convs
+    spilled 45-98 stack moves each with 14 rows, 7-22 with 7 (docs/performance.md)."""
+    return knobs.accumulator_budget // 2 if knobs.cpu_class == NEON.cpu_class else knobs.accumulator_budget
+
+
 def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
                          sampled_parallel: bool | None = None) -> str:
     """Schedule a column conv in place; returns a one-line description for --explain. The tiles run in
@@ -41,8 +49,8 @@ def schedule_column_conv(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     accumulate = sch.get_sblock(ACCUMULATE_BLOCK)
     batch, groups, tiles, channels, rows, chunks, lanes, in_channels, taps_y, taps_x = sch.get_loops(accumulate)
     out_group, row_count = (int(sch.get(loop).extent) for loop in (channels, rows))
-    # a depthwise tile taller than the accumulator budget (14 rows on AVX2) accumulates its rows in groups
-    row_group = largest_divisor_at_most(row_count, knobs.accumulator_budget)
+    # a depthwise tile taller than its row budget (14 rows on AVX2) accumulates its rows in groups
+    row_group = largest_divisor_at_most(row_count, row_budget(knobs))
     row_groups, rows = sch.split(rows, [None, row_group])
     channel_tile = output_channel_tile(out_group, row_group, knobs)
     channel_tiles, channels = sch.split(channels, [None, channel_tile])

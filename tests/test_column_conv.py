@@ -79,6 +79,22 @@ def test_depthwise_tiles_taller_than_the_register_file(size, stride):
     assert f"{rows}-row tiles" in described and ((rows > 8) == ("in groups of 7" in described))
 
 
+@pytest.mark.parametrize("target_name, groups_of", [("x86-avx2", 7), ("x86-avx512", 14), ("arm", 7)])
+def test_depthwise_row_groups_sized_per_class(target_name, groups_of):
+    """A 14-row depthwise tile accumulates its rows 7 at a time on AVX2 (8 accumulators) and on NEON (half of its 16:
+    LLVM's AArch64 backend spilled 14), all 14 at once on AVX-512 (the schedule only; numerics above and under
+    emulation)."""
+    from tvm import s_tir
+
+    from sqnxt_compiler.kernels.column_conv import column_conv_kernel
+    from sqnxt_compiler.schedules.column_conv import schedule_column_conv
+    from sqnxt_compiler.target import load_target
+
+    func = column_conv_kernel((1, 16, 14, 14), 16, 16, (3, 3), 1, (1, 1, 1, 1), True, True, 6.0)
+    described = schedule_column_conv(s_tir.Schedule(func), load_target(target_name))
+    assert described.startswith("14-row tiles") and (f"in groups of {groups_of}" in described) == (groups_of < 14)
+
+
 @pytest.mark.parametrize("target_name, rows, channels", [("x86-avx2", 3, 4), ("x86-avx512", 4, 4)])
 def test_few_channel_tiles_sized_for_the_register_file(target_name, rows, channels):
     """A 3x3/2 stem on 3 channels (MobileNetV2's, on a smaller image): on 16 registers its register tile is 3 rows
