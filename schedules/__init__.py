@@ -78,6 +78,6 @@ def pack_weights_at_compile_time(mod: tvm.IRModule, ctx: "CompileContext") -> tv
         # folding leaves each packed kernel's result bound through an alias (lv15 = lv3), which hides its producer
         # from the passes after this one (a fire module's concat written in place)
         mod = relax.transform.CanonicalizeBindings()(mod)
-    # the kernels built with a global symbol (pixel chunks) stay after DCE, unpacked and their packing: drop them
+    # kernels built with a global symbol (the pixel-chunk ones) outlive DCE, unpacked or packing: drop the uncalled
     return without_uncalled(mod, [gvar.name_hint for gvar, func in mod.functions.items()
                                   if isinstance(func, tirx.PrimFunc)])

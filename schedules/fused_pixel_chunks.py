@@ -245,9 +245,10 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
     sch.reorder(batch, chunk, channels, lanes)
     chunks = sch.fuse(batch, chunk)
     tile_channels = _channel_tile(sch, channels, last, sampled, spec, tile_chunks)
-    if stages == 1 and not sampled and machine_knobs(spec).cpu_class != NEON.cpu_class:
-        # NEON kept reading in place: there LLVM unrolls the short reductions in full, which packing undoes, and
-        # no board here can time the difference
+    # NEON keeps reading in place: there LLVM unrolls the short reductions in full, which packing undoes, and no
+    # board here can time the difference
+    weights_packed = stages == 1 and not sampled and machine_knobs(spec).cpu_class != NEON.cpu_class
+    if weights_packed:
         _pack_weights_per_tile(sch, last, tile_channels)
     tiles, inner = sch.split(channels, [None, tile_channels])
     if paired:  # the tile's output epilogue unrolled over its channels too (a loop was slower: docs/performance.md)
@@ -291,7 +292,8 @@ def schedule_pixel_chunks(sch: "s_tir.Schedule", spec: "TargetSpec | None",
             packed = True
     what = f"{stages} stages" if stages > 1 else "1 stage"
     return (f"{what} in chunks of {PIXEL_CHUNK} pixels" + (", two a tile" if paired else "")
-            + (", input packed per chunk" if packed else "") + (", parallel" if parallel else ""))
+            + (", input packed per chunk" if packed else "") + (", weights laid out per tile" if weights_packed else "")
+            + (", parallel" if parallel else ""))
 
 
 def pixel_chunks_design_space(sch: "s_tir.Schedule") -> list["s_tir.Schedule"]:

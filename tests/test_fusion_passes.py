@@ -346,8 +346,8 @@ def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_chann
     """SqueezeNet 1.1's classifier conv (512->1000 at 13x13: 2 MB of weights for a 346 KB input) splits its
     output channels between the cores, its register tiles over 1 chunk or, with 12 chunks for pairs, 4 on
     AVX-512, its reduction in blocks, its weights laid out per tile at compile time; a 1x1 with small weights
-    keeps its chunk-outer order. Both compute what the
-    unscheduled kernel does (run where this CPU has the target's instructions)."""
+    keeps its chunk-outer order. Both compute what the unscheduled kernel does (run where this CPU has the target's
+    instructions)."""
     from schedule_helpers import check_schedule
     from tvm import s_tir
 
