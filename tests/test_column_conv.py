@@ -14,6 +14,7 @@ from sqnxt_compiler.models import build_model
 from sqnxt_compiler.models.graph_builder import GraphBuilder, Tensor
 from sqnxt_compiler.verify import reference_outputs, relative_error
 from test_fusion_passes import SETTINGS, _seeded_input, compile_and_run
+from utils import runs_here
 from winograd_reference import check_every_schedule, direct_conv, max_pool, random_conv
 
 
@@ -100,11 +101,9 @@ def test_few_channel_tiles_sized_for_the_register_file(target_name, rows, channe
     """A 3x3/2 stem on 3 channels (MobileNetV2's, on a smaller image): on 16 registers its register tile is 3 rows
     x 4 channels (12 accumulators), on 32 4 x 4; the rows that are no multiple of a tile (17 = 5 x 3 + 2) end in a
     tile moved back. Either way it matches ONNX Runtime (run where this CPU has the target's instructions)."""
-    from pathlib import Path
-
     from sqnxt_compiler.target import load_target
 
-    if target_name == "x86-avx512" and " avx512f" not in Path("/proc/cpuinfo").read_text():
+    if not runs_here(target_name):
         pytest.skip("this CPU has no AVX-512")
     model = conv_model(3, 32, 1, 33, 33, (3, 3), 2, True, "relu6", 1)
     data = _seeded_input(model)

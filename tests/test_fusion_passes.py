@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from sqnxt_compiler.passes.fuse_low_rank_conv import fills_its_vectors
 from sqnxt_compiler.pipeline import PHASES, CompileContext, run_pipeline
 from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import relative_error
+from utils import runs_here
 
 FUSION_PHASES = {"fuse_low_rank", "fuse_bottleneck", "pointwise_conv"}
 BOUND = 1e-5
@@ -174,7 +174,7 @@ def test_small_image_pointwise_conv_over_chunks_with_16_registers_only(target_na
     ctx = CompileContext(spec)
     run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, PHASES)
     assert ctx.notes["pointwise_conv"][0].startswith("pointwise: 1 fused") == chunked
-    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
+    if runs_here(target_name):
         data = _seeded_input(model)
         fused, _ = compile_and_run(model, True, data, spec)
         unfused, _ = compile_and_run(model, False, data, spec)
@@ -195,7 +195,7 @@ def test_weight_bound_expand_epilogue_fused_with_16_registers_only(target_name, 
     ctx = CompileContext(spec)
     run_pipeline(import_to_relax(model, resolve_inputs(model)), ctx, PHASES)
     assert any("expand_epilogue" in line for line in ctx.notes.get("fuse_bottleneck", [])) == fused
-    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
+    if runs_here(target_name):
         data = _seeded_input(model)
         result, _ = compile_and_run(model, True, data, spec)
         unfused, _ = compile_and_run(model, False, data, spec)
@@ -368,7 +368,7 @@ def test_pixel_chunks_read_dominant_weights_once_per_core(target_name, out_chann
         tile = int(description.split("register tiles of ")[1].split()[0])
         assert f"w0_global = T.sblock_alloc_buffer(({1000 // tile}, 1, 1, 512, {tile}))" in script
         assert '"meta_schedule.layout_rewrite_preproc": True' in script  # packed at compile time
-    if target_name == "x86-avx2" or " avx512f" in Path("/proc/cpuinfo").read_text():
+    if runs_here(target_name):
         check_schedule(func, sch.mod["main"], spec.tvm_target())
 
 
@@ -422,7 +422,7 @@ def test_one_stage_pixel_chunks_read_weights_per_tile(target_name, packed):
     tile = _default_channel_tile(48, 96, spec, 1)
     script = sch.mod["main"].script()
     assert (f"w0_global = T.sblock_alloc_buffer(({48 // tile}, 1, 1, 96, {tile}))" in script) == packed
-    if target_name == "x86-avx2" or (target_name == "x86-avx512" and " avx512f" in Path("/proc/cpuinfo").read_text()):
+    if runs_here(target_name):
         check_schedule(func, sch.mod["main"], spec.tvm_target())
 
 

@@ -23,7 +23,7 @@ from sqnxt_compiler.target import load_target
 from sqnxt_compiler.tuning import extract_tuning_tasks, open_database, tune
 from sqnxt_compiler.records.database import RECORDS, WORKLOADS, TuningLogWarning
 
-from utils import compare_with_reference, compile_and_compare
+from utils import compare_with_reference, compile_and_compare, runs_here
 
 
 def two_conv_model(batch: int = 1) -> onnx.ModelProto:
@@ -295,13 +295,6 @@ def test_tune_through_rpc_tracker(rpc_tracker_with_server, tmp_path) -> None:
 SHIPPED_LOGS = Path(__file__).resolve().parent.parent / "tuning_logs"
 
 
-def _runs_here(cpu_class: str) -> bool:
-    from sqnxt_compiler.cpu import vector_isa
-
-    isa = vector_isa(load_target("host").tvm_target())
-    return cpu_class == isa.cpu_class or (cpu_class == "x86-avx2" and isa.cpu_class == "x86-avx512")
-
-
 # (model, CPU class, batch): SqueezeNext's logs hold batch 1 and 8 for both x86 classes; the ordinary CNNs'
 # hold batch 1 for both
 SHIPPED = ([(model, cpu_class, batch) for model in ("1.0-SqNxt-23", "1.0-SqNxt-23v5")
@@ -320,7 +313,7 @@ def test_shipped_logs_match_the_current_pipeline(model_name, cpu_class, batch, t
     log = SHIPPED_LOGS / model_name / cpu_class
     if not (log / WORKLOADS).is_file():
         pytest.skip(f"no shipped {cpu_class} log for {model_name}")
-    if not _runs_here(cpu_class):
+    if not runs_here(cpu_class):
         pytest.skip(f"this machine cannot run {cpu_class} code")
     model = build_model(model_name, batch=batch)
     with warnings.catch_warnings(record=True) as caught:

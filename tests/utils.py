@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 import sqnxt_compiler
+from sqnxt_compiler.target import load_target
 from sqnxt_compiler.verify import reference_outputs, relative_error
 
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
@@ -42,3 +43,11 @@ def compare_with_reference(model: onnx.ModelProto, result, bound: float = 1e-4) 
     error = max(relative_error(a, e) for a, e in zip(actual, expected))
     assert error <= bound, f"{model.graph.name}: relative error {error:.3e} > {bound}"
     return error
+
+
+def runs_here(cpu_class: str) -> bool:
+    """Whether this machine runs code built for `cpu_class` (an AVX-512 machine runs the x86-avx2 class too)."""
+    from sqnxt_compiler.cpu import vector_isa
+
+    isa = vector_isa(load_target("host").tvm_target())
+    return cpu_class == isa.cpu_class or (cpu_class == "x86-avx2" and isa.cpu_class == "x86-avx512")
